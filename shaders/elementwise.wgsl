@@ -1,0 +1,101 @@
+// Elementwise kernels: fill, ReLU, residual add, gradient accumulation, scaling.
+// Thread mapping: each invocation handles 4 elements spaced by the total number of invocations
+// T (i, i+T, i+2T, i+3T), so neighbouring invocations touch neighbouring elements (coalesced on a
+// GPU, contiguous SIMD lanes on a CPU device) and a workgroup does 4*WG elements.
+// Dispatch: ceil(n / (4*WG)) workgroups, possibly spread over x and y.
+
+struct Params {
+    n: u32,
+    bits: u32,   // fill: the 32-bit pattern to store
+    alpha: f32,  // scale: the factor
+    _pad: u32,
+}
+
+override WG: u32 = 256;
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+@group(0) @binding(1) var<storage, read_write> words: array<u32>;
+
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@group(0) @binding(1) var<storage, read> out_y: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+
+@group(0) @binding(1) var<storage, read_write> acc: array<f32>;
+@group(0) @binding(2) var<storage, read> src: array<f32>;
+
+fn first_index(gid: vec3u, nwg: vec3u) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+fn stride(nwg: vec3u) -> u32 {
+    return nwg.x * nwg.y * WG;
+}
+
+@compute @workgroup_size(WG)
+fn fill(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { words[i] = p.bits; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { y[i] = max(x[i], 0.0); }
+    }
+}
+
+// The gradient passes where the output is positive (PyTorch's convention: zero at exactly 0).
+@compute @workgroup_size(WG)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { dx[i] = select(0.0, dy[i], out_y[i] > 0.0); }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn add_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { c[i] = a[i] + b[i]; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn accumulate(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { acc[i] = acc[i] + src[i]; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn scale(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { y[i] = p.alpha * x[i]; }
+    }
+}

@@ -1,0 +1,140 @@
+//! The tape: a define-by-run list of nodes in creation order. Each op appends its output with a
+//! closure that turns the output's gradient into its inputs' gradients; `backward()` walks the
+//! list in reverse, which is a valid reverse topological order because inputs precede outputs.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::autograd::Param;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::elementwise::add_forward;
+use crate::tensor::Tensor;
+
+/// Maps the output gradient to one gradient per input (`None` where not needed); the flags say
+/// which inputs need one, so an op can skip work (the stem convolution's input gradient).
+pub type BackwardFn = Box<dyn FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>>;
+
+/// A value on the tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Var(usize);
+
+struct Node {
+    value: Tensor,
+    inputs: Vec<usize>,
+    backward: Option<BackwardFn>,
+    param: Option<Rc<Param>>,
+    requires_grad: bool,
+}
+
+pub struct Graph {
+    gpu: Gpu,
+    nodes: RefCell<Vec<Node>>,
+    grad_enabled: bool,
+}
+
+impl Graph {
+    /// A graph that records backward closures.
+    pub fn new(gpu: &Gpu) -> Graph {
+        Graph { gpu: gpu.clone(), nodes: RefCell::new(Vec::new()), grad_enabled: true }
+    }
+
+    /// A graph for evaluation: ops run their forward only and keep nothing for backward.
+    pub fn no_grad(gpu: &Gpu) -> Graph {
+        Graph { grad_enabled: false, ..Graph::new(gpu) }
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    pub fn grad_enabled(&self) -> bool {
+        self.grad_enabled
+    }
+
+    fn push(&self, node: Node) -> Var {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(node);
+        Var(nodes.len() - 1)
+    }
+
+    /// A constant input (images, labels): no gradient flows into it.
+    pub fn input(&self, value: Tensor) -> Var {
+        self.push(Node { value, inputs: vec![], backward: None, param: None, requires_grad: false })
+    }
+
+    /// A parameter leaf: `backward()` accumulates its gradient into `param`.
+    pub fn param(&self, param: &Rc<Param>) -> Var {
+        let requires_grad = self.grad_enabled && param.trainable();
+        self.push(Node {
+            value: param.value.clone(),
+            inputs: vec![],
+            backward: None,
+            param: Some(Rc::clone(param)),
+            requires_grad,
+        })
+    }
+
+    pub fn value(&self, v: Var) -> Tensor {
+        self.nodes.borrow()[v.0].value.clone()
+    }
+
+    pub fn requires_grad(&self, v: Var) -> bool {
+        self.nodes.borrow()[v.0].requires_grad
+    }
+
+    /// Appends an op's output. The closure is kept only if some input needs a gradient.
+    pub fn record(
+        &self,
+        value: Tensor,
+        inputs: &[Var],
+        backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+    ) -> Var {
+        let requires_grad = self.grad_enabled && inputs.iter().any(|&v| self.requires_grad(v));
+        let backward: Option<BackwardFn> = if requires_grad { Some(Box::new(backward)) } else { None };
+        self.push(Node { value, inputs: inputs.iter().map(|v| v.0).collect(), backward, param: None, requires_grad })
+    }
+
+    /// Back-propagates from a one-element `loss`, accumulating into every parameter's gradient.
+    /// Consumes the recorded closures: call it once per graph.
+    pub fn backward(&self, loss: Var) -> Result<()> {
+        let loss_value = self.value(loss);
+        if loss_value.numel() != 1 {
+            return Err(Error::shape("backward", format!("the loss must have one element, got {:?}", loss_value.shape())));
+        }
+        if !self.requires_grad(loss) {
+            return Err(Error::InvalidArgument("backward: the loss does not depend on any trainable parameter".into()));
+        }
+        let n = self.nodes.borrow().len();
+        let mut grads: Vec<Option<Tensor>> = vec![None; n];
+        grads[loss.0] = Some(Tensor::full(&self.gpu, loss_value.shape(), 1.0)?);
+        for i in (0..=loss.0).rev() {
+            let Some(grad) = grads[i].take() else { continue };
+            let (backward, inputs, param) = {
+                let mut nodes = self.nodes.borrow_mut();
+                let node = &mut nodes[i];
+                (node.backward.take(), node.inputs.clone(), node.param.clone())
+            };
+            if let Some(p) = param {
+                p.accumulate_grad(grad)?;
+                continue;
+            }
+            let Some(backward) = backward else {
+                if inputs.is_empty() {
+                    continue;
+                }
+                return Err(Error::InvalidArgument("backward: called twice on the same graph".into()));
+            };
+            let needs: Vec<bool> = inputs.iter().map(|&j| self.nodes.borrow()[j].requires_grad).collect();
+            let input_grads = backward(&grad, &needs)?;
+            for ((&j, g), need) in inputs.iter().zip(input_grads).zip(needs) {
+                let (Some(g), true) = (g, need) else { continue };
+                grads[j] = Some(match grads[j].take() {
+                    None => g,
+                    Some(old) => add_forward(&old, &g)?,
+                });
+            }
+        }
+        Ok(())
+    }
+}

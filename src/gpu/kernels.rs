@@ -1,0 +1,157 @@
+//! The kernel registry: WGSL sources embedded at build time, compiled lazily, pipelines cached
+//! by (source, entry point, override constants, binding layout).
+
+use std::collections::HashMap;
+
+/// One WGSL file of `shaders/`, holding one kernel family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shader {
+    Elementwise,
+    Conv2d,
+    BatchNorm,
+    Pool,
+    Matmul,
+    Reduce,
+    L2Norm,
+    CrossEntropy,
+    Optim,
+}
+
+impl Shader {
+    pub fn source(self) -> &'static str {
+        match self {
+            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
+            Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
+            Shader::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
+            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
+            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::L2Norm => include_str!("../../shaders/l2norm.wgsl"),
+            Shader::CrossEntropy => include_str!("../../shaders/cross_entropy.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+        }
+    }
+
+    pub const ALL: [Shader; 9] = [
+        Shader::Elementwise,
+        Shader::Conv2d,
+        Shader::BatchNorm,
+        Shader::Pool,
+        Shader::Matmul,
+        Shader::Reduce,
+        Shader::L2Norm,
+        Shader::CrossEntropy,
+        Shader::Optim,
+    ];
+}
+
+/// A kernel: an entry point of a shader file plus its `override` constants (tile sizes, modes).
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub constants: Vec<(&'static str, f64)>,
+}
+
+impl Kernel {
+    pub fn new(shader: Shader, entry: &'static str) -> Kernel {
+        Kernel { shader, entry, constants: Vec::new() }
+    }
+    pub fn with(mut self, name: &'static str, value: u32) -> Kernel {
+        self.constants.push((name, value as f64));
+        self
+    }
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: Shader,
+    entry: &'static str,
+    constants: Vec<(&'static str, u64)>,
+    writable: Vec<bool>,
+}
+
+#[derive(Default)]
+pub(crate) struct KernelCache {
+    modules: HashMap<Shader, wgpu::ShaderModule>,
+    /// Keyed by which storage bindings are writable (binding 0 is always the params uniform).
+    layouts: HashMap<Vec<bool>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
+}
+
+impl KernelCache {
+    pub fn layout(&mut self, device: &wgpu::Device, writable: &[bool]) -> wgpu::BindGroupLayout {
+        self.layout_pair(device, writable).0.clone()
+    }
+
+    fn layout_pair(&mut self, device: &wgpu::Device, writable: &[bool]) -> &(wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        self.layouts.entry(writable.to_vec()).or_insert_with(|| {
+            let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                binding: 0,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            }];
+            for (i, &w) in writable.iter().enumerate() {
+                entries.push(wgpu::BindGroupLayoutEntry {
+                    binding: i as u32 + 1,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: !w },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                });
+            }
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: None,
+                bind_group_layouts: &[Some(&bgl)],
+                immediate_size: 0,
+            });
+            (bgl, pl)
+        })
+    }
+
+    pub fn pipeline(&mut self, device: &wgpu::Device, kernel: &Kernel, writable: &[bool]) -> wgpu::ComputePipeline {
+        let key = PipelineKey {
+            shader: kernel.shader,
+            entry: kernel.entry,
+            constants: kernel.constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+            writable: writable.to_vec(),
+        };
+        if let Some(p) = self.pipelines.get(&key) {
+            return p.clone();
+        }
+        let module = self
+            .modules
+            .entry(kernel.shader)
+            .or_insert_with(|| {
+                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&format!("{:?}", kernel.shader)),
+                    source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
+                })
+            })
+            .clone();
+        let layout = self.layout_pair(device, writable).1.clone();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &kernel.constants,
+                // Every kernel writes its workgroup memory before reading it.
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        self.pipelines.insert(key, pipeline.clone());
+        pipeline
+    }
+}

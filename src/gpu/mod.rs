@@ -1,0 +1,11 @@
+//! Layer 1: the device, buffers, kernels and the recording of work.
+
+mod device;
+mod kernels;
+mod pool;
+mod recorder;
+
+pub use device::{list_adapters, AdapterSummary, Gpu, DEVICE_ENV};
+pub use kernels::{Kernel, Shader};
+pub use pool::GpuBuffer;
+pub use recorder::{Access, WG};

@@ -1,0 +1,16 @@
+//! `taming`: label-preserving cropping for contrastive learning, on a wgpu compute engine.
+//!
+//! Layers, each using only those above it: `gpu` (device, buffers, kernels), `tensor` and
+//! `autograd` (the tape), `ops` (one file per op family: launchers and tape records),
+//! `reference` (plain CPU versions of every kernel), `nn` and `optim`.
+
+pub mod error;
+pub mod gpu;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use tensor::Tensor;
+pub mod autograd;
+pub mod ops;
+pub mod reference;

@@ -1,0 +1,5 @@
+//! Layer 3: one file per op family. Each has launchers (`*_forward`, `*_backward_*`) that record
+//! dispatches, and a tape-level function that records the op and its backward on a `Graph`.
+//! Ops never read data back to the CPU.
+
+pub mod elementwise;

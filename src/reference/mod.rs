@@ -1,0 +1,4 @@
+//! Layer 4: plain CPU versions of every kernel, in f64, written to be read, not to be fast.
+//! Used by the kernel tests and the benches to check and to compare the GPU kernels.
+
+pub mod elementwise;

@@ -1,0 +1,153 @@
+//! A tensor is a shape plus a GPU buffer. Clones share the buffer; ops write new tensors, and
+//! only optimisers and batch-norm running statistics update a buffer in place.
+
+use std::rc::Rc;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuBuffer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+#[derive(Clone)]
+pub struct Tensor {
+    shape: Vec<usize>,
+    dtype: DType,
+    buf: Rc<GpuBuffer>,
+    gpu: Gpu,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?})", self.shape, self.dtype)
+    }
+}
+
+fn numel_of(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Tensor {
+    /// A new tensor with undefined contents (NaN when the device is in poison mode).
+    pub fn uninit(gpu: &Gpu, shape: &[usize], what: &str) -> Result<Tensor> {
+        Self::uninit_typed(gpu, shape, DType::F32, what)
+    }
+
+    fn uninit_typed(gpu: &Gpu, shape: &[usize], dtype: DType, what: &str) -> Result<Tensor> {
+        let bytes = shape.iter().try_fold(4u64, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| {
+            Error::InvalidArgument(format!("{what}: shape {shape:?} is too large to address"))
+        })?;
+        let buf = gpu.alloc(bytes, what)?;
+        Ok(Tensor { shape: shape.to_vec(), dtype, buf, gpu: gpu.clone() })
+    }
+
+    pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+        let t = Self::uninit(gpu, shape, "zeros")?;
+        gpu.clear(&t.buf);
+        Ok(t)
+    }
+
+    pub fn full(gpu: &Gpu, shape: &[usize], value: f32) -> Result<Tensor> {
+        let t = Self::uninit(gpu, shape, "full")?;
+        gpu.fill_u32(&t.buf, value.to_bits())?;
+        Ok(t)
+    }
+
+    pub fn from_slice(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        if numel_of(shape) != data.len() {
+            return Err(Error::InvalidArgument(format!(
+                "tensor of shape {shape:?} needs {} values, got {}",
+                numel_of(shape),
+                data.len()
+            )));
+        }
+        let t = Self::uninit(gpu, shape, "upload")?;
+        gpu.upload(&t.buf, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// A tensor of unsigned integers (class labels, indices).
+    pub fn from_u32(gpu: &Gpu, shape: &[usize], data: &[u32]) -> Result<Tensor> {
+        if numel_of(shape) != data.len() {
+            return Err(Error::InvalidArgument(format!(
+                "u32 tensor of shape {shape:?} needs {} values, got {}",
+                numel_of(shape),
+                data.len()
+            )));
+        }
+        let t = Self::uninit_typed(gpu, shape, DType::U32, "upload u32")?;
+        gpu.upload(&t.buf, bytemuck::cast_slice(data));
+        Ok(t)
+    }
+
+    /// Overwrites the contents with `data` (same number of elements).
+    pub fn write(&self, data: &[f32]) -> Result<()> {
+        if data.len() != self.numel() {
+            return Err(Error::InvalidArgument(format!(
+                "writing {} values into a tensor of shape {:?}",
+                data.len(),
+                self.shape
+            )));
+        }
+        self.gpu.upload(&self.buf, bytemuck::cast_slice(data));
+        Ok(())
+    }
+
+    /// Reads the values back (submits pending work and waits for it).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        if self.dtype != DType::F32 {
+            return Err(Error::InvalidArgument(format!("to_vec on a {:?} tensor", self.dtype)));
+        }
+        let bytes = self.gpu.download(&self.buf, self.buf.len_bytes())?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    pub fn to_u32_vec(&self) -> Result<Vec<u32>> {
+        let bytes = self.gpu.download(&self.buf, self.buf.len_bytes())?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The single value of a one-element tensor (a loss).
+    pub fn item(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::InvalidArgument(format!("item() on a tensor of shape {:?}", self.shape)));
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    /// The same buffer seen with another shape of equal size.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if numel_of(shape) != self.numel() {
+            return Err(Error::shape("reshape", format!("cannot view {:?} as {shape:?}", self.shape)));
+        }
+        Ok(Tensor { shape: shape.to_vec(), ..self.clone() })
+    }
+
+    /// A tensor of the same shape with undefined contents, for an op's output.
+    pub fn like(&self, what: &str) -> Result<Tensor> {
+        Self::uninit(&self.gpu, &self.shape, what)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn numel(&self) -> usize {
+        numel_of(&self.shape)
+    }
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+    pub fn buffer(&self) -> &GpuBuffer {
+        &self.buf
+    }
+    /// True when both tensors share one buffer.
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Rc::ptr_eq(&self.buf, &other.buf)
+    }
+}
