@@ -13,14 +13,34 @@ fn relu_add_scale_match_reference_at_odd_lengths() {
         let b = data(&mut r, n);
         let (ta, tb) = (upload(&gpu, &[n], &a), upload(&gpu, &[n], &b));
         let y = ew::relu_forward(&ta).unwrap();
-        assert_rel_close(&format!("relu_forward n={n}"), &download(&y), &reference::relu_forward(&a), 1e-6);
+        assert_rel_close(
+            &format!("relu_forward n={n}"),
+            &download(&y),
+            &reference::relu_forward(&a),
+            1e-6,
+        );
         let ry = reference::relu_forward(&a);
         let dx = ew::relu_backward(&y, &tb).unwrap();
-        assert_rel_close(&format!("relu_backward n={n}"), &download(&dx), &reference::relu_backward(&ry, &b), 1e-6);
+        assert_rel_close(
+            &format!("relu_backward n={n}"),
+            &download(&dx),
+            &reference::relu_backward(&ry, &b),
+            1e-6,
+        );
         let c = ew::add_forward(&ta, &tb).unwrap();
-        assert_rel_close(&format!("add n={n}"), &download(&c), &reference::add_forward(&a, &b), 1e-6);
+        assert_rel_close(
+            &format!("add n={n}"),
+            &download(&c),
+            &reference::add_forward(&a, &b),
+            1e-6,
+        );
         let s = ew::scale_forward(&ta, -0.37).unwrap();
-        assert_rel_close(&format!("scale n={n}"), &download(&s), &reference::scale_forward(&a, -0.37), 1e-6);
+        assert_rel_close(
+            &format!("scale n={n}"),
+            &download(&s),
+            &reference::scale_forward(&a, -0.37),
+            1e-6,
+        );
         ew::accumulate(&c, &tb).unwrap();
         let want: Vec<f64> = reference::add_forward(&reference::add_forward(&a, &b), &b);
         assert_rel_close(&format!("accumulate n={n}"), &download(&c), &want, 1e-6);
@@ -33,27 +53,50 @@ fn add_rejects_mismatched_shapes_with_both_shapes_in_the_message() {
     let a = upload(&gpu, &[2, 3], &[0.0; 6]);
     let b = upload(&gpu, &[3, 2], &[0.0; 6]);
     let msg = ew::add_forward(&a, &b).unwrap_err().to_string();
-    assert!(msg.contains("add") && msg.contains("[2, 3]") && msg.contains("[3, 2]"), "{msg}");
+    assert!(
+        msg.contains("add") && msg.contains("[2, 3]") && msg.contains("[3, 2]"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn relu_backward_matches_finite_differences() {
     let mut r = rng(2);
     // Keep inputs away from the kink at 0, where the derivative is undefined.
-    let x: Vec<f64> = data(&mut r, 17).into_iter().map(|v| if v.abs() < 0.05 { 0.3 } else { v }).collect();
+    let x: Vec<f64> = data(&mut r, 17)
+        .into_iter()
+        .map(|v| if v.abs() < 0.05 { 0.3 } else { v })
+        .collect();
     let w = data(&mut r, 17);
     let analytic = reference::relu_backward(&reference::relu_forward(&x), &w);
     let idx: Vec<usize> = (0..17).collect();
-    let numeric = finite_difference(&mut |x| dot(&w, &reference::relu_forward(x)), &x, &idx, 1e-6);
+    let numeric = finite_difference(
+        &mut |x| dot(&w, &reference::relu_forward(x)),
+        &x,
+        &idx,
+        1e-6,
+    );
     assert_rel_close("relu reference gradient", &analytic, &numeric, 1e-8);
     let Some(gpu) = gpu() else { return };
-    let dx = ew::relu_backward(&ew::relu_forward(&upload(&gpu, &[17], &x)).unwrap(), &upload(&gpu, &[17], &w)).unwrap();
-    assert_rel_close("relu GPU gradient vs finite differences", &download(&dx), &numeric, 1e-6);
+    let dx = ew::relu_backward(
+        &ew::relu_forward(&upload(&gpu, &[17], &x)).unwrap(),
+        &upload(&gpu, &[17], &w),
+    )
+    .unwrap();
+    assert_rel_close(
+        "relu GPU gradient vs finite differences",
+        &download(&dx),
+        &numeric,
+        1e-6,
+    );
 }
 
 #[test]
 fn poison_mode_hands_out_buffers_full_of_nan() {
     let Some(gpu) = gpu() else { return };
     let t = taming::Tensor::uninit(&gpu, &[5, 7], "probe").unwrap();
-    assert!(t.to_vec().unwrap().iter().all(|v| v.is_nan()), "poison mode must fill new buffers with NaN");
+    assert!(
+        t.to_vec().unwrap().iter().all(|v| v.is_nan()),
+        "poison mode must fill new buffers with NaN"
+    );
 }

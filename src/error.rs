@@ -14,7 +14,10 @@ pub enum Error {
     NoAdapter,
 
     #[error("no adapter matches {requested:?}; available adapters: {available}. Run `taming devices` to list them")]
-    AdapterNotFound { requested: String, available: String },
+    AdapterNotFound {
+        requested: String,
+        available: String,
+    },
 
     #[error("could not open the device on adapter {adapter:?}: {reason}")]
     RequestDevice { adapter: String, reason: String },
@@ -23,7 +26,12 @@ pub enum Error {
         "{what} needs {bytes} bytes, but the adapter {adapter:?} allows at most {limit} bytes in one \
          storage binding; use a smaller batch or shape"
     )]
-    TooLarge { what: String, bytes: u64, limit: u64, adapter: String },
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+        adapter: String,
+    },
 
     #[error("{op}: {detail}")]
     Shape { op: &'static str, detail: String },
@@ -43,6 +51,9 @@ pub enum Error {
 
 impl Error {
     pub fn shape(op: &'static str, detail: impl Into<String>) -> Self {
-        Error::Shape { op, detail: detail.into() }
+        Error::Shape {
+            op,
+            detail: detail.into(),
+        }
     }
 }

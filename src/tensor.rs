@@ -37,11 +37,19 @@ impl Tensor {
     }
 
     fn uninit_typed(gpu: &Gpu, shape: &[usize], dtype: DType, what: &str) -> Result<Tensor> {
-        let bytes = shape.iter().try_fold(4u64, |acc, &d| acc.checked_mul(d as u64)).ok_or_else(|| {
-            Error::InvalidArgument(format!("{what}: shape {shape:?} is too large to address"))
-        })?;
+        let bytes = shape
+            .iter()
+            .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("{what}: shape {shape:?} is too large to address"))
+            })?;
         let buf = gpu.alloc(bytes, what)?;
-        Ok(Tensor { shape: shape.to_vec(), dtype, buf, gpu: gpu.clone() })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            dtype,
+            buf,
+            gpu: gpu.clone(),
+        })
     }
 
     pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
@@ -99,7 +107,10 @@ impl Tensor {
     /// Reads the values back (submits pending work and waits for it).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         if self.dtype != DType::F32 {
-            return Err(Error::InvalidArgument(format!("to_vec on a {:?} tensor", self.dtype)));
+            return Err(Error::InvalidArgument(format!(
+                "to_vec on a {:?} tensor",
+                self.dtype
+            )));
         }
         let bytes = self.gpu.download(&self.buf, self.buf.len_bytes())?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
@@ -113,7 +124,10 @@ impl Tensor {
     /// The single value of a one-element tensor (a loss).
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
-            return Err(Error::InvalidArgument(format!("item() on a tensor of shape {:?}", self.shape)));
+            return Err(Error::InvalidArgument(format!(
+                "item() on a tensor of shape {:?}",
+                self.shape
+            )));
         }
         Ok(self.to_vec()?[0])
     }
@@ -121,9 +135,15 @@ impl Tensor {
     /// The same buffer seen with another shape of equal size.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel_of(shape) != self.numel() {
-            return Err(Error::shape("reshape", format!("cannot view {:?} as {shape:?}", self.shape)));
+            return Err(Error::shape(
+                "reshape",
+                format!("cannot view {:?} as {shape:?}", self.shape),
+            ));
         }
-        Ok(Tensor { shape: shape.to_vec(), ..self.clone() })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
     }
 
     /// A tensor of the same shape with undefined contents, for an op's output.

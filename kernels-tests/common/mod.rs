@@ -14,7 +14,9 @@ pub fn gpu() -> Option<Gpu> {
             gpu.set_poison(true);
             Some(gpu)
         }
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("CI needs a GPU adapter: {e}"),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI needs a GPU adapter: {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED: no GPU adapter ({e})");
             None
@@ -36,7 +38,10 @@ pub fn to_f32(v: &[f64]) -> Vec<f32> {
 
 /// Data rounded to f32, so that GPU and reference see identical inputs.
 pub fn data(rng: &mut StdRng, n: usize) -> Vec<f64> {
-    uniform(rng, n, -1.0, 1.0).into_iter().map(|x| x as f32 as f64).collect()
+    uniform(rng, n, -1.0, 1.0)
+        .into_iter()
+        .map(|x| x as f32 as f64)
+        .collect()
 }
 
 pub fn upload(gpu: &Gpu, shape: &[usize], v: &[f64]) -> Tensor {
@@ -44,31 +49,64 @@ pub fn upload(gpu: &Gpu, shape: &[usize], v: &[f64]) -> Tensor {
 }
 
 pub fn download(t: &Tensor) -> Vec<f64> {
-    t.to_vec().expect("readback").into_iter().map(f64::from).collect()
+    t.to_vec()
+        .expect("readback")
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }
 
 /// Relative error `||a - b|| / ||b||` must be below `rel`, every element finite (an element the
 /// kernel never wrote is NaN from the poison), and lengths equal. Fails with the name, the
 /// relative error and the first mismatching indices.
 pub fn assert_rel_close(name: &str, got: &[f64], want: &[f64], rel: f64) {
-    assert_eq!(got.len(), want.len(), "{name}: length {} but the reference has {}", got.len(), want.len());
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{name}: length {} but the reference has {}",
+        got.len(),
+        want.len()
+    );
     if let Some(i) = got.iter().position(|x| !x.is_finite()) {
-        panic!("{name}: element {i} is {} (unwritten or overflowed); reference {}", got[i], want[i]);
+        panic!(
+            "{name}: element {i} is {} (unwritten or overflowed); reference {}",
+            got[i], want[i]
+        );
     }
-    let diff: f64 = got.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+    let diff: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let norm: f64 = want.iter().map(|b| b * b).sum::<f64>().sqrt();
     let err = diff / norm.max(1e-30);
     if err >= rel {
         let mut worst: Vec<usize> = (0..got.len()).collect();
-        worst.sort_by(|&i, &j| (got[j] - want[j]).abs().total_cmp(&(got[i] - want[i]).abs()));
-        let shown: Vec<String> =
-            worst.iter().take(5).map(|&i| format!("[{i}] got {:.6e} want {:.6e}", got[i], want[i])).collect();
-        panic!("{name}: relative error {err:.3e} >= {rel:.0e}; worst: {}", shown.join(", "));
+        worst.sort_by(|&i, &j| {
+            (got[j] - want[j])
+                .abs()
+                .total_cmp(&(got[i] - want[i]).abs())
+        });
+        let shown: Vec<String> = worst
+            .iter()
+            .take(5)
+            .map(|&i| format!("[{i}] got {:.6e} want {:.6e}", got[i], want[i]))
+            .collect();
+        panic!(
+            "{name}: relative error {err:.3e} >= {rel:.0e}; worst: {}",
+            shown.join(", ")
+        );
     }
 }
 
 /// Central finite differences of a scalar function at `x`, for the coordinates `idx`.
-pub fn finite_difference(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], idx: &[usize], h: f64) -> Vec<f64> {
+pub fn finite_difference(
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    x: &[f64],
+    idx: &[usize],
+    h: f64,
+) -> Vec<f64> {
     let mut xp = x.to_vec();
     idx.iter()
         .map(|&i| {

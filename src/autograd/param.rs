@@ -15,7 +15,12 @@ pub struct Param {
 
 impl Param {
     pub fn new(name: impl Into<String>, value: Tensor) -> Param {
-        Param { name: name.into(), value, grad: RefCell::new(None), trainable: Cell::new(true) }
+        Param {
+            name: name.into(),
+            value,
+            grad: RefCell::new(None),
+            trainable: Cell::new(true),
+        }
     }
 
     /// The gradient summed over every `backward()` since the last `zero_grad()`.

@@ -36,12 +36,19 @@ pub struct Graph {
 impl Graph {
     /// A graph that records backward closures.
     pub fn new(gpu: &Gpu) -> Graph {
-        Graph { gpu: gpu.clone(), nodes: RefCell::new(Vec::new()), grad_enabled: true }
+        Graph {
+            gpu: gpu.clone(),
+            nodes: RefCell::new(Vec::new()),
+            grad_enabled: true,
+        }
     }
 
     /// A graph for evaluation: ops run their forward only and keep nothing for backward.
     pub fn no_grad(gpu: &Gpu) -> Graph {
-        Graph { grad_enabled: false, ..Graph::new(gpu) }
+        Graph {
+            grad_enabled: false,
+            ..Graph::new(gpu)
+        }
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -60,7 +67,13 @@ impl Graph {
 
     /// A constant input (images, labels): no gradient flows into it.
     pub fn input(&self, value: Tensor) -> Var {
-        self.push(Node { value, inputs: vec![], backward: None, param: None, requires_grad: false })
+        self.push(Node {
+            value,
+            inputs: vec![],
+            backward: None,
+            param: None,
+            requires_grad: false,
+        })
     }
 
     /// A parameter leaf: `backward()` accumulates its gradient into `param`.
@@ -91,8 +104,18 @@ impl Graph {
         backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
     ) -> Var {
         let requires_grad = self.grad_enabled && inputs.iter().any(|&v| self.requires_grad(v));
-        let backward: Option<BackwardFn> = if requires_grad { Some(Box::new(backward)) } else { None };
-        self.push(Node { value, inputs: inputs.iter().map(|v| v.0).collect(), backward, param: None, requires_grad })
+        let backward: Option<BackwardFn> = if requires_grad {
+            Some(Box::new(backward))
+        } else {
+            None
+        };
+        self.push(Node {
+            value,
+            inputs: inputs.iter().map(|v| v.0).collect(),
+            backward,
+            param: None,
+            requires_grad,
+        })
     }
 
     /// Back-propagates from a one-element `loss`, accumulating into every parameter's gradient.
@@ -100,20 +123,34 @@ impl Graph {
     pub fn backward(&self, loss: Var) -> Result<()> {
         let loss_value = self.value(loss);
         if loss_value.numel() != 1 {
-            return Err(Error::shape("backward", format!("the loss must have one element, got {:?}", loss_value.shape())));
+            return Err(Error::shape(
+                "backward",
+                format!(
+                    "the loss must have one element, got {:?}",
+                    loss_value.shape()
+                ),
+            ));
         }
         if !self.requires_grad(loss) {
-            return Err(Error::InvalidArgument("backward: the loss does not depend on any trainable parameter".into()));
+            return Err(Error::InvalidArgument(
+                "backward: the loss does not depend on any trainable parameter".into(),
+            ));
         }
         let n = self.nodes.borrow().len();
         let mut grads: Vec<Option<Tensor>> = vec![None; n];
         grads[loss.0] = Some(Tensor::full(&self.gpu, loss_value.shape(), 1.0)?);
         for i in (0..=loss.0).rev() {
-            let Some(grad) = grads[i].take() else { continue };
+            let Some(grad) = grads[i].take() else {
+                continue;
+            };
             let (backward, inputs, param) = {
                 let mut nodes = self.nodes.borrow_mut();
                 let node = &mut nodes[i];
-                (node.backward.take(), node.inputs.clone(), node.param.clone())
+                (
+                    node.backward.take(),
+                    node.inputs.clone(),
+                    node.param.clone(),
+                )
             };
             if let Some(p) = param {
                 p.accumulate_grad(grad)?;
@@ -123,9 +160,14 @@ impl Graph {
                 if inputs.is_empty() {
                     continue;
                 }
-                return Err(Error::InvalidArgument("backward: called twice on the same graph".into()));
+                return Err(Error::InvalidArgument(
+                    "backward: called twice on the same graph".into(),
+                ));
             };
-            let needs: Vec<bool> = inputs.iter().map(|&j| self.nodes.borrow()[j].requires_grad).collect();
+            let needs: Vec<bool> = inputs
+                .iter()
+                .map(|&j| self.nodes.borrow()[j].requires_grad)
+                .collect();
             let input_grads = backward(&grad, &needs)?;
             for ((&j, g), need) in inputs.iter().zip(input_grads).zip(needs) {
                 let (Some(g), true) = (g, need) else { continue };

@@ -109,13 +109,21 @@ impl Gpu {
             None => adapters.swap_remove(0),
             Some(w) => {
                 let lower = w.to_lowercase();
-                let pos = adapters.iter().position(|a| a.get_info().name.to_lowercase().contains(&lower));
+                let pos = adapters
+                    .iter()
+                    .position(|a| a.get_info().name.to_lowercase().contains(&lower));
                 match pos {
                     Some(p) => adapters.swap_remove(p),
                     None => {
-                        let available =
-                            adapters.iter().map(|a| summary(&a.get_info()).to_string()).collect::<Vec<_>>().join("; ");
-                        return Err(Error::AdapterNotFound { requested: w.clone(), available });
+                        let available = adapters
+                            .iter()
+                            .map(|a| summary(&a.get_info()).to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        return Err(Error::AdapterNotFound {
+                            requested: w.clone(),
+                            available,
+                        });
                     }
                 }
             }
@@ -131,8 +139,12 @@ impl Gpu {
             required_limits: limits.clone(),
             ..Default::default()
         };
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
-            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            Error::RequestDevice {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         let pool = Rc::new(RefCell::new(BufferPool::default()));
         let recorder = Recorder::new(&device, limits.min_uniform_buffer_offset_alignment as u64);
         Ok(Gpu {
@@ -181,7 +193,10 @@ impl Gpu {
         self.flush();
         self.inner
             .device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))
     }

@@ -55,7 +55,11 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn new(shader: Shader, entry: &'static str) -> Kernel {
-        Kernel { shader, entry, constants: Vec::new() }
+        Kernel {
+            shader,
+            entry,
+            constants: Vec::new(),
+        }
     }
     pub fn with(mut self, name: &'static str, value: u32) -> Kernel {
         self.constants.push((name, value as f64));
@@ -84,7 +88,11 @@ impl KernelCache {
         self.layout_pair(device, writable).0.clone()
     }
 
-    fn layout_pair(&mut self, device: &wgpu::Device, writable: &[bool]) -> &(wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    fn layout_pair(
+        &mut self,
+        device: &wgpu::Device,
+        writable: &[bool],
+    ) -> &(wgpu::BindGroupLayout, wgpu::PipelineLayout) {
         self.layouts.entry(writable.to_vec()).or_insert_with(|| {
             let mut entries = vec![wgpu::BindGroupLayoutEntry {
                 binding: 0,
@@ -108,7 +116,10 @@ impl KernelCache {
                     count: None,
                 });
             }
-            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
+            let bgl = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: None,
+                entries: &entries,
+            });
             let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: None,
                 bind_group_layouts: &[Some(&bgl)],
@@ -118,11 +129,20 @@ impl KernelCache {
         })
     }
 
-    pub fn pipeline(&mut self, device: &wgpu::Device, kernel: &Kernel, writable: &[bool]) -> wgpu::ComputePipeline {
+    pub fn pipeline(
+        &mut self,
+        device: &wgpu::Device,
+        kernel: &Kernel,
+        writable: &[bool],
+    ) -> wgpu::ComputePipeline {
         let key = PipelineKey {
             shader: kernel.shader,
             entry: kernel.entry,
-            constants: kernel.constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+            constants: kernel
+                .constants
+                .iter()
+                .map(|&(n, v)| (n, v.to_bits()))
+                .collect(),
             writable: writable.to_vec(),
         };
         if let Some(p) = self.pipelines.get(&key) {

@@ -46,7 +46,12 @@ impl GpuBuffer {
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
         if let Some(b) = self.buffer.take() {
-            self.pool.borrow_mut().free.entry(b.size()).or_default().push(b);
+            self.pool
+                .borrow_mut()
+                .free
+                .entry(b.size())
+                .or_default()
+                .push(b);
         }
     }
 }
@@ -74,12 +79,18 @@ impl Gpu {
                 self.device().create_buffer(&wgpu::BufferDescriptor {
                     label: Some(what),
                     size,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 })
             }
         };
-        let buf = Rc::new(GpuBuffer { buffer: Some(buffer), len: bytes, pool: Rc::clone(pool) });
+        let buf = Rc::new(GpuBuffer {
+            buffer: Some(buffer),
+            len: bytes,
+            pool: Rc::clone(pool),
+        });
         if self.inner.poison.get() {
             self.fill_u32(&buf, f32::NAN.to_bits())?;
         }

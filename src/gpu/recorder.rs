@@ -31,7 +31,14 @@ impl Recorder {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Recorder { encoder: None, arena, staged: Vec::new(), align: align.max(16), dispatches: 0, submits: 0 }
+        Recorder {
+            encoder: None,
+            arena,
+            staged: Vec::new(),
+            align: align.max(16),
+            dispatches: 0,
+            submits: 0,
+        }
     }
 }
 
@@ -57,14 +64,23 @@ impl Gpu {
     fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut rec = self.inner.recorder.borrow_mut();
         let enc = rec.encoder.get_or_insert_with(|| {
-            self.device().create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") })
+            self.device()
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("step"),
+                })
         });
         f(enc)
     }
 
     /// Records one dispatch of `groups` workgroups (spread over x and y when above the
     /// per-dimension limit; kernels rebuild the linear index from `num_workgroups`).
-    pub fn dispatch<P: Pod>(&self, kernel: &Kernel, params: &P, buffers: &[Access], groups: u32) -> Result<()> {
+    pub fn dispatch<P: Pod>(
+        &self,
+        kernel: &Kernel,
+        params: &P,
+        buffers: &[Access],
+        groups: u32,
+    ) -> Result<()> {
         let bytes = bytemuck::bytes_of(params);
         let offset = {
             let mut rec = self.inner.recorder.borrow_mut();
@@ -80,10 +96,16 @@ impl Gpu {
             rec.dispatches += 1;
             offset
         };
-        let writable: Vec<bool> = buffers.iter().map(|b| matches!(b, Access::Write(_))).collect();
+        let writable: Vec<bool> = buffers
+            .iter()
+            .map(|b| matches!(b, Access::Write(_)))
+            .collect();
         let (pipeline, layout) = {
             let mut cache = self.inner.kernels.borrow_mut();
-            (cache.pipeline(self.device(), kernel, &writable), cache.layout(self.device(), &writable))
+            (
+                cache.pipeline(self.device(), kernel, &writable),
+                cache.layout(self.device(), &writable),
+            )
         };
         let arena = self.inner.recorder.borrow().arena.clone();
         let mut entries = vec![wgpu::BindGroupEntry {
@@ -111,13 +133,22 @@ impl Gpu {
             entries: &entries,
         });
         let max = self.limits().max_compute_workgroups_per_dimension;
-        let (x, y) = if groups <= max { (groups.max(1), 1) } else { (max, groups.div_ceil(max)) };
+        let (x, y) = if groups <= max {
+            (groups.max(1), 1)
+        } else {
+            (max, groups.div_ceil(max))
+        };
         if y > max {
-            return Err(Error::Gpu(format!("{}: {groups} workgroups exceed the device's dispatch limit", kernel.entry)));
+            return Err(Error::Gpu(format!(
+                "{}: {groups} workgroups exceed the device's dispatch limit",
+                kernel.entry
+            )));
         }
         self.with_encoder(|enc| {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry), timestamp_writes: None });
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.entry),
+                timestamp_writes: None,
+            });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(x, y, 1);
@@ -180,7 +211,9 @@ impl Gpu {
         rx.recv()
             .map_err(|_| Error::Gpu("readback callback never ran".into()))?
             .map_err(|e| Error::Gpu(format!("mapping a readback buffer failed: {e}")))?;
-        let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("readback view: {e}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("readback view: {e}")))?;
         let out = view[..len as usize].to_vec();
         drop(view);
         staging.unmap();
@@ -190,7 +223,11 @@ impl Gpu {
     /// Records a fill of every 32-bit word of `buf` with `bits`.
     pub(crate) fn fill_u32(&self, buf: &GpuBuffer, bits: u32) -> Result<()> {
         let n = (buf.len_bytes() / 4) as u32;
-        let p = FillParams { n, bits, _pad: [0; 2] };
+        let p = FillParams {
+            n,
+            bits,
+            _pad: [0; 2],
+        };
         let k = Kernel::new(Shader::Elementwise, "fill").with("WG", WG);
         self.dispatch(&k, &p, &[Access::Write(buf)], n.div_ceil(WG * 4))
     }

@@ -14,22 +14,48 @@ struct Params {
     _pad: u32,
 }
 
-fn launch(entry: &'static str, n: usize, alpha: f32, buffers: &[Access], gpu: &crate::Gpu) -> Result<()> {
-    let n = u32::try_from(n).map_err(|_| Error::InvalidArgument(format!("{entry}: {n} elements exceed u32")))?;
-    let params = Params { n, bits: 0, alpha, _pad: 0 };
-    gpu.dispatch(&Kernel::new(Shader::Elementwise, entry).with("WG", WG), &params, buffers, n.div_ceil(4 * WG))
+fn launch(
+    entry: &'static str,
+    n: usize,
+    alpha: f32,
+    buffers: &[Access],
+    gpu: &crate::Gpu,
+) -> Result<()> {
+    let n = u32::try_from(n)
+        .map_err(|_| Error::InvalidArgument(format!("{entry}: {n} elements exceed u32")))?;
+    let params = Params {
+        n,
+        bits: 0,
+        alpha,
+        _pad: 0,
+    };
+    gpu.dispatch(
+        &Kernel::new(Shader::Elementwise, entry).with("WG", WG),
+        &params,
+        buffers,
+        n.div_ceil(4 * WG),
+    )
 }
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
-        return Err(Error::shape(op, format!("shapes differ: {:?} and {:?}", a.shape(), b.shape())));
+        return Err(Error::shape(
+            op,
+            format!("shapes differ: {:?} and {:?}", a.shape(), b.shape()),
+        ));
     }
     Ok(())
 }
 
 pub fn relu_forward(x: &Tensor) -> Result<Tensor> {
     let y = x.like("relu output")?;
-    launch("relu_forward", x.numel(), 0.0, &[Access::Read(x.buffer()), Access::Write(y.buffer())], x.gpu())?;
+    launch(
+        "relu_forward",
+        x.numel(),
+        0.0,
+        &[Access::Read(x.buffer()), Access::Write(y.buffer())],
+        x.gpu(),
+    )?;
     Ok(y)
 }
 
@@ -37,7 +63,11 @@ pub fn relu_forward(x: &Tensor) -> Result<Tensor> {
 pub fn relu_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     same_shape("relu_backward", y, dy)?;
     let dx = y.like("relu input gradient")?;
-    let bufs = [Access::Read(y.buffer()), Access::Read(dy.buffer()), Access::Write(dx.buffer())];
+    let bufs = [
+        Access::Read(y.buffer()),
+        Access::Read(dy.buffer()),
+        Access::Write(dx.buffer()),
+    ];
     launch("relu_backward", y.numel(), 0.0, &bufs, y.gpu())?;
     Ok(dx)
 }
@@ -45,7 +75,11 @@ pub fn relu_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
 pub fn add_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     same_shape("add", a, b)?;
     let c = a.like("add output")?;
-    let bufs = [Access::Read(a.buffer()), Access::Read(b.buffer()), Access::Write(c.buffer())];
+    let bufs = [
+        Access::Read(a.buffer()),
+        Access::Read(b.buffer()),
+        Access::Write(c.buffer()),
+    ];
     launch("add_forward", a.numel(), 0.0, &bufs, a.gpu())?;
     Ok(c)
 }
@@ -53,27 +87,45 @@ pub fn add_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `acc += src`, in place.
 pub fn accumulate(acc: &Tensor, src: &Tensor) -> Result<()> {
     same_shape("accumulate", acc, src)?;
-    launch("accumulate", acc.numel(), 0.0, &[Access::Write(acc.buffer()), Access::Read(src.buffer())], acc.gpu())
+    launch(
+        "accumulate",
+        acc.numel(),
+        0.0,
+        &[Access::Write(acc.buffer()), Access::Read(src.buffer())],
+        acc.gpu(),
+    )
 }
 
 pub fn scale_forward(x: &Tensor, alpha: f32) -> Result<Tensor> {
     let y = x.like("scale output")?;
-    launch("scale", x.numel(), alpha, &[Access::Read(x.buffer()), Access::Write(y.buffer())], x.gpu())?;
+    launch(
+        "scale",
+        x.numel(),
+        alpha,
+        &[Access::Read(x.buffer()), Access::Write(y.buffer())],
+        x.gpu(),
+    )?;
     Ok(y)
 }
 
 pub fn relu(g: &Graph, x: Var) -> Result<Var> {
     let y = relu_forward(&g.value(x))?;
     let saved = y.clone();
-    Ok(g.record(y, &[x], move |dy, _| Ok(vec![Some(relu_backward(&saved, dy)?)])))
+    Ok(g.record(y, &[x], move |dy, _| {
+        Ok(vec![Some(relu_backward(&saved, dy)?)])
+    }))
 }
 
 pub fn add(g: &Graph, a: Var, b: Var) -> Result<Var> {
     let c = add_forward(&g.value(a), &g.value(b))?;
-    Ok(g.record(c, &[a, b], |dc, _| Ok(vec![Some(dc.clone()), Some(dc.clone())])))
+    Ok(g.record(c, &[a, b], |dc, _| {
+        Ok(vec![Some(dc.clone()), Some(dc.clone())])
+    }))
 }
 
 pub fn scale(g: &Graph, x: Var, alpha: f32) -> Result<Var> {
     let y = scale_forward(&g.value(x), alpha)?;
-    Ok(g.record(y, &[x], move |dy, _| Ok(vec![Some(scale_forward(dy, alpha)?)])))
+    Ok(g.record(y, &[x], move |dy, _| {
+        Ok(vec![Some(scale_forward(dy, alpha)?)])
+    }))
 }

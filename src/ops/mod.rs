@@ -2,4 +2,6 @@
 //! dispatches, and a tape-level function that records the op and its backward on a `Graph`.
 //! Ops never read data back to the CPU.
 
+pub mod conv2d;
 pub mod elementwise;
+pub mod reduce;

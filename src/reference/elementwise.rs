@@ -5,7 +5,10 @@ pub fn relu_forward(x: &[f64]) -> Vec<f64> {
 }
 
 pub fn relu_backward(y: &[f64], dy: &[f64]) -> Vec<f64> {
-    y.iter().zip(dy).map(|(&y, &d)| if y > 0.0 { d } else { 0.0 }).collect()
+    y.iter()
+        .zip(dy)
+        .map(|(&y, &d)| if y > 0.0 { d } else { 0.0 })
+        .collect()
 }
 
 pub fn add_forward(a: &[f64], b: &[f64]) -> Vec<f64> {

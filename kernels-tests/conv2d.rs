@@ -1,0 +1,189 @@
+mod common;
+
+use common::*;
+use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvShape};
+use taming::reference::conv2d as reference;
+
+/// (input NCHW, weight [Cout, Cin, KH, KW], stride, pad): odd sizes, 1x1 and 3x3, both strides.
+const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
+    ([1, 3, 7, 5], [17, 3, 3, 3], 1, 1),
+    ([3, 17, 7, 5], [3, 17, 3, 3], 2, 1),
+    ([2, 5, 9, 11], [7, 5, 1, 1], 2, 0),
+    ([33, 3, 5, 7], [9, 3, 1, 1], 1, 0),
+    ([2, 4, 6, 6], [10, 4, 3, 3], 1, 0),
+    ([1, 1, 1, 1], [1, 1, 1, 1], 1, 0),
+    ([2, 3, 8, 8], [5, 3, 3, 3], 2, 2),
+];
+
+#[test]
+fn conv2d_forward_and_backward_match_reference_at_odd_shapes() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(3);
+    for (i, &(xs, ws, stride, pad)) in CASES.iter().enumerate() {
+        let cfg = Conv2dConfig { stride, pad };
+        let s = ConvShape::new(&xs, &ws, cfg).unwrap();
+        let x = data(&mut r, xs.iter().product());
+        let w = data(&mut r, ws.iter().product());
+        let b = data(&mut r, ws[0]);
+        let dy = data(&mut r, s.output().iter().product());
+        let (tx, tw, tb) = (
+            upload(&gpu, &xs, &x),
+            upload(&gpu, &ws, &w),
+            upload(&gpu, &[ws[0]], &b),
+        );
+        let tdy = upload(&gpu, &s.output(), &dy);
+        let case = format!("case {i} x{xs:?} w{ws:?} s{stride} p{pad}");
+
+        let y = conv::conv2d_forward(&tx, &tw, Some(&tb), cfg).unwrap();
+        assert_eq!(y.shape(), s.output());
+        assert_rel_close(
+            &format!("{case} forward"),
+            &download(&y),
+            &reference::conv2d_forward(&x, &w, Some(&b), &s),
+            1e-5,
+        );
+        let y = conv::conv2d_forward(&tx, &tw, None, cfg).unwrap();
+        assert_rel_close(
+            &format!("{case} forward no bias"),
+            &download(&y),
+            &reference::conv2d_forward(&x, &w, None, &s),
+            1e-5,
+        );
+
+        let dx = conv::conv2d_backward_input(&tdy, &tw, &xs, cfg).unwrap();
+        assert_rel_close(
+            &format!("{case} backward_input"),
+            &download(&dx),
+            &reference::conv2d_backward_input(&dy, &w, &s),
+            1e-5,
+        );
+        let dw = conv::conv2d_backward_weight(&tx, &tdy, &ws, cfg).unwrap();
+        assert_rel_close(
+            &format!("{case} backward_weight"),
+            &download(&dw),
+            &reference::conv2d_backward_weight(&x, &dy, &s),
+            1e-5,
+        );
+        let db = conv::conv2d_backward_bias(&tdy).unwrap();
+        assert_rel_close(
+            &format!("{case} backward_bias"),
+            &download(&db),
+            &reference::conv2d_backward_bias(&dy, &s),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn conv2d_reference_gradients_match_finite_differences() {
+    let mut r = rng(4);
+    for &(xs, ws, stride, pad) in &[
+        ([2, 3, 5, 4], [4, 3, 3, 3], 2, 1),
+        ([1, 2, 3, 3], [3, 2, 1, 1], 1, 0),
+    ] {
+        let s = ConvShape::new(&xs, &ws, Conv2dConfig { stride, pad }).unwrap();
+        let x = data(&mut r, xs.iter().product());
+        let w = data(&mut r, ws.iter().product());
+        let b = data(&mut r, ws[0]);
+        let up = data(&mut r, s.output().iter().product());
+        let all = |n: usize| (0..n).collect::<Vec<_>>();
+        let fx = finite_difference(
+            &mut |x| dot(&up, &reference::conv2d_forward(x, &w, Some(&b), &s)),
+            &x,
+            &all(x.len()),
+            1e-5,
+        );
+        assert_rel_close(
+            "d/dx",
+            &reference::conv2d_backward_input(&up, &w, &s),
+            &fx,
+            1e-7,
+        );
+        let fw = finite_difference(
+            &mut |w| dot(&up, &reference::conv2d_forward(&x, w, Some(&b), &s)),
+            &w,
+            &all(w.len()),
+            1e-5,
+        );
+        assert_rel_close(
+            "d/dw",
+            &reference::conv2d_backward_weight(&x, &up, &s),
+            &fw,
+            1e-7,
+        );
+        let fb = finite_difference(
+            &mut |b| dot(&up, &reference::conv2d_forward(&x, &w, Some(b), &s)),
+            &b,
+            &all(b.len()),
+            1e-5,
+        );
+        assert_rel_close("d/db", &reference::conv2d_backward_bias(&up, &s), &fb, 1e-7);
+    }
+}
+
+/// The GPU gradients themselves against finite differences of the GPU forward pass. f32 forward
+/// differences carry about 1e-3 relative noise at h = 1e-2, hence the looser bound.
+#[test]
+fn conv2d_gpu_gradients_match_finite_differences() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(5);
+    let (xs, ws, cfg) = (
+        [2, 3, 5, 4],
+        [4, 3, 3, 3],
+        Conv2dConfig { stride: 2, pad: 1 },
+    );
+    let s = ConvShape::new(&xs, &ws, cfg).unwrap();
+    let x = data(&mut r, xs.iter().product());
+    let w = data(&mut r, ws.iter().product());
+    let up = data(&mut r, s.output().iter().product());
+    let tw = upload(&gpu, &ws, &w);
+    let tx = upload(&gpu, &xs, &x);
+    let mut loss_x = |x: &[f64]| {
+        dot(
+            &up,
+            &download(&conv::conv2d_forward(&upload(&gpu, &xs, x), &tw, None, cfg).unwrap()),
+        )
+    };
+    let idx: Vec<usize> = (0..x.len()).step_by(7).collect();
+    let numeric = finite_difference(&mut loss_x, &x, &idx, 1e-2);
+    let dx = download(
+        &conv::conv2d_backward_input(&upload(&gpu, &s.output(), &up), &tw, &xs, cfg).unwrap(),
+    );
+    assert_rel_close(
+        "GPU d/dx",
+        &idx.iter().map(|&i| dx[i]).collect::<Vec<_>>(),
+        &numeric,
+        1e-3,
+    );
+    let mut loss_w = |w: &[f64]| {
+        dot(
+            &up,
+            &download(&conv::conv2d_forward(&tx, &upload(&gpu, &ws, w), None, cfg).unwrap()),
+        )
+    };
+    let idx: Vec<usize> = (0..w.len()).step_by(5).collect();
+    let numeric = finite_difference(&mut loss_w, &w, &idx, 1e-2);
+    let dw = download(
+        &conv::conv2d_backward_weight(&tx, &upload(&gpu, &s.output(), &up), &ws, cfg).unwrap(),
+    );
+    assert_rel_close(
+        "GPU d/dw",
+        &idx.iter().map(|&i| dw[i]).collect::<Vec<_>>(),
+        &numeric,
+        1e-3,
+    );
+}
+
+#[test]
+fn conv2d_rejects_mismatched_channels_naming_both_shapes() {
+    let Some(gpu) = gpu() else { return };
+    let x = upload(&gpu, &[1, 3, 4, 4], &[0.0; 48]);
+    let w = upload(&gpu, &[2, 4, 3, 3], &[0.0; 72]);
+    let msg = conv::conv2d_forward(&x, &w, None, Conv2dConfig { stride: 1, pad: 1 })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("conv2d") && msg.contains("[1, 3, 4, 4]") && msg.contains("[2, 4, 3, 3]"),
+        "{msg}"
+    );
+}
