@@ -13,4 +13,5 @@ pub use gpu::Gpu;
 pub use tensor::Tensor;
 pub mod autograd;
 pub mod ops;
+pub mod optim;
 pub mod reference;

@@ -238,3 +238,12 @@ impl Gpu {
         self.with_encoder(|enc| enc.clear_buffer(buf.raw(), 0, Some(size)));
     }
 }
+
+impl Gpu {
+    /// Records a copy of `bytes` bytes from `src` at `src_offset` to the start of `dst`.
+    pub(crate) fn copy(&self, src: &GpuBuffer, src_offset: u64, dst: &GpuBuffer, bytes: u64) {
+        self.with_encoder(|enc| {
+            enc.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), 0, bytes)
+        });
+    }
+}

@@ -2,6 +2,11 @@
 //! dispatches, and a tape-level function that records the op and its backward on a `Graph`.
 //! Ops never read data back to the CPU.
 
+pub mod batchnorm;
 pub mod conv2d;
+pub mod cross_entropy;
 pub mod elementwise;
+pub mod l2norm;
+pub mod linear;
+pub mod pool;
 pub mod reduce;

@@ -1,0 +1,185 @@
+mod common;
+
+use std::rc::Rc;
+
+use common::*;
+use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
+use taming::reference::batchnorm as reference;
+
+const SHAPES: &[[usize; 4]] = &[[1, 3, 7, 5], [33, 17, 3, 1], [2, 1, 1, 2], [3, 64, 5, 7]];
+
+fn state(gpu: &taming::Gpu, rm: &[f64], rv: &[f64]) -> Rc<BatchNormState> {
+    let c = rm.len();
+    Rc::new(BatchNormState {
+        running_mean: upload(gpu, &[c], rm),
+        running_var: upload(gpu, &[c], rv),
+        momentum: 0.1,
+        eps: 1e-5,
+    })
+}
+
+#[test]
+fn batch_norm_training_forward_backward_and_running_stats_match_reference() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(10);
+    for &shape in SHAPES {
+        let c = shape[1];
+        // An offset mean checks that the variance is computed without cancellation.
+        let x: Vec<f64> = data(&mut r, shape.iter().product())
+            .iter()
+            .map(|v| (3.0 + 2.0 * v) as f32 as f64)
+            .collect();
+        let (gamma, beta, dy) = (data(&mut r, c), data(&mut r, c), data(&mut r, x.len()));
+        let (mut rm, mut rv) = (data(&mut r, c), uniform(&mut r, c, 0.5, 2.0));
+        let st = state(&gpu, &rm, &rv);
+        let (tx, tg) = (upload(&gpu, &shape, &x), upload(&gpu, &[c], &gamma));
+        let (y, stats) =
+            batch_norm_forward(&tx, &tg, &upload(&gpu, &[c], &beta), &st, true).unwrap();
+        let want =
+            reference::batch_norm_train(&x, shape, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5);
+        let case = format!("{shape:?}");
+        assert_rel_close(&format!("{case} y"), &download(&y), &want.y, 1e-5);
+        assert_rel_close(
+            &format!("{case} running mean"),
+            &download(&st.running_mean),
+            &rm,
+            1e-5,
+        );
+        assert_rel_close(
+            &format!("{case} running var"),
+            &download(&st.running_var),
+            &rv,
+            1e-5,
+        );
+        let (dx, dg, db) =
+            batch_norm_backward(&tx, &upload(&gpu, &shape, &dy), &tg, &stats, &st, true).unwrap();
+        let (wdx, wdg, wdb) =
+            reference::batch_norm_train_backward(&x, &dy, shape, &gamma, &want, 1e-5);
+        assert_rel_close(&format!("{case} dx"), &download(&dx), &wdx, 1e-4);
+        assert_rel_close(&format!("{case} dgamma"), &download(&dg), &wdg, 1e-5);
+        assert_rel_close(&format!("{case} dbeta"), &download(&db), &wdb, 1e-5);
+    }
+}
+
+#[test]
+fn batch_norm_eval_uses_running_stats_and_leaves_them_alone() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(11);
+    let shape = [3, 5, 7, 3];
+    let c = shape[1];
+    let x = data(&mut r, shape.iter().product());
+    let (gamma, beta, dy) = (data(&mut r, c), data(&mut r, c), data(&mut r, x.len()));
+    let (rm, rv) = (data(&mut r, c), uniform(&mut r, c, 0.5, 2.0));
+    let st = state(&gpu, &rm, &rv);
+    let (tx, tg) = (upload(&gpu, &shape, &x), upload(&gpu, &[c], &gamma));
+    let (y, stats) = batch_norm_forward(&tx, &tg, &upload(&gpu, &[c], &beta), &st, false).unwrap();
+    assert_rel_close(
+        "eval y",
+        &download(&y),
+        &reference::batch_norm_eval(&x, shape, &gamma, &beta, &rm, &rv, 1e-5),
+        1e-5,
+    );
+    assert_rel_close(
+        "running mean unchanged",
+        &download(&st.running_mean),
+        &rm,
+        1e-7,
+    );
+    let (dx, _, _) =
+        batch_norm_backward(&tx, &upload(&gpu, &shape, &dy), &tg, &stats, &st, false).unwrap();
+    let want: Vec<f64> = dy
+        .iter()
+        .enumerate()
+        .map(|(e, g)| g * gamma[(e / 21) % c] / (rv[(e / 21) % c] + 1e-5).sqrt())
+        .collect();
+    assert_rel_close("eval dx", &download(&dx), &want, 1e-5);
+}
+
+#[test]
+fn batch_norm_reference_gradients_match_finite_differences() {
+    let mut r = rng(12);
+    let shape = [2, 3, 2, 3];
+    let c = shape[1];
+    let x = data(&mut r, shape.iter().product());
+    let (gamma, beta, up) = (data(&mut r, c), data(&mut r, c), data(&mut r, x.len()));
+    let f = |x: &[f64], g: &[f64], b: &[f64]| {
+        let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+        dot(
+            &up,
+            &reference::batch_norm_train(x, shape, g, b, &mut rm, &mut rv, 0.1, 1e-5).y,
+        )
+    };
+    let (mut rm, mut rv) = (vec![0.0; c], vec![1.0; c]);
+    let fwd = reference::batch_norm_train(&x, shape, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5);
+    let (dx, dg, db) = reference::batch_norm_train_backward(&x, &up, shape, &gamma, &fwd, 1e-5);
+    let all = |n: usize| (0..n).collect::<Vec<_>>();
+    assert_rel_close(
+        "d/dx",
+        &dx,
+        &finite_difference(&mut |x| f(x, &gamma, &beta), &x, &all(x.len()), 1e-5),
+        1e-6,
+    );
+    assert_rel_close(
+        "d/dgamma",
+        &dg,
+        &finite_difference(&mut |g| f(&x, g, &beta), &gamma, &all(c), 1e-5),
+        1e-6,
+    );
+    assert_rel_close(
+        "d/dbeta",
+        &db,
+        &finite_difference(&mut |b| f(&x, &gamma, b), &beta, &all(c), 1e-5),
+        1e-6,
+    );
+}
+
+#[test]
+fn batch_norm_gpu_input_gradient_matches_finite_differences() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(13);
+    let shape = [2, 3, 2, 3];
+    let c = shape[1];
+    let x = data(&mut r, shape.iter().product());
+    let (gamma, beta, up) = (data(&mut r, c), data(&mut r, c), data(&mut r, x.len()));
+    let (tg, tb) = (upload(&gpu, &[c], &gamma), upload(&gpu, &[c], &beta));
+    let mut loss = |x: &[f64]| {
+        let st = state(&gpu, &[0.0; 3], &[1.0; 3]);
+        dot(
+            &up,
+            &download(
+                &batch_norm_forward(&upload(&gpu, &shape, x), &tg, &tb, &st, true)
+                    .unwrap()
+                    .0,
+            ),
+        )
+    };
+    let idx: Vec<usize> = (0..x.len()).collect();
+    let numeric = finite_difference(&mut loss, &x, &idx, 1e-2);
+    let st = state(&gpu, &[0.0; 3], &[1.0; 3]);
+    let tx = upload(&gpu, &shape, &x);
+    let (_, stats) = batch_norm_forward(&tx, &tg, &tb, &st, true).unwrap();
+    let (dx, _, _) =
+        batch_norm_backward(&tx, &upload(&gpu, &shape, &up), &tg, &stats, &st, true).unwrap();
+    // f32 central differences at h = 1e-2 through a normalisation: about 1e-3 relative noise.
+    assert_rel_close(
+        "GPU batch-norm d/dx vs finite differences",
+        &download(&dx),
+        &numeric,
+        5e-3,
+    );
+}
+
+#[test]
+fn batch_norm_training_rejects_a_single_value_per_channel() {
+    let Some(gpu) = gpu() else { return };
+    let st = state(&gpu, &[0.0; 2], &[1.0; 2]);
+    let x = upload(&gpu, &[1, 2, 1, 1], &[1.0, 2.0]);
+    let g = upload(&gpu, &[2], &[1.0, 1.0]);
+    let msg = batch_norm_forward(&x, &g, &g, &st, true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("batch_norm") && msg.contains("[1, 2, 1, 1]"),
+        "{msg}"
+    );
+}

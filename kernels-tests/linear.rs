@@ -1,0 +1,170 @@
+mod common;
+
+use common::*;
+use taming::ops::linear as lin;
+use taming::reference::small_ops as reference;
+
+#[test]
+fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(20);
+    for (n, fin, fout) in [
+        (1, 1, 1),
+        (33, 17, 3),
+        (3, 7, 10),
+        (5, 512, 128),
+        (64, 3, 33),
+    ] {
+        let (x, w, b, dy) = (
+            data(&mut r, n * fin),
+            data(&mut r, fout * fin),
+            data(&mut r, fout),
+            data(&mut r, n * fout),
+        );
+        let (tx, tw, tdy) = (
+            upload(&gpu, &[n, fin], &x),
+            upload(&gpu, &[fout, fin], &w),
+            upload(&gpu, &[n, fout], &dy),
+        );
+        let case = format!("n{n} in{fin} out{fout}");
+        let y = lin::linear_forward(&tx, &tw, Some(&upload(&gpu, &[fout], &b))).unwrap();
+        assert_rel_close(
+            &format!("{case} y"),
+            &download(&y),
+            &reference::linear_forward(&x, &w, Some(&b), n, fin, fout),
+            1e-5,
+        );
+        let y = lin::linear_forward(&tx, &tw, None).unwrap();
+        assert_rel_close(
+            &format!("{case} y no bias"),
+            &download(&y),
+            &reference::linear_forward(&x, &w, None, n, fin, fout),
+            1e-5,
+        );
+        let dx = lin::linear_backward_input(&tdy, &tw).unwrap();
+        assert_rel_close(
+            &format!("{case} dx"),
+            &download(&dx),
+            &reference::linear_backward_input(&dy, &w, n, fin, fout),
+            1e-5,
+        );
+        let dw = lin::linear_backward_weight(&tx, &tdy).unwrap();
+        assert_rel_close(
+            &format!("{case} dw"),
+            &download(&dw),
+            &reference::linear_backward_weight(&x, &dy, n, fin, fout),
+            1e-5,
+        );
+        let db = lin::linear_backward_bias(&tdy).unwrap();
+        assert_rel_close(
+            &format!("{case} db"),
+            &download(&db),
+            &reference::sum_channels(&dy, n, fout, 1),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn linear_reference_gradients_match_finite_differences() {
+    let mut r = rng(21);
+    let (n, fin, fout) = (3, 4, 5);
+    let (x, w, b, up) = (
+        data(&mut r, n * fin),
+        data(&mut r, fout * fin),
+        data(&mut r, fout),
+        data(&mut r, n * fout),
+    );
+    let all = |k: usize| (0..k).collect::<Vec<_>>();
+    let fx = finite_difference(
+        &mut |x| {
+            dot(
+                &up,
+                &reference::linear_forward(x, &w, Some(&b), n, fin, fout),
+            )
+        },
+        &x,
+        &all(x.len()),
+        1e-5,
+    );
+    assert_rel_close(
+        "d/dx",
+        &reference::linear_backward_input(&up, &w, n, fin, fout),
+        &fx,
+        1e-8,
+    );
+    let fw = finite_difference(
+        &mut |w| {
+            dot(
+                &up,
+                &reference::linear_forward(&x, w, Some(&b), n, fin, fout),
+            )
+        },
+        &w,
+        &all(w.len()),
+        1e-5,
+    );
+    assert_rel_close(
+        "d/dw",
+        &reference::linear_backward_weight(&x, &up, n, fin, fout),
+        &fw,
+        1e-8,
+    );
+    let fb = finite_difference(
+        &mut |b| {
+            dot(
+                &up,
+                &reference::linear_forward(&x, &w, Some(b), n, fin, fout),
+            )
+        },
+        &b,
+        &all(fout),
+        1e-5,
+    );
+    assert_rel_close("d/db", &reference::sum_channels(&up, n, fout, 1), &fb, 1e-8);
+}
+
+#[test]
+fn linear_gpu_gradients_match_finite_differences() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(22);
+    let (n, fin, fout) = (3, 4, 5);
+    let (x, w, up) = (
+        data(&mut r, n * fin),
+        data(&mut r, fout * fin),
+        data(&mut r, n * fout),
+    );
+    let tw = upload(&gpu, &[fout, fin], &w);
+    let idx: Vec<usize> = (0..x.len()).collect();
+    let numeric = finite_difference(
+        &mut |x| {
+            dot(
+                &up,
+                &download(&lin::linear_forward(&upload(&gpu, &[n, fin], x), &tw, None).unwrap()),
+            )
+        },
+        &x,
+        &idx,
+        1e-2,
+    );
+    let dx = lin::linear_backward_input(&upload(&gpu, &[n, fout], &up), &tw).unwrap();
+    // Linear in x: f32 central differences are exact up to rounding (about 1e-5 here).
+    assert_rel_close(
+        "GPU d/dx vs finite differences",
+        &download(&dx),
+        &numeric,
+        1e-4,
+    );
+}
+
+#[test]
+fn linear_rejects_mismatched_features_naming_both_shapes() {
+    let Some(gpu) = gpu() else { return };
+    let x = upload(&gpu, &[2, 3], &[0.0; 6]);
+    let w = upload(&gpu, &[4, 5], &[0.0; 20]);
+    let msg = lin::linear_forward(&x, &w, None).unwrap_err().to_string();
+    assert!(
+        msg.contains("linear") && msg.contains("[2, 3]") && msg.contains("[4, 5]"),
+        "{msg}"
+    );
+}

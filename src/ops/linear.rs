@@ -1,0 +1,191 @@
+//! Fully connected layer `y = x W^T + b` (PyTorch layout: W is [out, in]) on the strided
+//! matmul kernel of `shaders/matmul.wgsl`, which serves the forward pass and both gradients.
+
+use crate::autograd::{Graph, Var};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Kernel, Shader};
+use crate::ops::reduce::sum_channels;
+use crate::tensor::Tensor;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    has_bias: u32,
+    a_sm: u32,
+    a_sk: u32,
+    b_sk: u32,
+    b_sn: u32,
+}
+
+const MATMUL_WG: u32 = 64;
+
+/// A matrix operand: its buffer and the strides of its logical (row, column) indices.
+struct Operand<'a> {
+    t: &'a Tensor,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+/// `[m, n] = A[m, k] * B[k, n] (+ bias)`.
+fn matmul(
+    a: Operand,
+    b: Operand,
+    bias: Option<&Tensor>,
+    m: usize,
+    n: usize,
+    k: usize,
+    what: &str,
+) -> Result<Tensor> {
+    let c = Tensor::uninit(a.t.gpu(), &[m, n], what)?;
+    let p = Params {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        has_bias: bias.is_some() as u32,
+        a_sm: a.row_stride as u32,
+        a_sk: a.col_stride as u32,
+        b_sk: b.row_stride as u32,
+        b_sn: b.col_stride as u32,
+    };
+    let bias_buf = bias.unwrap_or(b.t);
+    let bufs = [
+        Access::Read(a.t.buffer()),
+        Access::Read(b.t.buffer()),
+        Access::Read(bias_buf.buffer()),
+        Access::Write(c.buffer()),
+    ];
+    let blocks = m.div_ceil(4) * n.div_ceil(4);
+    let k = Kernel::new(Shader::Matmul, "matmul").with("WG", MATMUL_WG);
+    a.t.gpu()
+        .dispatch(&k, &p, &bufs, (blocks as u32).div_ceil(MATMUL_WG))?;
+    Ok(c)
+}
+
+fn dims(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
+    let (xs, ws) = (x.shape(), w.shape());
+    if xs.len() != 2 || ws.len() != 2 || xs[1] != ws[1] {
+        return Err(Error::shape(
+            "linear",
+            format!("input {xs:?} must be [N, in] and weight {ws:?} [out, in]"),
+        ));
+    }
+    Ok((xs[0], ws[1], ws[0]))
+}
+
+pub fn linear_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (n, fin, fout) = dims(x, w)?;
+    if let Some(b) = bias {
+        if b.shape() != [fout] {
+            return Err(Error::shape(
+                "linear",
+                format!(
+                    "bias {:?} must be [{fout}] for weight {:?}",
+                    b.shape(),
+                    w.shape()
+                ),
+            ));
+        }
+    }
+    let a = Operand {
+        t: x,
+        row_stride: fin,
+        col_stride: 1,
+    };
+    let b = Operand {
+        t: w,
+        row_stride: 1,
+        col_stride: fin,
+    };
+    matmul(a, b, bias, n, fout, fin, "linear output")
+}
+
+/// `dx = dy W`.
+pub fn linear_backward_input(dy: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let (ds, ws) = (dy.shape(), w.shape());
+    if ds.len() != 2 || ws.len() != 2 || ds[1] != ws[0] {
+        return Err(Error::shape(
+            "linear_backward_input",
+            format!("gradient {ds:?} does not fit weight {ws:?}"),
+        ));
+    }
+    let a = Operand {
+        t: dy,
+        row_stride: ws[0],
+        col_stride: 1,
+    };
+    let b = Operand {
+        t: w,
+        row_stride: ws[1],
+        col_stride: 1,
+    };
+    matmul(a, b, None, ds[0], ws[1], ws[0], "linear input gradient")
+}
+
+/// `dW = dy^T x`.
+pub fn linear_backward_weight(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let (xs, ds) = (x.shape(), dy.shape());
+    if xs.len() != 2 || ds.len() != 2 || xs[0] != ds[0] {
+        return Err(Error::shape(
+            "linear_backward_weight",
+            format!("input {xs:?} and gradient {ds:?} differ in batch"),
+        ));
+    }
+    let a = Operand {
+        t: dy,
+        row_stride: 1,
+        col_stride: ds[1],
+    };
+    let b = Operand {
+        t: x,
+        row_stride: xs[1],
+        col_stride: 1,
+    };
+    matmul(a, b, None, ds[1], xs[1], xs[0], "linear weight gradient")
+}
+
+pub fn linear_backward_bias(dy: &Tensor) -> Result<Tensor> {
+    let d = dy.shape();
+    if d.len() != 2 {
+        return Err(Error::shape(
+            "linear_backward_bias",
+            format!("gradient {d:?} must be [N, out]"),
+        ));
+    }
+    sum_channels(dy, d[0], d[1], 1, 1.0)
+}
+
+/// Multiply-adds of `[n, fin] x [fin, fout]`, counted as 2 flops each.
+pub fn linear_flops(n: usize, fin: usize, fout: usize) -> f64 {
+    2.0 * (n * fin * fout) as f64
+}
+
+pub fn linear(g: &Graph, x: Var, w: Var, bias: Option<Var>) -> Result<Var> {
+    let (xv, wv) = (g.value(x), g.value(w));
+    let y = linear_forward(&xv, &wv, bias.map(|b| g.value(b)).as_ref())?;
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    Ok(g.record(y, &inputs, move |dy, needs| {
+        let dx = if needs[0] {
+            Some(linear_backward_input(dy, &wv)?)
+        } else {
+            None
+        };
+        let dw = if needs[1] {
+            Some(linear_backward_weight(&xv, dy)?)
+        } else {
+            None
+        };
+        let mut grads = vec![dx, dw];
+        if needs.len() > 2 {
+            grads.push(if needs[2] {
+                Some(linear_backward_bias(dy)?)
+            } else {
+                None
+            });
+        }
+        Ok(grads)
+    }))
+}
