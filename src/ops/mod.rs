@@ -10,3 +10,4 @@ pub mod l2norm;
 pub mod linear;
 pub mod pool;
 pub mod reduce;
+pub mod view;
