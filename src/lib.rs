@@ -12,6 +12,7 @@ pub use error::{Error, Result};
 pub use gpu::Gpu;
 pub use tensor::Tensor;
 pub mod autograd;
+pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod reference;

@@ -20,6 +20,8 @@ pub type BackwardFn = Box<dyn FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tens
 pub struct Var(usize);
 
 struct Node {
+    /// The op that made it ("input" and "param" for leaves); for debugging and tests.
+    op: &'static str,
     value: Tensor,
     inputs: Vec<usize>,
     backward: Option<BackwardFn>,
@@ -68,6 +70,7 @@ impl Graph {
     /// A constant input (images, labels): no gradient flows into it.
     pub fn input(&self, value: Tensor) -> Var {
         self.push(Node {
+            op: "input",
             value,
             inputs: vec![],
             backward: None,
@@ -80,6 +83,7 @@ impl Graph {
     pub fn param(&self, param: &Rc<Param>) -> Var {
         let requires_grad = self.grad_enabled && param.trainable();
         self.push(Node {
+            op: "param",
             value: param.value.clone(),
             inputs: vec![],
             backward: None,
@@ -92,6 +96,16 @@ impl Graph {
         self.nodes.borrow()[v.0].value.clone()
     }
 
+    /// The outputs of every `op` node, in creation order (to inspect activations).
+    pub fn values_of(&self, op: &str) -> Vec<Tensor> {
+        self.nodes
+            .borrow()
+            .iter()
+            .filter(|n| n.op == op)
+            .map(|n| n.value.clone())
+            .collect()
+    }
+
     pub fn requires_grad(&self, v: Var) -> bool {
         self.nodes.borrow()[v.0].requires_grad
     }
@@ -99,6 +113,7 @@ impl Graph {
     /// Appends an op's output. The closure is kept only if some input needs a gradient.
     pub fn record(
         &self,
+        op: &'static str,
         value: Tensor,
         inputs: &[Var],
         backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
@@ -110,6 +125,7 @@ impl Graph {
             None
         };
         self.push(Node {
+            op,
             value,
             inputs: inputs.iter().map(|v| v.0).collect(),
             backward,

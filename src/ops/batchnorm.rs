@@ -190,7 +190,7 @@ pub fn batch_norm(
     let (xv, gv) = (g.value(x), g.value(gamma));
     let (y, stats) = batch_norm_forward(&xv, &gv, &g.value(beta), state, training)?;
     let state = std::rc::Rc::clone(state);
-    Ok(g.record(y, &[x, gamma, beta], move |dy, _| {
+    Ok(g.record("batch_norm", y, &[x, gamma, beta], move |dy, _| {
         let (dx, dgamma, dbeta) = batch_norm_backward(&xv, dy, &gv, &stats, &state, training)?;
         Ok(vec![Some(dx), Some(dgamma), Some(dbeta)])
     }))

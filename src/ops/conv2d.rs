@@ -282,7 +282,7 @@ pub fn conv2d(g: &Graph, x: Var, w: Var, bias: Option<Var>, cfg: Conv2dConfig) -
     let y = conv2d_forward(&xv, &wv, bv.as_ref(), cfg)?;
     let mut inputs = vec![x, w];
     inputs.extend(bias);
-    Ok(g.record(y, &inputs, move |dy, needs| {
+    Ok(g.record("conv2d", y, &inputs, move |dy, needs| {
         let dx = if needs[0] {
             Some(conv2d_backward_input(dy, &wv, xv.shape(), cfg)?)
         } else {

@@ -68,7 +68,7 @@ pub fn cross_entropy(g: &Graph, logits: Var, labels: &Tensor) -> Result<Var> {
     let lv = g.value(logits);
     let loss = cross_entropy_forward(&lv, labels)?;
     let labels = labels.clone();
-    Ok(g.record(loss, &[logits], move |dloss, _| {
+    Ok(g.record("cross_entropy", loss, &[logits], move |dloss, _| {
         Ok(vec![Some(cross_entropy_backward(&lv, &labels, dloss)?)])
     }))
 }

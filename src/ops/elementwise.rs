@@ -111,21 +111,21 @@ pub fn scale_forward(x: &Tensor, alpha: f32) -> Result<Tensor> {
 pub fn relu(g: &Graph, x: Var) -> Result<Var> {
     let y = relu_forward(&g.value(x))?;
     let saved = y.clone();
-    Ok(g.record(y, &[x], move |dy, _| {
+    Ok(g.record("relu", y, &[x], move |dy, _| {
         Ok(vec![Some(relu_backward(&saved, dy)?)])
     }))
 }
 
 pub fn add(g: &Graph, a: Var, b: Var) -> Result<Var> {
     let c = add_forward(&g.value(a), &g.value(b))?;
-    Ok(g.record(c, &[a, b], |dc, _| {
+    Ok(g.record("add", c, &[a, b], |dc, _| {
         Ok(vec![Some(dc.clone()), Some(dc.clone())])
     }))
 }
 
 pub fn scale(g: &Graph, x: Var, alpha: f32) -> Result<Var> {
     let y = scale_forward(&g.value(x), alpha)?;
-    Ok(g.record(y, &[x], move |dy, _| {
+    Ok(g.record("scale", y, &[x], move |dy, _| {
         Ok(vec![Some(scale_forward(dy, alpha)?)])
     }))
 }

@@ -69,7 +69,7 @@ pub fn l2_normalize_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
 pub fn l2_normalize(g: &Graph, x: Var) -> Result<Var> {
     let xv = g.value(x);
     let y = l2_normalize_forward(&xv)?;
-    Ok(g.record(y, &[x], move |dy, _| {
+    Ok(g.record("l2_normalize", y, &[x], move |dy, _| {
         Ok(vec![Some(l2_normalize_backward(&xv, dy)?)])
     }))
 }

@@ -167,7 +167,7 @@ pub fn linear(g: &Graph, x: Var, w: Var, bias: Option<Var>) -> Result<Var> {
     let y = linear_forward(&xv, &wv, bias.map(|b| g.value(b)).as_ref())?;
     let mut inputs = vec![x, w];
     inputs.extend(bias);
-    Ok(g.record(y, &inputs, move |dy, needs| {
+    Ok(g.record("linear", y, &inputs, move |dy, needs| {
         let dx = if needs[0] {
             Some(linear_backward_input(dy, &wv)?)
         } else {

@@ -67,7 +67,7 @@ pub fn global_avg_pool(g: &Graph, x: Var) -> Result<Var> {
     let xv = g.value(x);
     let y = global_avg_pool_forward(&xv)?;
     let shape = xv.shape().to_vec();
-    Ok(g.record(y, &[x], move |dy, _| {
+    Ok(g.record("global_avg_pool", y, &[x], move |dy, _| {
         Ok(vec![Some(global_avg_pool_backward(dy, &shape)?)])
     }))
 }

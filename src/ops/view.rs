@@ -7,5 +7,7 @@ pub fn reshape(g: &Graph, x: Var, shape: &[usize]) -> Result<Var> {
     let xv = g.value(x);
     let y = xv.reshape(shape)?;
     let back = xv.shape().to_vec();
-    Ok(g.record(y, &[x], move |dy, _| Ok(vec![Some(dy.reshape(&back)?)])))
+    Ok(g.record("reshape", y, &[x], move |dy, _| {
+        Ok(vec![Some(dy.reshape(&back)?)])
+    }))
 }

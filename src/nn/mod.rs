@@ -1,0 +1,34 @@
+//! Layer 5: layers and the two encoders (ResNet-18 CIFAR variant, a small CNN).
+
+pub mod layers;
+pub mod resnet;
+pub mod small_cnn;
+
+use std::rc::Rc;
+
+use crate::autograd::{Graph, Param, Var};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+pub use resnet::ResNet18;
+pub use small_cnn::SmallCnn;
+
+/// An encoder: a backbone ending in global average pooling (`features`), then a linear head
+/// whose output is the embedding fed to the contrastive loss.
+pub trait Encoder {
+    /// Pooled backbone features `[N, feature_dim]`.
+    fn features(&self, g: &Graph, x: Var, training: bool) -> Result<Var>;
+    /// The head applied to pooled features.
+    fn head(&self, g: &Graph, features: Var) -> Result<Var>;
+    fn feature_dim(&self) -> usize;
+    /// Trainable parameters, in a fixed order, with PyTorch-style names.
+    fn params(&self) -> Vec<Rc<Param>>;
+    /// Non-trainable state (batch-norm running statistics), with PyTorch-style names.
+    fn buffers(&self) -> Vec<(String, Tensor)>;
+
+    /// The embedding: `head(features(x))`.
+    fn forward(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
+        let f = self.features(g, x, training)?;
+        self.head(g, f)
+    }
+}
