@@ -28,6 +28,11 @@ impl Param {
         self.grad.borrow().clone()
     }
 
+    /// Replaces the gradient (for optimiser benches and tests that have one at hand).
+    pub fn set_grad(&self, g: Option<Tensor>) {
+        *self.grad.borrow_mut() = g;
+    }
+
     pub fn zero_grad(&self) {
         *self.grad.borrow_mut() = None;
     }

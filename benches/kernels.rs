@@ -1,0 +1,463 @@
+//! `cargo bench --bench kernels`: every kernel at ResNet-18 CIFAR shapes (batch 64), forward and
+//! backward, against its CPU reference; then one ResNet-18 training step end to end.
+//!
+//! GPU time: one warm-up, then `reps` dispatches recorded and submitted together, wall-clock
+//! divided by `reps`. CPU reference time: the plain f64 loops of `taming::reference`, one run at
+//! a smaller batch (`--cpu-batch`, default 4) scaled linearly to the GPU's batch, because the
+//! reference convolution at batch 64 takes minutes. Options: `--quick` (fewer repetitions and
+//! shapes), `--no-cpu` (skip the reference timings), `--batch N`.
+
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use taming::autograd::Graph;
+use taming::nn::{Encoder, ResNet18};
+use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
+use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvShape};
+use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, pool};
+use taming::optim::Adam;
+use taming::reference;
+use taming::{Gpu, Result, Tensor};
+
+struct Options {
+    quick: bool,
+    cpu: bool,
+    batch: usize,
+    cpu_batch: usize,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str, default: usize| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    Options {
+        quick: args.iter().any(|a| a == "--quick"),
+        cpu: !args.iter().any(|a| a == "--no-cpu"),
+        batch: value("--batch", 64),
+        cpu_batch: value("--cpu-batch", 4),
+    }
+}
+
+fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+fn tensor(gpu: &Gpu, rng: &mut StdRng, shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_slice(gpu, shape, &random(rng, shape.iter().product()))
+}
+
+/// Milliseconds per run of `f` on the GPU.
+fn gpu_ms(gpu: &Gpu, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    gpu.wait()?;
+    let t = Instant::now();
+    for _ in 0..reps {
+        f()?;
+    }
+    gpu.wait()?;
+    Ok(t.elapsed().as_secs_f64() * 1e3 / reps as f64)
+}
+
+/// Milliseconds of one run of `f` on the CPU.
+fn cpu_ms<T>(f: impl FnOnce() -> T) -> f64 {
+    let t = Instant::now();
+    std::hint::black_box(f());
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn row(name: &str, gpu_ms: f64, work: f64, unit: &str, cpu_ms: Option<f64>) {
+    let rate = work / (gpu_ms * 1e-3) / 1e9;
+    match cpu_ms {
+        Some(c) => println!(
+            "{name:<44} {gpu_ms:>10.3} {rate:>9.2} {unit:<7} {c:>11.1} {:>8.1}x",
+            c / gpu_ms
+        ),
+        None => println!(
+            "{name:<44} {gpu_ms:>10.3} {rate:>9.2} {unit:<7} {:>11} {:>9}",
+            "-", "-"
+        ),
+    }
+}
+
+fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// (name, Cin, Cout, H=W of the input, kernel, stride): the distinct convolutions of ResNet-18.
+const CONVS: &[(&str, usize, usize, usize, usize, usize)] = &[
+    ("stem 3->64 3x3 32x32", 3, 64, 32, 3, 1),
+    ("64->64 3x3 32x32", 64, 64, 32, 3, 1),
+    ("64->128 3x3 s2 32->16", 64, 128, 32, 3, 2),
+    ("64->128 1x1 s2 (shortcut)", 64, 128, 32, 1, 2),
+    ("128->128 3x3 16x16", 128, 128, 16, 3, 1),
+    ("128->256 3x3 s2 16->8", 128, 256, 16, 3, 2),
+    ("256->256 3x3 8x8", 256, 256, 8, 3, 1),
+    ("256->512 3x3 s2 8->4", 256, 512, 8, 3, 2),
+    ("512->512 3x3 4x4", 512, 512, 4, 3, 1),
+];
+
+fn bench_convs(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
+    let reps = if o.quick { 2 } else { 5 };
+    let convs = if o.quick { &CONVS[..2] } else { CONVS };
+    for &(name, cin, cout, hw, k, stride) in convs {
+        let cfg = Conv2dConfig { stride, pad: k / 2 };
+        let (xs, ws) = ([o.batch, cin, hw, hw], [cout, cin, k, k]);
+        let s = ConvShape::new(&xs, &ws, cfg)?;
+        let (x, w) = (tensor(gpu, rng, &xs)?, tensor(gpu, rng, &ws)?);
+        let dy = tensor(gpu, rng, &s.output())?;
+        let fwd = gpu_ms(gpu, reps, || {
+            conv::conv2d_forward(&x, &w, None, cfg).map(drop)
+        })?;
+        let bin = gpu_ms(gpu, reps, || {
+            conv::conv2d_backward_input(&dy, &w, &xs, cfg).map(drop)
+        })?;
+        let bw = gpu_ms(gpu, reps, || {
+            conv::conv2d_backward_weight(&x, &dy, &ws, cfg).map(drop)
+        })?;
+        let cpu = o.cpu.then(|| {
+            let cb = o.cpu_batch.min(o.batch);
+            let cs = ConvShape::new(&[cb, cin, hw, hw], &ws, cfg).expect("valid shape");
+            let scale = o.batch as f64 / cb as f64;
+            let xr = to_f64(&random(rng, cb * cin * hw * hw));
+            let wr = to_f64(&random(rng, ws.iter().product()));
+            let dyr = to_f64(&random(rng, cs.output().iter().product()));
+            (
+                scale * cpu_ms(|| reference::conv2d::conv2d_forward(&xr, &wr, None, &cs)),
+                scale * cpu_ms(|| reference::conv2d::conv2d_backward_input(&dyr, &wr, &cs)),
+                scale * cpu_ms(|| reference::conv2d::conv2d_backward_weight(&xr, &dyr, &cs)),
+            )
+        });
+        row(
+            &format!("conv {name} fwd"),
+            fwd,
+            s.flops(),
+            "GFLOP/s",
+            cpu.map(|c| c.0),
+        );
+        row(
+            &format!("conv {name} bwd input"),
+            bin,
+            s.flops(),
+            "GFLOP/s",
+            cpu.map(|c| c.1),
+        );
+        row(
+            &format!("conv {name} bwd weight"),
+            bw,
+            s.flops(),
+            "GFLOP/s",
+            cpu.map(|c| c.2),
+        );
+    }
+    Ok(())
+}
+
+fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
+    let reps = if o.quick { 3 } else { 10 };
+    let n = o.batch;
+    // Batch norm at [N, 64, 32, 32]: reads x twice for the statistics, once to normalise, writes y.
+    let shape = [n, 64, 32, 32];
+    let numel: usize = shape.iter().product();
+    let (x, dy) = (tensor(gpu, rng, &shape)?, tensor(gpu, rng, &shape)?);
+    let (gamma, beta) = (Tensor::full(gpu, &[64], 1.0)?, Tensor::zeros(gpu, &[64])?);
+    let st = BatchNormState {
+        running_mean: Tensor::zeros(gpu, &[64])?,
+        running_var: Tensor::full(gpu, &[64], 1.0)?,
+        momentum: 0.1,
+        eps: 1e-5,
+    };
+    let (_, stats) = batch_norm_forward(&x, &gamma, &beta, &st, true)?;
+    let bytes = 4.0 * numel as f64;
+    let xr = to_f64(&random(rng, numel));
+    let g64 = vec![1.0; 64];
+    let cpu_bn = o.cpu.then(|| {
+        let (mut rm, mut rv) = (vec![0.0; 64], vec![1.0; 64]);
+        let mut fwd = None;
+        let t = cpu_ms(|| {
+            fwd = Some(reference::batchnorm::batch_norm_train(
+                &xr, shape, &g64, &g64, &mut rm, &mut rv, 0.1, 1e-5,
+            ))
+        });
+        let fwd = fwd.expect("ran");
+        (
+            t,
+            cpu_ms(|| {
+                reference::batchnorm::batch_norm_train_backward(&xr, &xr, shape, &g64, &fwd, 1e-5)
+            }),
+        )
+    });
+    let t = gpu_ms(gpu, reps, || {
+        batch_norm_forward(&x, &gamma, &beta, &st, true).map(drop)
+    })?;
+    row(
+        &format!("batch norm fwd [{n},64,32,32]"),
+        t,
+        4.0 * bytes,
+        "GB/s",
+        cpu_bn.map(|c| c.0),
+    );
+    let t = gpu_ms(gpu, reps, || {
+        batch_norm_backward(&x, &dy, &gamma, &stats, &st, true).map(drop)
+    })?;
+    row(
+        &format!("batch norm bwd [{n},64,32,32]"),
+        t,
+        5.0 * bytes,
+        "GB/s",
+        cpu_bn.map(|c| c.1),
+    );
+
+    let t = gpu_ms(gpu, reps, || ew::relu_forward(&x).map(drop))?;
+    row(
+        &format!("relu fwd [{n},64,32,32]"),
+        t,
+        2.0 * bytes,
+        "GB/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::elementwise::relu_forward(&xr))),
+    );
+    let t = gpu_ms(gpu, reps, || ew::relu_backward(&x, &dy).map(drop))?;
+    row(
+        &format!("relu bwd [{n},64,32,32]"),
+        t,
+        3.0 * bytes,
+        "GB/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::elementwise::relu_backward(&xr, &xr))),
+    );
+    let t = gpu_ms(gpu, reps, || ew::add_forward(&x, &dy).map(drop))?;
+    row(
+        &format!("add (residual) [{n},64,32,32]"),
+        t,
+        3.0 * bytes,
+        "GB/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::elementwise::add_forward(&xr, &xr))),
+    );
+
+    let p4 = tensor(gpu, rng, &[n, 512, 4, 4])?;
+    let g512 = tensor(gpu, rng, &[n, 512])?;
+    let pr = to_f64(&random(rng, n * 512 * 16));
+    let t = gpu_ms(gpu, reps, || pool::global_avg_pool_forward(&p4).map(drop))?;
+    row(
+        &format!("global avg pool fwd [{n},512,4,4]"),
+        t,
+        4.0 * (n * 512 * 17) as f64,
+        "GB/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::small_ops::global_avg_pool(&pr, n * 512, 16))),
+    );
+    let t = gpu_ms(gpu, reps, || {
+        pool::global_avg_pool_backward(&g512, &[n, 512, 4, 4]).map(drop)
+    })?;
+    row(
+        &format!("global avg pool bwd [{n},512,4,4]"),
+        t,
+        4.0 * (n * 512 * 17) as f64,
+        "GB/s",
+        None,
+    );
+
+    let (w, dyl) = (tensor(gpu, rng, &[128, 512])?, tensor(gpu, rng, &[n, 128])?);
+    let fl = linear::linear_flops(n, 512, 128);
+    let (xr, wr, dyr) = (
+        to_f64(&random(rng, n * 512)),
+        to_f64(&random(rng, 128 * 512)),
+        to_f64(&random(rng, n * 128)),
+    );
+    let t = gpu_ms(gpu, reps, || {
+        linear::linear_forward(&g512, &w, None).map(drop)
+    })?;
+    row(
+        &format!("linear fwd {n}x512 -> 128"),
+        t,
+        fl,
+        "GFLOP/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::small_ops::linear_forward(&xr, &wr, None, n, 512, 128))),
+    );
+    let t = gpu_ms(gpu, reps, || {
+        linear::linear_backward_input(&dyl, &w).map(drop)
+    })?;
+    row(
+        "linear bwd input",
+        t,
+        fl,
+        "GFLOP/s",
+        o.cpu.then(|| {
+            cpu_ms(|| reference::small_ops::linear_backward_input(&dyr, &wr, n, 512, 128))
+        }),
+    );
+    let t = gpu_ms(gpu, reps, || {
+        linear::linear_backward_weight(&g512, &dyl).map(drop)
+    })?;
+    row(
+        "linear bwd weight",
+        t,
+        fl,
+        "GFLOP/s",
+        o.cpu.then(|| {
+            cpu_ms(|| reference::small_ops::linear_backward_weight(&xr, &dyr, n, 512, 128))
+        }),
+    );
+
+    let z = tensor(gpu, rng, &[1024, 128])?;
+    let zr = to_f64(&random(rng, 1024 * 128));
+    let zb = 4.0 * (1024 * 128) as f64;
+    let t = gpu_ms(gpu, reps, || l2norm::l2_normalize_forward(&z).map(drop))?;
+    row(
+        "l2 normalise fwd 1024x128",
+        t,
+        2.0 * zb,
+        "GB/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::small_ops::l2_normalize(&zr, 128, 1e-12))),
+    );
+    let t = gpu_ms(gpu, reps, || {
+        l2norm::l2_normalize_backward(&z, &z).map(drop)
+    })?;
+    row(
+        "l2 normalise bwd 1024x128",
+        t,
+        3.0 * zb,
+        "GB/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::small_ops::l2_normalize_backward(&zr, &zr, 128, 1e-12))),
+    );
+
+    let labels: Vec<u32> = (0..1024).map(|i| i % 128).collect();
+    let tl = Tensor::from_u32(gpu, &[1024], &labels)?;
+    let one = Tensor::full(gpu, &[1], 1.0)?;
+    let t = gpu_ms(gpu, reps, || {
+        cross_entropy::cross_entropy_forward(&z, &tl).map(drop)
+    })?;
+    row(
+        "cross-entropy fwd 1024x128",
+        t,
+        zb,
+        "GB/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::small_ops::cross_entropy(&zr, &labels, 128))),
+    );
+    let t = gpu_ms(gpu, reps, || {
+        cross_entropy::cross_entropy_backward(&z, &tl, &one).map(drop)
+    })?;
+    row(
+        "cross-entropy bwd 1024x128",
+        t,
+        2.0 * zb,
+        "GB/s",
+        o.cpu.then(|| {
+            cpu_ms(|| reference::small_ops::cross_entropy_backward(&zr, &labels, 128, 1.0))
+        }),
+    );
+
+    // Adam over ResNet-18's 11.2M parameters: reads p, g, m, v and writes p, m, v.
+    let count = 11_173_962;
+    let p = std::rc::Rc::new(taming::autograd::Param::new(
+        "p",
+        tensor(gpu, rng, &[count])?,
+    ));
+    let g = tensor(gpu, rng, &[count])?;
+    let mut adam = Adam::new(vec![p.clone()], 0.01);
+    let (mut pr, gr) = (to_f64(&random(rng, count)), to_f64(&random(rng, count)));
+    let (mut m, mut v) = (vec![0.0; count], vec![0.0; count]);
+    let t = gpu_ms(gpu, reps, || {
+        p.set_grad(Some(g.clone()));
+        adam.step()
+    })?;
+    row(
+        "adam step 11.2M params",
+        t,
+        4.0 * 7.0 * count as f64,
+        "GB/s",
+        o.cpu.then(|| {
+            cpu_ms(|| {
+                reference::optim::adam_step(
+                    &mut pr,
+                    &gr,
+                    &mut m,
+                    &mut v,
+                    1,
+                    0.01,
+                    (0.9, 0.999),
+                    1e-8,
+                    0.0,
+                )
+            })
+        }),
+    );
+    Ok(())
+}
+
+/// One SimCLR-shaped training step of ResNet-18: two views of 20x20 crops, each through its own
+/// forward pass (batch-norm statistics per view batch), L2-normalised embeddings, and a stand-in
+/// contrastive loss (cross-entropy over the N x N view-1/view-2 similarities divided by 0.1)
+/// until the NT-Xent kernel lands; then backward and Adam.
+fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
+    let n = o.batch;
+    let model = ResNet18::new(gpu, rng, 3, 128)?;
+    let mut adam = Adam::new(model.params(), 0.01);
+    let (v1, v2) = (
+        tensor(gpu, rng, &[n, 3, 20, 20])?,
+        tensor(gpu, rng, &[n, 3, 20, 20])?,
+    );
+    let labels = Tensor::from_u32(gpu, &[n], &(0..n as u32).collect::<Vec<_>>())?;
+    let mut step = || -> Result<Tensor> {
+        let g = Graph::new(gpu);
+        let z1 = l2norm::l2_normalize(&g, model.forward(&g, g.input(v1.clone()), true)?)?;
+        let z2 = l2norm::l2_normalize(&g, model.forward(&g, g.input(v2.clone()), true)?)?;
+        let logits = ew::scale(&g, linear::linear(&g, z1, z2, None)?, 10.0)?;
+        let loss = cross_entropy::cross_entropy(&g, logits, &labels)?;
+        g.backward(loss)?;
+        adam.step()?;
+        Ok(g.value(loss))
+    };
+    let steps = if o.quick { 1 } else { 3 };
+    step()?.item()?;
+    let (d0, s0) = gpu.counters();
+    let t = Instant::now();
+    let mut last = None;
+    for _ in 0..steps {
+        last = Some(step()?);
+    }
+    let loss = last.expect("at least one step").item()?;
+    let secs = t.elapsed().as_secs_f64() / steps as f64;
+    let (d1, s1) = gpu.counters();
+    println!(
+        "ResNet-18 training step, 2 views x {n} of 3x20x20, fwd+bwd+Adam: {:.1} ms/step, {:.1} images/s \
+         ({} dispatches, {} submits per step; loss {loss:.3})",
+        secs * 1e3,
+        n as f64 / secs,
+        (d1 - d0) / steps as u64,
+        (s1 - s0) / steps as u64,
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let o = options();
+    let gpu = Gpu::new(None)?;
+    let mut rng = StdRng::seed_from_u64(0);
+    println!("adapter: {}", gpu.adapter());
+    println!(
+        "batch {}; CPU reference timed at batch {} and scaled\n",
+        o.batch,
+        o.cpu_batch.min(o.batch)
+    );
+    println!(
+        "{:<44} {:>10} {:>17} {:>11} {:>9}",
+        "kernel", "GPU ms", "rate", "CPU ref ms", "speed-up"
+    );
+    bench_convs(&gpu, &mut rng, &o)?;
+    bench_small_ops(&gpu, &mut rng, &o)?;
+    println!();
+    bench_step(&gpu, &mut rng, &o)?;
+    Ok(())
+}
