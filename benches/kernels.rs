@@ -5,7 +5,7 @@
 //! divided by `reps`. CPU reference time: the plain f64 loops of `taming::reference`, one run at
 //! a smaller batch (`--cpu-batch`, default 4) scaled linearly to the GPU's batch, because the
 //! reference convolution at batch 64 takes minutes. Options: `--quick` (fewer repetitions and
-//! shapes), `--no-cpu` (skip the reference timings), `--batch N`.
+//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,step`.
 
 use std::time::Instant;
 
@@ -22,6 +22,8 @@ use taming::{Gpu, Result, Tensor};
 
 struct Options {
     quick: bool,
+    /// Run only these sections (conv, ops, step); all when empty.
+    only: Vec<String>,
     cpu: bool,
     batch: usize,
     cpu_batch: usize,
@@ -38,6 +40,12 @@ fn options() -> Options {
     };
     Options {
         quick: args.iter().any(|a| a == "--quick"),
+        only: args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
         cpu: !args.iter().any(|a| a == "--no-cpu"),
         batch: value("--batch", 64),
         cpu_batch: value("--cpu-batch", 4),
@@ -455,9 +463,16 @@ fn main() -> Result<()> {
         "{:<44} {:>10} {:>17} {:>11} {:>9}",
         "kernel", "GPU ms", "rate", "CPU ref ms", "speed-up"
     );
-    bench_convs(&gpu, &mut rng, &o)?;
-    bench_small_ops(&gpu, &mut rng, &o)?;
-    println!();
-    bench_step(&gpu, &mut rng, &o)?;
+    let run = |section: &str| o.only.is_empty() || o.only.iter().any(|s| s == section);
+    if run("conv") {
+        bench_convs(&gpu, &mut rng, &o)?;
+    }
+    if run("ops") {
+        bench_small_ops(&gpu, &mut rng, &o)?;
+    }
+    if run("step") {
+        println!();
+        bench_step(&gpu, &mut rng, &o)?;
+    }
     Ok(())
 }

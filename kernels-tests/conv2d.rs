@@ -13,6 +13,10 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([2, 4, 6, 6], [10, 4, 3, 3], 1, 0),
     ([1, 1, 1, 1], [1, 1, 1, 1], 1, 0),
     ([2, 3, 8, 8], [5, 3, 3, 3], 2, 2),
+    ([2, 3, 9, 13], [4, 3, 2, 5], 2, 1),
+    ([1, 2, 6, 6], [3, 2, 5, 5], 1, 2),
+    ([3, 9, 20, 20], [16, 9, 3, 3], 1, 1),
+    ([2, 8, 10, 10], [33, 8, 3, 3], 2, 1),
 ];
 
 #[test]
@@ -184,6 +188,25 @@ fn conv2d_rejects_mismatched_channels_naming_both_shapes() {
         .to_string();
     assert!(
         msg.contains("conv2d") && msg.contains("[1, 3, 4, 4]") && msg.contains("[2, 4, 3, 3]"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn conv2d_rejects_unsupported_strides_and_widths_with_a_clear_message() {
+    let Some(gpu) = gpu() else { return };
+    let x = upload(&gpu, &[1, 1, 8, 8], &[0.0; 64]);
+    let w = upload(&gpu, &[1, 1, 3, 3], &[0.0; 9]);
+    let msg = conv::conv2d_forward(&x, &w, None, Conv2dConfig { stride: 3, pad: 1 })
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("conv2d") && msg.contains("stride 3"), "{msg}");
+    let w = upload(&gpu, &[1, 1, 1, 7], &[0.0; 7]);
+    let msg = conv::conv2d_forward(&x, &w, None, Conv2dConfig { stride: 1, pad: 0 })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("[1, 1, 1, 7]") && msg.contains("5 wide"),
         "{msg}"
     );
 }

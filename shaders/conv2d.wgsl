@@ -1,273 +1,253 @@
-// 2-D convolution, NCHW, cross-correlation as in PyTorch: square stride and zero padding.
-//   x  [N, Cin, H, W]    w  [Cout, Cin, KH, KW]    y  [N, Cout, Ho, Wo]
-//   Ho = (H + 2*pad - KH) / stride + 1   (likewise Wo)
+// 2-D convolution, NCHW, cross-correlation as in PyTorch (square stride 1 or 2, zero padding,
+// kernel width KW <= 5).
+//   x [N, Cin, H, W]   w [Cout, Cin, KH, KW]   y [N, Cout, Ho, Wo]
 //
-// The kernels are register-blocked implicit GEMMs without workgroup memory (barriers are
-// expensive on CPU Vulkan devices): each invocation keeps a block of 8 channels x 4 pixels
-// (or 8 output channels x 4 kernel taps) in 8 vec4 accumulators.
+// Three passes share two kernels:
+//   forward          y  = conv(pad(x), w, stride)                                conv2d_forward
+//   input gradient   dx = conv(pad(dilate(dy)), flipped w, Cin <-> Cout, 1)      conv2d_forward
+//   weight gradient  dw[co, ci, ky, kx] = sum over n, oy, ox of
+//                    dy[n, co, oy, ox] * pad(x)[n, ci, oy*S + ky, ox*S + kx]    conv2d_backward_weight
+// `pad_dilate` writes the padded input once, its rows a whole number of vec4s long (Wq), zeros
+// around, so the inner loops read aligned vec4s without bounds checks.
 //
-// conv2d_pack_*: the weights are first re-laid out so that the 8 channels one invocation needs
-// for a kernel tap are two consecutive vec4s: packed[tap][channel], channels padded to 8 with 0.
-
-struct Params {
-    n: u32, cin: u32, h: u32, w: u32,
-    cout: u32, ho: u32, wo: u32, kh: u32,
-    kw: u32, stride: u32, pad: u32, has_bias: u32,
-    splits: u32,          // backward_weight: the reduction over N*Ho*Wo is cut into this many parts
-    _p0: u32, _p1: u32, _p2: u32,
-}
+// Loads are the cost on every device, and on a CPU device (lavapipe) a vec4 load costs about
+// what a scalar load does, so each invocation reuses what it loads many times:
+//   conv2d_forward: invocation -> 8 output channels x 4 consecutive output pixels of one row.
+//     Per (ci, ky): 2-3 vec4 loads cover the input row window of the 4 pixels for every kx; per
+//     tap 2 vec4 loads of packed weights; 32 multiply-adds per tap.
+//   conv2d_backward_weight: invocation -> 4 output channels x one (ci, ky) x all KW taps.
+//     Per 4 output pixels: 4 vec4 loads of dy, 2-3 of x; 4*KW vec4 multiply-adds.
 
 override WG: u32 = 64;
+override KW: u32 = 3;
+override STRIDE: u32 = 1;
 
-@group(0) @binding(0) var<uniform> p: Params;
+struct PadParams {
+    planes: u32, h: u32, w: u32, hp: u32,
+    wq: u32, top: u32, left: u32, dil: u32,
+}
 
-// pack kernels
-@group(0) @binding(1) var<storage, read> w_in: array<f32>;
-@group(0) @binding(2) var<storage, read_write> packed_out: array<f32>;
+struct PackParams {
+    cout: u32, cin: u32, kh: u32, kw: u32,
+    cpad: u32, _p0: u32, _p1: u32, _p2: u32,
+}
 
-// forward: x, packed weights, bias, y
-@group(0) @binding(1) var<storage, read> fx: array<f32>;
+// The convolution proper over a padded input xp [N, Cin, Hp, Wq] (Wq a multiple of 4).
+struct ConvParams {
+    n: u32, cin: u32, hp: u32, wq: u32,
+    cout: u32, ho: u32, wo: u32, kh: u32,
+    cpad: u32, has_bias: u32, rows_per_split: u32, dyq: u32,
+}
+
+@group(0) @binding(0) var<uniform> pad: PadParams;
+@group(0) @binding(0) var<uniform> pk: PackParams;
+@group(0) @binding(0) var<uniform> cv: ConvParams;
+
+// pad_dilate, pack_*: one source, one destination
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+
+// conv2d_forward: padded input, packed weights [tap][cpad], bias, output
+@group(0) @binding(1) var<storage, read> fx: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> fw: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> fbias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> fy: array<f32>;
 
-// backward_input: dy, packed weights, dx
-@group(0) @binding(1) var<storage, read> bdy: array<f32>;
-@group(0) @binding(2) var<storage, read> bw: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> bdx: array<f32>;
-
-// backward_weight: x, dy, partial dw [splits, Cout, Cin*KH*KW]
-@group(0) @binding(1) var<storage, read> gx: array<f32>;
-@group(0) @binding(2) var<storage, read> gdy: array<f32>;
+// conv2d_backward_weight: padded input, row-padded dy [N, Cout, Ho, dyq], partial sums
+// [splits, Cout, Cin, KH, KW]
+@group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gdy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> gdw: array<f32>;
 
 fn linear_id(gid: vec3u, nwg: vec3u) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// packed[tap][c] with tap = (ci*KH + ky)*KW + kx and c = cout index: for the forward pass.
+// dst [planes, Hp, Wq]: src [planes, H, W] spread `dil` apart, shifted by (top, left), zeros
+// elsewhere. One invocation per destination element.
 @compute @workgroup_size(WG)
-fn conv2d_pack_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn pad_dilate(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = linear_id(gid, nwg);
-    let taps = p.cin * p.kh * p.kw;
-    let cpad = (p.cout + 7u) / 8u * 8u;
-    if (i >= taps * cpad) { return; }
-    let tap = i / cpad;
-    let co = i % cpad;
-    packed_out[i] = select(0.0, w_in[min(co, p.cout - 1u) * taps + tap], co < p.cout);
+    if (i >= pad.planes * pad.hp * pad.wq) { return; }
+    let x = i % pad.wq;
+    let y = (i / pad.wq) % pad.hp;
+    let plane = i / (pad.wq * pad.hp);
+    let ty = i32(y) - i32(pad.top);
+    let tx = i32(x) - i32(pad.left);
+    let sy = u32(max(ty, 0)) / pad.dil;
+    let sx = u32(max(tx, 0)) / pad.dil;
+    let inside = ty >= 0 && tx >= 0 && u32(ty) % pad.dil == 0u && u32(tx) % pad.dil == 0u && sy < pad.h && sx < pad.w;
+    let s = min((plane * pad.h + sy) * pad.w + sx, pad.planes * pad.h * pad.w - 1u);
+    dst[i] = select(0.0, src[s], inside);
 }
 
-// packed[tap][c] with tap = (co*KH + ky)*KW + kx and c = cin index: for the input gradient.
+// dst[tap][co] = w[co, ci, ky, kx], tap = (ci*KH + ky)*KW + kx; columns co >= Cout are 0.
 @compute @workgroup_size(WG)
-fn conv2d_pack_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+fn pack_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i = linear_id(gid, nwg);
-    let kk = p.kh * p.kw;
-    let taps = p.cout * kk;
-    let cpad = (p.cin + 7u) / 8u * 8u;
-    if (i >= taps * cpad) { return; }
-    let tap = i / cpad;
-    let ci = i % cpad;
+    let taps = pk.cin * pk.kh * pk.kw;
+    if (i >= taps * pk.cpad) { return; }
+    let tap = i / pk.cpad;
+    let co = i % pk.cpad;
+    dst[i] = select(0.0, src[min(co, pk.cout - 1u) * taps + tap], co < pk.cout);
+}
+
+// The weights of the input-gradient convolution, whose input channels are the forward pass's
+// output channels: dst[tap'][ci] = w[co, ci, KH-1-ky, KW-1-kx], tap' = (co*KH + ky)*KW + kx.
+@compute @workgroup_size(WG)
+fn pack_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = linear_id(gid, nwg);
+    let kk = pk.kh * pk.kw;
+    if (i >= pk.cout * kk * pk.cpad) { return; }
+    let tap = i / pk.cpad;
+    let ci = i % pk.cpad;
     let co = tap / kk;
-    let k = tap % kk;
-    packed_out[i] = select(0.0, w_in[(co * p.cin + min(ci, p.cin - 1u)) * kk + k], ci < p.cin);
+    let ky = (tap % kk) / pk.kw;
+    let kx = tap % pk.kw;
+    let s = ((co * pk.cin + min(ci, pk.cin - 1u)) * pk.kh + (pk.kh - 1u - ky)) * pk.kw + (pk.kw - 1u - kx);
+    dst[i] = select(0.0, src[s], ci < pk.cin);
 }
 
-// Invocation -> (image n, block of 8 output channels, block of 4 consecutive output pixels);
-// the pixel block varies fastest so that neighbouring invocations read neighbouring inputs and
-// the same weights.
+// The inputs that output pixels 0..3 of a block see at kernel column kx: elements
+// kx + STRIDE*j of the 12 floats v0 ++ v1 ++ v2 (the block's row window).
+fn window(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, kx: u32) -> vec4<f32> {
+    if (STRIDE == 1u) {
+        switch kx {
+            case 0u: { return v0; }
+            case 1u: { return vec4<f32>(v0.yzw, v1.x); }
+            case 2u: { return vec4<f32>(v0.zw, v1.xy); }
+            case 3u: { return vec4<f32>(v0.w, v1.xyz); }
+            default: { return v1; }
+        }
+    }
+    switch kx {
+        case 0u: { return vec4<f32>(v0.xz, v1.xz); }
+        case 1u: { return vec4<f32>(v0.yw, v1.yw); }
+        case 2u: { return vec4<f32>(v0.z, v1.xz, v2.x); }
+        case 3u: { return vec4<f32>(v0.w, v1.yw, v2.y); }
+        default: { return vec4<f32>(v1.xz, v2.xz); }
+    }
+}
+
+// vec4s of row window a block of 4 outputs needs: (3*STRIDE + KW - 1) floats, rounded up.
+fn window_vec4s() -> u32 {
+    return (3u * STRIDE + KW - 1u) / 4u + 1u;
+}
+
+// Invocation -> (image n, block of 8 output channels, output row oy, block of 4 columns);
+// the column block varies fastest.
 @compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let id = linear_id(gid, nwg);
-    let npix = p.ho * p.wo;
-    let pix_blocks = (npix + 3u) / 4u;
-    let co_blocks = (p.cout + 7u) / 8u;
-    if (id >= p.n * co_blocks * pix_blocks) { return; }
-    let pb = id % pix_blocks;
-    let cb = (id / pix_blocks) % co_blocks;
-    let n = id / (pix_blocks * co_blocks);
+    let col_blocks = (cv.wo + 3u) / 4u;
+    let co_blocks = cv.cpad / 8u;
+    if (id >= cv.n * co_blocks * cv.ho * col_blocks) { return; }
+    let b = id % col_blocks;
+    let oy = (id / col_blocks) % cv.ho;
+    let cb = (id / (col_blocks * cv.ho)) % co_blocks;
+    let n = id / (col_blocks * cv.ho * co_blocks);
 
-    // Top-left input coordinate of each of the 4 pixels (pixels past the end repeat the last).
-    var iy0: vec4<i32>;
-    var ix0: vec4<i32>;
-    for (var j = 0u; j < 4u; j++) {
-        let pix = min(pb * 4u + j, npix - 1u);
-        iy0[j] = i32((pix / p.wo) * p.stride) - i32(p.pad);
-        ix0[j] = i32((pix % p.wo) * p.stride) - i32(p.pad);
-    }
-    let hw = p.h * p.w;
-    let wrow = i32(p.w);
-    let cpad4 = (p.cout + 7u) / 8u * 2u;
     var acc: array<vec4<f32>, 8>;
-    for (var c = 0u; c < 8u; c++) { acc[c] = vec4<f32>(0.0); }
-
-    for (var ci = 0u; ci < p.cin; ci++) {
-        let base = i32((n * p.cin + ci) * hw);
-        for (var ky = 0u; ky < p.kh; ky++) {
-            let iy = iy0 + vec4<i32>(i32(ky));
-            let row_ok = (iy >= vec4<i32>(0)) & (iy < vec4<i32>(i32(p.h)));
-            let row = vec4<i32>(base) + clamp(iy, vec4<i32>(0), vec4<i32>(i32(p.h) - 1)) * wrow;
-            for (var kx = 0u; kx < p.kw; kx++) {
-                let ix = ix0 + vec4<i32>(i32(kx));
-                let ok = row_ok & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(wrow));
-                let idx = vec4<u32>(row + clamp(ix, vec4<i32>(0), vec4<i32>(wrow - 1)));
-                let v = select(vec4<f32>(0.0), vec4<f32>(fx[idx.x], fx[idx.y], fx[idx.z], fx[idx.w]), ok);
-                let tap = (ci * p.kh + ky) * p.kw + kx;
-                let wa = fw[tap * cpad4 + cb * 2u];
-                let wb = fw[tap * cpad4 + cb * 2u + 1u];
-                acc[0] = fma(vec4<f32>(wa.x), v, acc[0]);
-                acc[1] = fma(vec4<f32>(wa.y), v, acc[1]);
-                acc[2] = fma(vec4<f32>(wa.z), v, acc[2]);
-                acc[3] = fma(vec4<f32>(wa.w), v, acc[3]);
-                acc[4] = fma(vec4<f32>(wb.x), v, acc[4]);
-                acc[5] = fma(vec4<f32>(wb.y), v, acc[5]);
-                acc[6] = fma(vec4<f32>(wb.z), v, acc[6]);
-                acc[7] = fma(vec4<f32>(wb.w), v, acc[7]);
+    for (var j = 0u; j < 8u; j++) { acc[j] = vec4<f32>(0.0); }
+    let row_vec4s = cv.wq / 4u;
+    let nv = window_vec4s();
+    var wi = cb * 2u;
+    let wstep = cv.cpad / 4u;
+    for (var ci = 0u; ci < cv.cin; ci++) {
+        for (var ky = 0u; ky < cv.kh; ky++) {
+            let r = (((n * cv.cin + ci) * cv.hp + oy * STRIDE + ky) * row_vec4s) + b * STRIDE;
+            let v0 = fx[r];
+            let v1 = fx[r + 1u];
+            var v2 = vec4<f32>(0.0);
+            if (nv > 2u) { v2 = fx[r + 2u]; }
+            for (var kx = 0u; kx < KW; kx++) {
+                let xw = window(v0, v1, v2, kx);
+                let wa = fw[wi];
+                let wb = fw[wi + 1u];
+                wi += wstep;
+                acc[0] = fma(vec4<f32>(wa.x), xw, acc[0]);
+                acc[1] = fma(vec4<f32>(wa.y), xw, acc[1]);
+                acc[2] = fma(vec4<f32>(wa.z), xw, acc[2]);
+                acc[3] = fma(vec4<f32>(wa.w), xw, acc[3]);
+                acc[4] = fma(vec4<f32>(wb.x), xw, acc[4]);
+                acc[5] = fma(vec4<f32>(wb.y), xw, acc[5]);
+                acc[6] = fma(vec4<f32>(wb.z), xw, acc[6]);
+                acc[7] = fma(vec4<f32>(wb.w), xw, acc[7]);
             }
         }
     }
-    for (var c = 0u; c < 8u; c++) {
-        let co = cb * 8u + c;
-        if (co >= p.cout) { break; }
-        var b = 0.0;
-        if (p.has_bias != 0u) { b = fbias[co]; }
-        let out_base = (n * p.cout + co) * npix;
-        for (var j = 0u; j < 4u; j++) {
-            let pix = pb * 4u + j;
-            if (pix < npix) { fy[out_base + pix] = acc[c][j] + b; }
+    let npix = cv.ho * cv.wo;
+    for (var j = 0u; j < 8u; j++) {
+        let co = cb * 8u + j;
+        if (co >= cv.cout) { break; }
+        var bias = 0.0;
+        if (cv.has_bias != 0u) { bias = fbias[co]; }
+        let yb = (n * cv.cout + co) * npix + oy * cv.wo;
+        for (var k = 0u; k < 4u; k++) {
+            let ox = b * 4u + k;
+            if (ox < cv.wo) { fy[yb + ox] = acc[j][k] + bias; }
         }
     }
 }
 
-// dx[n, ci, iy, ix] = sum over (co, ky, kx) of w[co, ci, ky, kx] * dy[n, co, oy, ox] where
-// oy*stride - pad + ky = iy (likewise x). Invocation -> (n, 8 input channels, 4 input pixels).
-@compute @workgroup_size(WG)
-fn conv2d_backward_input(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let id = linear_id(gid, nwg);
-    let npix = p.h * p.w;
-    let pix_blocks = (npix + 3u) / 4u;
-    let ci_blocks = (p.cin + 7u) / 8u;
-    if (id >= p.n * ci_blocks * pix_blocks) { return; }
-    let pb = id % pix_blocks;
-    let cb = (id / pix_blocks) % ci_blocks;
-    let n = id / (pix_blocks * ci_blocks);
-
-    var py: vec4<i32>;
-    var px: vec4<i32>;
-    for (var j = 0u; j < 4u; j++) {
-        let pix = min(pb * 4u + j, npix - 1u);
-        py[j] = i32(pix / p.w) + i32(p.pad);
-        px[j] = i32(pix % p.w) + i32(p.pad);
-    }
-    let s = vec4<i32>(i32(p.stride));
-    let ohw = p.ho * p.wo;
-    let cpad4 = (p.cin + 7u) / 8u * 2u;
-    var acc: array<vec4<f32>, 8>;
-    for (var c = 0u; c < 8u; c++) { acc[c] = vec4<f32>(0.0); }
-
-    for (var co = 0u; co < p.cout; co++) {
-        let base = i32((n * p.cout + co) * ohw);
-        for (var ky = 0u; ky < p.kh; ky++) {
-            let ty = py - vec4<i32>(i32(ky));
-            let oy = ty / s;
-            let row_ok = (ty >= vec4<i32>(0)) & (oy * s == ty) & (oy < vec4<i32>(i32(p.ho)));
-            let row = vec4<i32>(base) + clamp(oy, vec4<i32>(0), vec4<i32>(i32(p.ho) - 1)) * i32(p.wo);
-            for (var kx = 0u; kx < p.kw; kx++) {
-                let tx = px - vec4<i32>(i32(kx));
-                let ox = tx / s;
-                let ok = row_ok & (tx >= vec4<i32>(0)) & (ox * s == tx) & (ox < vec4<i32>(i32(p.wo)));
-                let idx = vec4<u32>(row + clamp(ox, vec4<i32>(0), vec4<i32>(i32(p.wo) - 1)));
-                let v = select(vec4<f32>(0.0), vec4<f32>(bdy[idx.x], bdy[idx.y], bdy[idx.z], bdy[idx.w]), ok);
-                let tap = (co * p.kh + ky) * p.kw + kx;
-                let wa = bw[tap * cpad4 + cb * 2u];
-                let wb = bw[tap * cpad4 + cb * 2u + 1u];
-                acc[0] = fma(vec4<f32>(wa.x), v, acc[0]);
-                acc[1] = fma(vec4<f32>(wa.y), v, acc[1]);
-                acc[2] = fma(vec4<f32>(wa.z), v, acc[2]);
-                acc[3] = fma(vec4<f32>(wa.w), v, acc[3]);
-                acc[4] = fma(vec4<f32>(wb.x), v, acc[4]);
-                acc[5] = fma(vec4<f32>(wb.y), v, acc[5]);
-                acc[6] = fma(vec4<f32>(wb.z), v, acc[6]);
-                acc[7] = fma(vec4<f32>(wb.w), v, acc[7]);
-            }
-        }
-    }
-    for (var c = 0u; c < 8u; c++) {
-        let ci = cb * 8u + c;
-        if (ci >= p.cin) { break; }
-        let out_base = (n * p.cin + ci) * npix;
-        for (var j = 0u; j < 4u; j++) {
-            let pix = pb * 4u + j;
-            if (pix < npix) { bdx[out_base + pix] = acc[c][j]; }
-        }
-    }
-}
-
-// dw[co, tap] = sum over (n, oy, ox) of dy[n, co, oy, ox] * x[n, ci, oy*s - pad + ky, ...],
-// tap = (ci*KH + ky)*KW + kx. Invocation -> (split, 8 output channels, 4 consecutive taps); the
-// taps vary fastest. Split `s` of `splits` covers positions s, s+splits, ... of the N*Ho*Wo
-// reduction and writes its partial sums to gdw[s]; the launcher sums the splits afterwards.
+// Invocation -> (split s, block of 4 output channels, ci, ky); ky varies fastest. Split s sums
+// the rows (n, oy) in [s*R, (s+1)*R), R = rows_per_split, into gdw[s].
 @compute @workgroup_size(WG)
 fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let id = linear_id(gid, nwg);
-    let kk = p.kh * p.kw;
-    let taps = p.cin * kk;
-    let tap_blocks = (taps + 3u) / 4u;
-    let co_blocks = (p.cout + 7u) / 8u;
-    if (id >= p.splits * co_blocks * tap_blocks) { return; }
-    let tb = id % tap_blocks;
-    let cb = (id / tap_blocks) % co_blocks;
-    let split = id / (tap_blocks * co_blocks);
+    let co_blocks = (cv.cout + 3u) / 4u;
+    let rows = cv.n * cv.ho;
+    let splits = (rows + cv.rows_per_split - 1u) / cv.rows_per_split;
+    if (id >= splits * co_blocks * cv.cin * cv.kh) { return; }
+    let ky = id % cv.kh;
+    let ci = (id / cv.kh) % cv.cin;
+    let cb = (id / (cv.kh * cv.cin)) % co_blocks;
+    let split = id / (cv.kh * cv.cin * co_blocks);
+    let co0 = cb * 4u;
 
-    var ci4: vec4<u32>;
-    var ky4: vec4<i32>;
-    var kx4: vec4<i32>;
-    for (var j = 0u; j < 4u; j++) {
-        let tap = min(tb * 4u + j, taps - 1u);
-        ci4[j] = tap / kk;
-        ky4[j] = i32((tap % kk) / p.kw) - i32(p.pad);
-        kx4[j] = i32(tap % p.kw) - i32(p.pad);
-    }
-    let ohw = p.ho * p.wo;
-    let hw = p.h * p.w;
-    let total = p.n * ohw;
-    var acc: array<vec4<f32>, 8>;
-    for (var c = 0u; c < 8u; c++) { acc[c] = vec4<f32>(0.0); }
-    let co0 = cb * 8u;
-    var dys: array<f32, 8>;
-
-    for (var q = split; q < total; q += p.splits) {
-        let n = q / ohw;
-        let o = q % ohw;
-        let oy = i32(o / p.wo) * i32(p.stride);
-        let ox = i32(o % p.wo) * i32(p.stride);
-        let iy = vec4<i32>(oy) + ky4;
-        let ix = vec4<i32>(ox) + kx4;
-        let ok = (iy >= vec4<i32>(0)) & (iy < vec4<i32>(i32(p.h))) & (ix >= vec4<i32>(0)) & (ix < vec4<i32>(i32(p.w)));
-        let idx = vec4<u32>(
-            vec4<i32>((vec4<u32>(n * p.cin) + ci4) * hw)
-            + clamp(iy, vec4<i32>(0), vec4<i32>(i32(p.h) - 1)) * i32(p.w)
-            + clamp(ix, vec4<i32>(0), vec4<i32>(i32(p.w) - 1)));
-        let v = select(vec4<f32>(0.0), vec4<f32>(gx[idx.x], gx[idx.y], gx[idx.z], gx[idx.w]), ok);
-        let dy_base = (n * p.cout + co0) * ohw + o;
-        for (var c = 0u; c < 8u; c++) {
-            dys[c] = select(0.0, gdy[min(dy_base + c * ohw, p.n * p.cout * ohw - 1u)], co0 + c < p.cout);
+    // acc[c * 5 + kx]: a vec4 of partial sums over the 4 pixels of a block, summed at the end.
+    var acc: array<vec4<f32>, 20>;
+    for (var k = 0u; k < 20u; k++) { acc[k] = vec4<f32>(0.0); }
+    let col_blocks = (cv.wo + 3u) / 4u;
+    let row_vec4s = cv.wq / 4u;
+    let dy_row_vec4s = cv.dyq / 4u;
+    let nv = window_vec4s();
+    let last_co = cv.cout - 1u;
+    let r1 = min((split + 1u) * cv.rows_per_split, rows);
+    for (var r = split * cv.rows_per_split; r < r1; r++) {
+        let n = r / cv.ho;
+        let oy = r % cv.ho;
+        let xr = ((n * cv.cin + ci) * cv.hp + oy * STRIDE + ky) * row_vec4s;
+        let d0 = ((n * cv.cout + min(co0, last_co)) * cv.ho + oy) * dy_row_vec4s;
+        let d1 = ((n * cv.cout + min(co0 + 1u, last_co)) * cv.ho + oy) * dy_row_vec4s;
+        let d2 = ((n * cv.cout + min(co0 + 2u, last_co)) * cv.ho + oy) * dy_row_vec4s;
+        let d3 = ((n * cv.cout + min(co0 + 3u, last_co)) * cv.ho + oy) * dy_row_vec4s;
+        for (var b = 0u; b < col_blocks; b++) {
+            let v0 = gx[xr + b * STRIDE];
+            let v1 = gx[xr + b * STRIDE + 1u];
+            var v2 = vec4<f32>(0.0);
+            if (nv > 2u) { v2 = gx[xr + b * STRIDE + 2u]; }
+            let g0 = gdy[d0 + b];
+            let g1 = gdy[d1 + b];
+            let g2 = gdy[d2 + b];
+            let g3 = gdy[d3 + b];
+            for (var kx = 0u; kx < KW; kx++) {
+                let xw = window(v0, v1, v2, kx);
+                acc[kx] = fma(g0, xw, acc[kx]);
+                acc[5u + kx] = fma(g1, xw, acc[5u + kx]);
+                acc[10u + kx] = fma(g2, xw, acc[10u + kx]);
+                acc[15u + kx] = fma(g3, xw, acc[15u + kx]);
+            }
         }
-        acc[0] = fma(vec4<f32>(dys[0]), v, acc[0]);
-        acc[1] = fma(vec4<f32>(dys[1]), v, acc[1]);
-        acc[2] = fma(vec4<f32>(dys[2]), v, acc[2]);
-        acc[3] = fma(vec4<f32>(dys[3]), v, acc[3]);
-        acc[4] = fma(vec4<f32>(dys[4]), v, acc[4]);
-        acc[5] = fma(vec4<f32>(dys[5]), v, acc[5]);
-        acc[6] = fma(vec4<f32>(dys[6]), v, acc[6]);
-        acc[7] = fma(vec4<f32>(dys[7]), v, acc[7]);
     }
-    let out_base = split * p.cout * taps;
-    for (var c = 0u; c < 8u; c++) {
+    let taps = cv.cin * cv.kh * KW;
+    let out = split * cv.cout * taps;
+    for (var c = 0u; c < 4u; c++) {
         let co = co0 + c;
-        if (co >= p.cout) { break; }
-        for (var j = 0u; j < 4u; j++) {
-            let tap = tb * 4u + j;
-            if (tap < taps) { gdw[out_base + co * taps + tap] = acc[c][j]; }
+        if (co >= cv.cout) { break; }
+        for (var kx = 0u; kx < KW; kx++) {
+            let a = acc[c * 5u + kx];
+            gdw[out + co * taps + (ci * cv.kh + ky) * KW + kx] = a.x + a.y + a.z + a.w;
         }
     }
 }

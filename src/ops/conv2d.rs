@@ -16,27 +16,51 @@ pub struct Conv2dConfig {
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    cin: u32,
+struct PadParams {
+    planes: u32,
     h: u32,
     w: u32,
+    hp: u32,
+    wq: u32,
+    top: u32,
+    left: u32,
+    dil: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+struct PackParams {
+    cout: u32,
+    cin: u32,
+    kh: u32,
+    kw: u32,
+    cpad: u32,
+    _pad: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvParams {
+    n: u32,
+    cin: u32,
+    hp: u32,
+    wq: u32,
     cout: u32,
     ho: u32,
     wo: u32,
     kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
+    cpad: u32,
     has_bias: u32,
-    splits: u32,
-    _pad: [u32; 3],
+    rows_per_split: u32,
+    dyq: u32,
 }
 
-/// Workgroup size of the convolution kernels (an `override` constant of the shader).
+/// Workgroup size of every convolution kernel.
 const CONV_WG: u32 = 64;
+/// The widest kernel the row-window kernels handle (`window` in the shader).
+const MAX_KW: usize = 5;
 
-/// The dimensions of one convolution, checked once and shared by its three kernels.
+/// The dimensions of one convolution, checked once and shared by its passes.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
     pub n: usize,
@@ -65,12 +89,21 @@ impl ConvShape {
                 x[1], w[1]
             ));
         }
-        if cfg.stride == 0 {
-            return bad("stride must be at least 1".into());
+        if !(1..=2).contains(&cfg.stride) || w[3] > MAX_KW {
+            return bad(format!(
+                "weight {w:?} with stride {}: supported are kernels up to {MAX_KW} wide and strides 1 and 2",
+                cfg.stride
+            ));
         }
         if x.contains(&0) || w.contains(&0) {
             return bad(format!(
                 "input {x:?} and weight {w:?} must have no zero dimension"
+            ));
+        }
+        if cfg.pad >= w[2] || cfg.pad >= w[3] {
+            return bad(format!(
+                "padding {} must be smaller than the kernel {w:?}",
+                cfg.pad
             ));
         }
         let (hp, wp) = (x[2] + 2 * cfg.pad, x[3] + 2 * cfg.pad);
@@ -98,36 +131,20 @@ impl ConvShape {
         [self.n, self.cout, self.ho, self.wo]
     }
 
-    /// Multiply-adds of the forward pass (each backward pass does as many).
+    /// Multiply-adds of the forward pass, 2 flops each (each backward pass does as many).
     pub fn flops(&self) -> f64 {
         2.0 * (self.n * self.cout * self.ho * self.wo * self.cin * self.kh * self.kw) as f64
     }
-
-    fn params(&self, has_bias: bool, splits: usize) -> Params {
-        Params {
-            n: self.n as u32,
-            cin: self.cin as u32,
-            h: self.h as u32,
-            w: self.w as u32,
-            cout: self.cout as u32,
-            ho: self.ho as u32,
-            wo: self.wo as u32,
-            kh: self.kh as u32,
-            kw: self.kw as u32,
-            stride: self.cfg.stride as u32,
-            pad: self.cfg.pad as u32,
-            has_bias: has_bias as u32,
-            splits: splits as u32,
-            _pad: [0; 3],
-        }
-    }
-
-    fn taps(&self) -> usize {
-        self.cin * self.kh * self.kw
-    }
 }
 
-fn kernel(entry: &'static str) -> Kernel {
+fn kernel(entry: &'static str, kw: usize, stride: usize) -> Kernel {
+    Kernel::new(Shader::Conv2d, entry)
+        .with("WG", CONV_WG)
+        .with("KW", kw as u32)
+        .with("STRIDE", stride as u32)
+}
+
+fn helper(entry: &'static str) -> Kernel {
     Kernel::new(Shader::Conv2d, entry).with("WG", CONV_WG)
 }
 
@@ -135,23 +152,116 @@ fn groups(invocations: usize) -> u32 {
     invocations.div_ceil(CONV_WG as usize) as u32
 }
 
-/// Re-lays out `w` for one of the two passes that read it (see the shader's header).
-fn pack(
-    w: &Tensor,
-    s: &ConvShape,
-    entry: &'static str,
-    channels: usize,
-    taps: usize,
+/// Length of a padded input row: a whole number of vec4s, long enough for the row window of
+/// the last block of 4 outputs (`window_vec4s` in the shader, at least 2).
+fn padded_row(wp: usize, wo: usize, kw: usize, stride: usize) -> usize {
+    let window = ((3 * stride + kw - 1) / 4 + 1).max(2);
+    4 * wp.div_ceil(4).max((wo.div_ceil(4) - 1) * stride + window)
+}
+
+/// `x` [N, C, H, W] spread `dil` apart into a zero [N, C, hp, wq] at offset (top, left).
+fn pad_dilate(
+    x: &Tensor,
+    top: usize,
+    left: usize,
+    hp: usize,
+    wq: usize,
+    dil: usize,
 ) -> Result<Tensor> {
-    let len = taps * channels.div_ceil(8) * 8;
-    let packed = Tensor::uninit(w.gpu(), &[len], "packed conv weight")?;
-    w.gpu().dispatch(
-        &kernel(entry),
-        &s.params(false, 1),
-        &[Access::Read(w.buffer()), Access::Write(packed.buffer())],
-        groups(len),
+    let s = x.shape();
+    if top == 0 && left == 0 && hp == s[2] && wq == s[3] && dil == 1 {
+        return Ok(x.clone());
+    }
+    let out = Tensor::uninit(x.gpu(), &[s[0], s[1], hp, wq], "padded conv input")?;
+    let p = PadParams {
+        planes: (s[0] * s[1]) as u32,
+        h: s[2] as u32,
+        w: s[3] as u32,
+        hp: hp as u32,
+        wq: wq as u32,
+        top: top as u32,
+        left: left as u32,
+        dil: dil as u32,
+    };
+    let bufs = [Access::Read(x.buffer()), Access::Write(out.buffer())];
+    x.gpu()
+        .dispatch(&helper("pad_dilate"), &p, &bufs, groups(out.numel()))?;
+    Ok(out)
+}
+
+/// Packs `w` for the forward kernel (`backward`: for the input-gradient convolution), output
+/// channels padded to a multiple of 8.
+fn pack(w: &Tensor, s: &ConvShape, backward: bool) -> Result<(Tensor, usize)> {
+    let (rows, channels) = if backward {
+        (s.cout * s.kh * s.kw, s.cin)
+    } else {
+        (s.cin * s.kh * s.kw, s.cout)
+    };
+    let cpad = channels.div_ceil(8) * 8;
+    let packed = Tensor::uninit(w.gpu(), &[rows * cpad], "packed conv weight")?;
+    let p = PackParams {
+        cout: s.cout as u32,
+        cin: s.cin as u32,
+        kh: s.kh as u32,
+        kw: s.kw as u32,
+        cpad: cpad as u32,
+        _pad: [0; 3],
+    };
+    let entry = if backward {
+        "pack_backward"
+    } else {
+        "pack_forward"
+    };
+    let bufs = [Access::Read(w.buffer()), Access::Write(packed.buffer())];
+    w.gpu()
+        .dispatch(&helper(entry), &p, &bufs, groups(packed.numel()))?;
+    Ok((packed, cpad))
+}
+
+/// The convolution kernel over a padded input `xp` [N, Cin, Hp, Wq]: `cout` output channels of
+/// `ho` x `wo` with a `kh` x `kw` kernel.
+#[allow(clippy::too_many_arguments)]
+fn convolve(
+    xp: &Tensor,
+    (packed, cpad): (&Tensor, usize),
+    bias: Option<&Tensor>,
+    cout: usize,
+    (kh, kw): (usize, usize),
+    stride: usize,
+    (ho, wo): (usize, usize),
+    what: &str,
+) -> Result<Tensor> {
+    let xs = xp.shape();
+    let y = Tensor::uninit(xp.gpu(), &[xs[0], cout, ho, wo], what)?;
+    let p = ConvParams {
+        n: xs[0] as u32,
+        cin: xs[1] as u32,
+        hp: xs[2] as u32,
+        wq: xs[3] as u32,
+        cout: cout as u32,
+        ho: ho as u32,
+        wo: wo as u32,
+        kh: kh as u32,
+        cpad: cpad as u32,
+        has_bias: bias.is_some() as u32,
+        ..Default::default()
+    };
+    // Without a bias the binding still needs a buffer; the kernel does not read it.
+    let b = bias.unwrap_or(packed);
+    let bufs = [
+        Access::Read(xp.buffer()),
+        Access::Read(packed.buffer()),
+        Access::Read(b.buffer()),
+        Access::Write(y.buffer()),
+    ];
+    let invocations = xs[0] * (cpad / 8) * ho * wo.div_ceil(4);
+    xp.gpu().dispatch(
+        &kernel("conv2d_forward", kw, stride),
+        &p,
+        &bufs,
+        groups(invocations),
     )?;
-    Ok(packed)
+    Ok(y)
 }
 
 pub fn conv2d_forward(
@@ -174,26 +284,36 @@ pub fn conv2d_forward(
             ));
         }
     }
-    let packed = pack(w, &s, "conv2d_pack_forward", s.cout, s.taps())?;
-    let y = Tensor::uninit(x.gpu(), &s.output(), "conv2d output")?;
-    // Without a bias the binding still needs a buffer; the kernel does not read it.
-    let b = bias.unwrap_or(w);
-    let bufs = [
-        Access::Read(x.buffer()),
-        Access::Read(packed.buffer()),
-        Access::Read(b.buffer()),
-        Access::Write(y.buffer()),
-    ];
-    let inv = s.n * s.cout.div_ceil(8) * (s.ho * s.wo).div_ceil(4);
-    x.gpu().dispatch(
-        &kernel("conv2d_forward"),
-        &s.params(bias.is_some(), 1),
-        &bufs,
-        groups(inv),
-    )?;
-    Ok(y)
+    let packed = pack(w, &s, false)?;
+    let xp = padded_input(x, &s)?;
+    convolve(
+        &xp,
+        (&packed.0, packed.1),
+        bias,
+        s.cout,
+        (s.kh, s.kw),
+        cfg.stride,
+        (s.ho, s.wo),
+        "conv2d output",
+    )
 }
 
+/// The forward pass's input, zero-padded, rows rounded up to whole vec4s.
+fn padded_input(x: &Tensor, s: &ConvShape) -> Result<Tensor> {
+    let p = s.cfg.pad;
+    pad_dilate(
+        x,
+        p,
+        p,
+        s.h + 2 * p,
+        padded_row(s.w + 2 * p, s.wo, s.kw, s.cfg.stride),
+        1,
+    )
+}
+
+/// The input gradient as a stride-1 convolution of the dilated, padded output gradient with the
+/// flipped weights. Rows the forward windows never reached (when (H + 2 pad - KH) is not a
+/// multiple of the stride) get zero gradient from the extra bottom/right padding.
 pub fn conv2d_backward_input(
     dy: &Tensor,
     w: &Tensor,
@@ -207,21 +327,21 @@ pub fn conv2d_backward_input(
             format!("gradient {:?} must be {:?}", dy.shape(), s.output()),
         ));
     }
-    let packed = pack(w, &s, "conv2d_pack_backward", s.cin, s.cout * s.kh * s.kw)?;
-    let dx = Tensor::uninit(dy.gpu(), x_shape, "conv2d input gradient")?;
-    let bufs = [
-        Access::Read(dy.buffer()),
-        Access::Read(packed.buffer()),
-        Access::Write(dx.buffer()),
-    ];
-    let inv = s.n * s.cin.div_ceil(8) * (s.h * s.w).div_ceil(4);
-    dy.gpu().dispatch(
-        &kernel("conv2d_backward_input"),
-        &s.params(false, 1),
-        &bufs,
-        groups(inv),
-    )?;
-    Ok(dx)
+    let (top, left) = (s.kh - 1 - cfg.pad, s.kw - 1 - cfg.pad);
+    let hp = s.h + s.kh - 1;
+    let wp = s.w + s.kw - 1;
+    let dyp = pad_dilate(dy, top, left, hp, padded_row(wp, s.w, s.kw, 1), cfg.stride)?;
+    let packed = pack(w, &s, true)?;
+    convolve(
+        &dyp,
+        (&packed.0, packed.1),
+        None,
+        s.cin,
+        (s.kh, s.kw),
+        1,
+        (s.h, s.w),
+        "conv2d input gradient",
+    )
 }
 
 pub fn conv2d_backward_weight(
@@ -237,25 +357,40 @@ pub fn conv2d_backward_weight(
             format!("gradient {:?} must be {:?}", dy.shape(), s.output()),
         ));
     }
-    let blocks = s.cout.div_ceil(8) * s.taps().div_ceil(4);
-    // Cut the long N*Ho*Wo reduction into parts until there are enough invocations to fill the
-    // device: a few per core on a CPU device, tens of thousands on a GPU.
-    let target = if x.gpu().is_cpu() { 512 } else { 65_536 };
-    let positions = s.n * s.ho * s.wo;
-    let splits = (target / blocks).clamp(1, (positions / 64).max(1));
-    let len = s.cout * s.taps();
+    let xp = padded_input(x, &s)?;
+    let dyq = 4 * s.wo.div_ceil(4);
+    let dyp = pad_dilate(dy, 0, 0, s.ho, dyq, 1)?;
+    let lanes = s.cout.div_ceil(4) * s.cin * s.kh;
+    // Cut the long N*Ho reduction into slices until there are enough invocations to fill the
+    // device: a few workgroups per core on a CPU device, many thousands of lanes on a GPU.
+    let target = if x.gpu().is_cpu() { 4096 } else { 262_144 };
+    let rows = s.n * s.ho;
+    let splits = (target / lanes).clamp(1, rows);
+    let rows_per_split = rows.div_ceil(splits);
+    let splits = rows.div_ceil(rows_per_split);
+    let len = s.cout * s.cin * s.kh * s.kw;
     let partial = Tensor::uninit(x.gpu(), &[splits * len], "conv2d weight gradient parts")?;
+    let xs = xp.shape();
+    let p = ConvParams {
+        n: s.n as u32,
+        cin: s.cin as u32,
+        hp: xs[2] as u32,
+        wq: xs[3] as u32,
+        cout: s.cout as u32,
+        ho: s.ho as u32,
+        wo: s.wo as u32,
+        kh: s.kh as u32,
+        rows_per_split: rows_per_split as u32,
+        dyq: dyq as u32,
+        ..Default::default()
+    };
     let bufs = [
-        Access::Read(x.buffer()),
-        Access::Read(dy.buffer()),
+        Access::Read(xp.buffer()),
+        Access::Read(dyp.buffer()),
         Access::Write(partial.buffer()),
     ];
-    x.gpu().dispatch(
-        &kernel("conv2d_backward_weight"),
-        &s.params(false, splits),
-        &bufs,
-        groups(splits * blocks),
-    )?;
+    let k = kernel("conv2d_backward_weight", s.kw, cfg.stride);
+    x.gpu().dispatch(&k, &p, &bufs, groups(splits * lanes))?;
     if splits == 1 {
         partial.reshape(w_shape)
     } else {
