@@ -12,9 +12,9 @@
 //
 // Loads are the cost on every device, and on a CPU device (lavapipe) a vec4 load costs about
 // what a scalar load does, so each invocation reuses what it loads many times:
-//   conv2d_forward: invocation -> 8 output channels x 4 consecutive output pixels of one row.
-//     Per (ci, ky): 2-3 vec4 loads cover the input row window of the 4 pixels for every kx; per
-//     tap 2 vec4 loads of packed weights; 32 multiply-adds per tap.
+//   conv2d_forward: invocation -> 8 output channels x 2 rows x 4 consecutive output pixels.
+//     Per (ci, ky) and row: 2-3 vec4 loads cover the input window of the 4 pixels for every kx;
+//     per tap 2 vec4 loads of packed weights, used for 64 multiply-adds.
 //   conv2d_backward_weight: invocation -> 4 output channels x one (ci, ky) x all KW taps.
 //     Per 4 output pixels: 4 vec4 loads of dy, 2-3 of x; 4*KW vec4 multiply-adds.
 
@@ -134,60 +134,86 @@ fn window_vec4s() -> u32 {
     return (3u * STRIDE + KW - 1u) / 4u + 1u;
 }
 
-// Invocation -> (image n, block of 8 output channels, output row oy, block of 4 columns);
-// the column block varies fastest.
+// acc[j] += w[j] * xw for the 8 output channels of one kernel tap (xw: 4 pixels).
+fn tap8(acc: ptr<function, array<vec4<f32>, 8>>, xw: vec4<f32>, wa: vec4<f32>, wb: vec4<f32>) {
+    (*acc)[0] = fma(vec4<f32>(wa.x), xw, (*acc)[0]);
+    (*acc)[1] = fma(vec4<f32>(wa.y), xw, (*acc)[1]);
+    (*acc)[2] = fma(vec4<f32>(wa.z), xw, (*acc)[2]);
+    (*acc)[3] = fma(vec4<f32>(wa.w), xw, (*acc)[3]);
+    (*acc)[4] = fma(vec4<f32>(wb.x), xw, (*acc)[4]);
+    (*acc)[5] = fma(vec4<f32>(wb.y), xw, (*acc)[5]);
+    (*acc)[6] = fma(vec4<f32>(wb.z), xw, (*acc)[6]);
+    (*acc)[7] = fma(vec4<f32>(wb.w), xw, (*acc)[7]);
+}
+
+fn store_row(acc: ptr<function, array<vec4<f32>, 8>>, n: u32, cb: u32, oy: u32, b: u32) {
+    if (oy >= cv.ho) { return; }
+    for (var j = 0u; j < 8u; j++) {
+        let co = cb * 8u + j;
+        if (co < cv.cout) {
+            var bias = 0.0;
+            if (cv.has_bias != 0u) { bias = fbias[co]; }
+            let yb = ((n * cv.cout + co) * cv.ho + oy) * cv.wo;
+            for (var k = 0u; k < 4u; k++) {
+                let ox = b * 4u + k;
+                if (ox < cv.wo) { fy[yb + ox] = (*acc)[j][k] + bias; }
+            }
+        }
+    }
+}
+
+// Invocation -> (image n, block of 8 output channels, pair of output rows, block of 4
+// columns); the column block varies fastest. Each packed weight load serves 8 pixels.
 @compute @workgroup_size(WG)
 fn conv2d_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let id = linear_id(gid, nwg);
     let col_blocks = (cv.wo + 3u) / 4u;
+    let row_pairs = (cv.ho + 1u) / 2u;
     let co_blocks = cv.cpad / 8u;
-    if (id >= cv.n * co_blocks * cv.ho * col_blocks) { return; }
+    if (id >= cv.n * co_blocks * row_pairs * col_blocks) { return; }
     let b = id % col_blocks;
-    let oy = (id / col_blocks) % cv.ho;
-    let cb = (id / (col_blocks * cv.ho)) % co_blocks;
-    let n = id / (col_blocks * cv.ho * co_blocks);
+    let oy = ((id / col_blocks) % row_pairs) * 2u;
+    let cb = (id / (col_blocks * row_pairs)) % co_blocks;
+    let n = id / (col_blocks * row_pairs * co_blocks);
 
-    var acc: array<vec4<f32>, 8>;
-    for (var j = 0u; j < 8u; j++) { acc[j] = vec4<f32>(0.0); }
+    var top: array<vec4<f32>, 8>;
+    var bot: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        top[j] = vec4<f32>(0.0);
+        bot[j] = vec4<f32>(0.0);
+    }
     let row_vec4s = cv.wq / 4u;
     let nv = window_vec4s();
+    // The second row of a pair past the bottom reads the last padded row again; it is not stored.
+    let oy2 = min(oy + 1u, cv.ho - 1u);
     var wi = cb * 2u;
     let wstep = cv.cpad / 4u;
     for (var ci = 0u; ci < cv.cin; ci++) {
+        let plane = (n * cv.cin + ci) * cv.hp;
         for (var ky = 0u; ky < cv.kh; ky++) {
-            let r = (((n * cv.cin + ci) * cv.hp + oy * STRIDE + ky) * row_vec4s) + b * STRIDE;
-            let v0 = fx[r];
-            let v1 = fx[r + 1u];
-            var v2 = vec4<f32>(0.0);
-            if (nv > 2u) { v2 = fx[r + 2u]; }
+            let r = (plane + oy * STRIDE + ky) * row_vec4s + b * STRIDE;
+            let s = (plane + oy2 * STRIDE + ky) * row_vec4s + b * STRIDE;
+            let t0 = fx[r];
+            let t1 = fx[r + 1u];
+            let u0 = fx[s];
+            let u1 = fx[s + 1u];
+            var t2 = vec4<f32>(0.0);
+            var u2 = vec4<f32>(0.0);
+            if (nv > 2u) {
+                t2 = fx[r + 2u];
+                u2 = fx[s + 2u];
+            }
             for (var kx = 0u; kx < KW; kx++) {
-                let xw = window(v0, v1, v2, kx);
                 let wa = fw[wi];
                 let wb = fw[wi + 1u];
                 wi += wstep;
-                acc[0] = fma(vec4<f32>(wa.x), xw, acc[0]);
-                acc[1] = fma(vec4<f32>(wa.y), xw, acc[1]);
-                acc[2] = fma(vec4<f32>(wa.z), xw, acc[2]);
-                acc[3] = fma(vec4<f32>(wa.w), xw, acc[3]);
-                acc[4] = fma(vec4<f32>(wb.x), xw, acc[4]);
-                acc[5] = fma(vec4<f32>(wb.y), xw, acc[5]);
-                acc[6] = fma(vec4<f32>(wb.z), xw, acc[6]);
-                acc[7] = fma(vec4<f32>(wb.w), xw, acc[7]);
+                tap8(&top, window(t0, t1, t2, kx), wa, wb);
+                tap8(&bot, window(u0, u1, u2, kx), wa, wb);
             }
         }
     }
-    let npix = cv.ho * cv.wo;
-    for (var j = 0u; j < 8u; j++) {
-        let co = cb * 8u + j;
-        if (co >= cv.cout) { break; }
-        var bias = 0.0;
-        if (cv.has_bias != 0u) { bias = fbias[co]; }
-        let yb = (n * cv.cout + co) * npix + oy * cv.wo;
-        for (var k = 0u; k < 4u; k++) {
-            let ox = b * 4u + k;
-            if (ox < cv.wo) { fy[yb + ox] = acc[j][k] + bias; }
-        }
-    }
+    store_row(&top, n, cb, oy, b);
+    store_row(&bot, n, cb, oy + 1u, b);
 }
 
 // Invocation -> (split s, block of 4 output channels, ci, ky); ky varies fastest. Split s sums

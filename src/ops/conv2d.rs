@@ -254,7 +254,7 @@ fn convolve(
         Access::Read(b.buffer()),
         Access::Write(y.buffer()),
     ];
-    let invocations = xs[0] * (cpad / 8) * ho * wo.div_ceil(4);
+    let invocations = xs[0] * (cpad / 8) * ho.div_ceil(2) * wo.div_ceil(4);
     xp.gpu().dispatch(
         &kernel("conv2d_forward", kw, stride),
         &p,
