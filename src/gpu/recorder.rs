@@ -18,6 +18,8 @@ pub(crate) struct Recorder {
     arena: wgpu::Buffer,
     staged: Vec<u8>,
     align: u64,
+    /// The readback buffer, kept between readbacks (it only grows).
+    staging: Option<wgpu::Buffer>,
     /// Dispatches recorded since the device was opened (for benches and tests).
     pub dispatches: u64,
     pub submits: u64,
@@ -36,6 +38,7 @@ impl Recorder {
             arena,
             staged: Vec::new(),
             align: align.max(16),
+            staging: None,
             dispatches: 0,
             submits: 0,
         }
@@ -195,11 +198,20 @@ impl Gpu {
     /// Reads the first `len` bytes of `buf` back to the CPU (submits and waits).
     pub(crate) fn download(&self, buf: &GpuBuffer, len: u64) -> Result<Vec<u8>> {
         let size = len.max(4).div_ceil(4) * 4;
-        let staging = self.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let cached = self
+            .inner
+            .recorder
+            .borrow_mut()
+            .staging
+            .take()
+            .filter(|b| b.size() >= size);
+        let staging = cached.unwrap_or_else(|| {
+            self.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: size.div_ceil(256) * 256,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
         });
         self.with_encoder(|enc| enc.copy_buffer_to_buffer(buf.raw(), 0, &staging, 0, size));
         self.flush();

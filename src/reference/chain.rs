@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::ops::conv2d::{Conv2dConfig, ConvShape};
 use crate::reference::{batchnorm as bn, conv2d as conv, elementwise as ew, small_ops as small};
+use crate::shapes::{Conv2dConfig, ConvShape};
 
 type Backward = Box<dyn Fn(&[f64]) -> Vec<(usize, Vec<f64>)>>;
 

@@ -1,6 +1,6 @@
 //! CPU reference of `ops::conv2d`: the defining sums, written out as loops.
 
-use crate::ops::conv2d::ConvShape;
+use crate::shapes::ConvShape;
 
 fn input_at(x: &[f64], s: &ConvShape, n: usize, ci: usize, iy: isize, ix: isize) -> Option<usize> {
     let inside = iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w;
