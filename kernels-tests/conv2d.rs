@@ -206,7 +206,7 @@ fn conv2d_rejects_unsupported_strides_and_widths_with_a_clear_message() {
         .unwrap_err()
         .to_string();
     assert!(
-        msg.contains("[1, 1, 1, 7]") && msg.contains("5 wide"),
+        msg.contains("[1, 1, 1, 7]") && msg.contains("5 x 5"),
         "{msg}"
     );
 }

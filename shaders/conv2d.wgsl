@@ -1,5 +1,5 @@
 // 2-D convolution, NCHW, cross-correlation as in PyTorch (square stride 1 or 2, zero padding,
-// kernel width KW <= 5).
+// kernels up to 5 x 5).
 //   x [N, Cin, H, W]   w [Cout, Cin, KH, KW]   y [N, Cout, Ho, Wo]
 //
 // Three passes share two kernels:
@@ -15,10 +15,11 @@
 //   conv2d_forward: invocation -> 8 output channels x 2 rows x 4 consecutive output pixels.
 //     Per (ci, ky) and row: 2-3 vec4 loads cover the input window of the 4 pixels for every kx;
 //     per tap 2 vec4 loads of packed weights, used for 64 multiply-adds.
-//   conv2d_backward_weight: invocation -> 4 output channels x one (ci, ky) x all KW taps.
-//     Per 4 output pixels: 4 vec4 loads of dy, 2-3 of x; 4*KW vec4 multiply-adds.
+//   conv2d_backward_weight: invocation -> 4 output channels x one input channel x all taps.
+//     Per 4 output pixels: 4 vec4 loads of dy, KH * (2-3) of x; 4*KH*KW vec4 multiply-adds.
 
 override WG: u32 = 64;
+override KH: u32 = 3;
 override KW: u32 = 3;
 override STRIDE: u32 = 1;
 
@@ -216,7 +217,8 @@ fn conv2d_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
     store_row(&bot, n, cb, oy + 1u, b);
 }
 
-// Invocation -> (split s, block of 4 output channels, ci, ky); ky varies fastest. Split s sums
+// Invocation -> (split s, block of 4 output channels, ci); ci varies fastest. All KH x KW taps
+// of the 4 channels are accumulated together, so each load of dy serves every tap. Split s sums
 // the rows (n, oy) in [s*R, (s+1)*R), R = rows_per_split, into gdw[s].
 @compute @workgroup_size(WG)
 fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -224,16 +226,15 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
     let co_blocks = (cv.cout + 3u) / 4u;
     let rows = cv.n * cv.ho;
     let splits = (rows + cv.rows_per_split - 1u) / cv.rows_per_split;
-    if (id >= splits * co_blocks * cv.cin * cv.kh) { return; }
-    let ky = id % cv.kh;
-    let ci = (id / cv.kh) % cv.cin;
-    let cb = (id / (cv.kh * cv.cin)) % co_blocks;
-    let split = id / (cv.kh * cv.cin * co_blocks);
+    if (id >= splits * co_blocks * cv.cin) { return; }
+    let ci = id % cv.cin;
+    let cb = (id / cv.cin) % co_blocks;
+    let split = id / (cv.cin * co_blocks);
     let co0 = cb * 4u;
 
-    // acc[c * 5 + kx]: a vec4 of partial sums over the 4 pixels of a block, summed at the end.
-    var acc: array<vec4<f32>, 20>;
-    for (var k = 0u; k < 20u; k++) { acc[k] = vec4<f32>(0.0); }
+    // acc[(c*KH + ky)*KW + kx]: a vec4 of partial sums over the 4 pixels of a block.
+    var acc: array<vec4<f32>, 100>;
+    for (var k = 0u; k < 4u * KH * KW; k++) { acc[k] = vec4<f32>(0.0); }
     let col_blocks = (cv.wo + 3u) / 4u;
     let row_vec4s = cv.wq / 4u;
     let dy_row_vec4s = cv.dyq / 4u;
@@ -243,37 +244,41 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
     for (var r = split * cv.rows_per_split; r < r1; r++) {
         let n = r / cv.ho;
         let oy = r % cv.ho;
-        let xr = ((n * cv.cin + ci) * cv.hp + oy * STRIDE + ky) * row_vec4s;
+        let xr = ((n * cv.cin + ci) * cv.hp + oy * STRIDE) * row_vec4s;
         let d0 = ((n * cv.cout + min(co0, last_co)) * cv.ho + oy) * dy_row_vec4s;
         let d1 = ((n * cv.cout + min(co0 + 1u, last_co)) * cv.ho + oy) * dy_row_vec4s;
         let d2 = ((n * cv.cout + min(co0 + 2u, last_co)) * cv.ho + oy) * dy_row_vec4s;
         let d3 = ((n * cv.cout + min(co0 + 3u, last_co)) * cv.ho + oy) * dy_row_vec4s;
         for (var b = 0u; b < col_blocks; b++) {
-            let v0 = gx[xr + b * STRIDE];
-            let v1 = gx[xr + b * STRIDE + 1u];
-            var v2 = vec4<f32>(0.0);
-            if (nv > 2u) { v2 = gx[xr + b * STRIDE + 2u]; }
             let g0 = gdy[d0 + b];
             let g1 = gdy[d1 + b];
             let g2 = gdy[d2 + b];
             let g3 = gdy[d3 + b];
-            for (var kx = 0u; kx < KW; kx++) {
-                let xw = window(v0, v1, v2, kx);
-                acc[kx] = fma(g0, xw, acc[kx]);
-                acc[5u + kx] = fma(g1, xw, acc[5u + kx]);
-                acc[10u + kx] = fma(g2, xw, acc[10u + kx]);
-                acc[15u + kx] = fma(g3, xw, acc[15u + kx]);
+            for (var ky = 0u; ky < KH; ky++) {
+                let xk = xr + ky * row_vec4s + b * STRIDE;
+                let v0 = gx[xk];
+                let v1 = gx[xk + 1u];
+                var v2 = vec4<f32>(0.0);
+                if (nv > 2u) { v2 = gx[xk + 2u]; }
+                for (var kx = 0u; kx < KW; kx++) {
+                    let xw = window(v0, v1, v2, kx);
+                    let t = ky * KW + kx;
+                    acc[t] = fma(g0, xw, acc[t]);
+                    acc[KH * KW + t] = fma(g1, xw, acc[KH * KW + t]);
+                    acc[2u * KH * KW + t] = fma(g2, xw, acc[2u * KH * KW + t]);
+                    acc[3u * KH * KW + t] = fma(g3, xw, acc[3u * KH * KW + t]);
+                }
             }
         }
     }
-    let taps = cv.cin * cv.kh * KW;
+    let taps = cv.cin * KH * KW;
     let out = split * cv.cout * taps;
     for (var c = 0u; c < 4u; c++) {
         let co = co0 + c;
         if (co >= cv.cout) { break; }
-        for (var kx = 0u; kx < KW; kx++) {
-            let a = acc[c * 5u + kx];
-            gdw[out + co * taps + (ci * cv.kh + ky) * KW + kx] = a.x + a.y + a.z + a.w;
+        for (var t = 0u; t < KH * KW; t++) {
+            let a = acc[c * KH * KW + t];
+            gdw[out + co * taps + ci * KH * KW + t] = a.x + a.y + a.z + a.w;
         }
     }
 }

@@ -10,7 +10,7 @@ pub struct Conv2dConfig {
     pub pad: usize,
 }
 
-/// The widest kernel the convolution kernels handle (`window` in `shaders/conv2d.wgsl`).
+/// The largest kernel side the convolution kernels handle (`window` in `shaders/conv2d.wgsl`).
 pub const MAX_KW: usize = 5;
 
 /// The dimensions of one convolution, checked once and shared by its passes.
@@ -42,9 +42,9 @@ impl ConvShape {
                 x[1], w[1]
             ));
         }
-        if !(1..=2).contains(&cfg.stride) || w[3] > MAX_KW {
+        if !(1..=2).contains(&cfg.stride) || w[2] > MAX_KW || w[3] > MAX_KW {
             return bad(format!(
-                "weight {w:?} with stride {}: supported are kernels up to {MAX_KW} wide and strides 1 and 2",
+                "weight {w:?} with stride {}: supported are kernels up to {MAX_KW} x {MAX_KW} and strides 1 and 2",
                 cfg.stride
             ));
         }

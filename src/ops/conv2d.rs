@@ -53,9 +53,10 @@ struct ConvParams {
 /// Workgroup size of every convolution kernel.
 const CONV_WG: u32 = 64;
 
-fn kernel(entry: &'static str, kw: usize, stride: usize) -> Kernel {
+fn kernel(entry: &'static str, (kh, kw): (usize, usize), stride: usize) -> Kernel {
     Kernel::new(Shader::Conv2d, entry)
         .with("WG", CONV_WG)
+        .with("KH", kh as u32)
         .with("KW", kw as u32)
         .with("STRIDE", stride as u32)
 }
@@ -172,7 +173,7 @@ fn convolve(
     ];
     let invocations = xs[0] * (cpad / 8) * ho.div_ceil(2) * wo.div_ceil(4);
     xp.gpu().dispatch(
-        &kernel("conv2d_forward", kw, stride),
+        &kernel("conv2d_forward", (kh, kw), stride),
         &p,
         &bufs,
         groups(invocations),
@@ -276,7 +277,7 @@ pub fn conv2d_backward_weight(
     let xp = padded_input(x, &s)?;
     let dyq = 4 * s.wo.div_ceil(4);
     let dyp = pad_dilate(dy, 0, 0, s.ho, dyq, 1)?;
-    let lanes = s.cout.div_ceil(4) * s.cin * s.kh;
+    let lanes = s.cout.div_ceil(4) * s.cin;
     // Cut the long N*Ho reduction into slices until there are enough invocations to fill the
     // device: a few workgroups per core on a CPU device, many thousands of lanes on a GPU.
     let target = if x.gpu().is_cpu() { 4096 } else { 262_144 };
@@ -305,7 +306,7 @@ pub fn conv2d_backward_weight(
         Access::Read(dyp.buffer()),
         Access::Write(partial.buffer()),
     ];
-    let k = kernel("conv2d_backward_weight", s.kw, cfg.stride);
+    let k = kernel("conv2d_backward_weight", (s.kh, s.kw), cfg.stride);
     x.gpu().dispatch(&k, &p, &bufs, groups(splits * lanes))?;
     if splits == 1 {
         partial.reshape(w_shape)
