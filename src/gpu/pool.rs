@@ -60,7 +60,7 @@ impl Gpu {
     /// A storage buffer of at least `bytes` bytes (contents undefined, NaN in poison mode).
     /// `what` names the tensor in the error when the adapter cannot hold it.
     pub(crate) fn alloc(&self, bytes: u64, what: &str) -> Result<Rc<GpuBuffer>> {
-        let limit = self.limits().max_storage_buffer_binding_size as u64;
+        let limit = self.limits().max_storage_buffer_binding_size;
         if bytes > limit {
             return Err(Error::TooLarge {
                 what: what.to_string(),
