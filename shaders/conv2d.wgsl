@@ -249,6 +249,9 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
         let d1 = ((n * cv.cout + min(co0 + 1u, last_co)) * cv.ho + oy) * dy_row_vec4s;
         let d2 = ((n * cv.cout + min(co0 + 2u, last_co)) * cv.ho + oy) * dy_row_vec4s;
         let d3 = ((n * cv.cout + min(co0 + 3u, last_co)) * cv.ho + oy) * dy_row_vec4s;
+        // Neighbouring column blocks share a vec4 of each x row: carry it instead of reloading.
+        var next: array<vec4<f32>, 5>;
+        for (var ky = 0u; ky < KH; ky++) { next[ky] = gx[xr + ky * row_vec4s]; }
         for (var b = 0u; b < col_blocks; b++) {
             let g0 = gdy[d0 + b];
             let g1 = gdy[d1 + b];
@@ -256,10 +259,18 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
             let g3 = gdy[d3 + b];
             for (var ky = 0u; ky < KH; ky++) {
                 let xk = xr + ky * row_vec4s + b * STRIDE;
-                let v0 = gx[xk];
+                let v0 = next[ky];
                 let v1 = gx[xk + 1u];
                 var v2 = vec4<f32>(0.0);
                 if (nv > 2u) { v2 = gx[xk + 2u]; }
+                // The next block's window starts STRIDE vec4s further on.
+                if (STRIDE == 1u) {
+                    next[ky] = v1;
+                } else if (nv > 2u) {
+                    next[ky] = v2;
+                } else {
+                    next[ky] = gx[xk + 2u];
+                }
                 for (var kx = 0u; kx < KW; kx++) {
                     let xw = window(v0, v1, v2, kx);
                     let t = ky * KW + kx;

@@ -70,9 +70,10 @@ fn groups(invocations: usize) -> u32 {
 }
 
 /// Length of a padded input row: a whole number of vec4s, long enough for the row window of
-/// the last block of 4 outputs (`window_vec4s` in the shader, at least 2).
+/// the last block of 4 outputs (`window_vec4s` in the shader, at least 2) and the one vec4
+/// after it that the weight gradient reads ahead for the next block.
 fn padded_row(wp: usize, wo: usize, kw: usize, stride: usize) -> usize {
-    let window = ((3 * stride + kw - 1) / 4 + 1).max(2);
+    let window = ((3 * stride + kw - 1) / 4 + 1).max(2) + 1;
     4 * wp.div_ceil(4).max((wo.div_ceil(4) - 1) * stride + window)
 }
 
