@@ -100,3 +100,34 @@ fn poison_mode_hands_out_buffers_full_of_nan() {
         "poison mode must fill new buffers with NaN"
     );
 }
+
+#[test]
+fn add_and_scale_gradients_match_finite_differences_through_the_tape() {
+    use taming::autograd::{Graph, Param};
+    use taming::ops::{linear::linear, view};
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(3);
+    let n = 7;
+    let (a, b, w) = (data(&mut r, n), data(&mut r, n), data(&mut r, n));
+    // loss(a, b) = w . (-0.37 * (a + b)): back-propagated through add and scale on the tape.
+    let loss_of = |a: &[f64], b: &[f64]| -0.37 * dot(&w, &reference::add_forward(a, b));
+    let pa = std::rc::Rc::new(Param::new("a", upload(&gpu, &[n], &a)));
+    let pb = std::rc::Rc::new(Param::new("b", upload(&gpu, &[n], &b)));
+    let g = Graph::new(&gpu);
+    let sum = ew::add(&g, g.param(&pa), g.param(&pb)).unwrap();
+    let scaled = view::reshape(&g, ew::scale(&g, sum, -0.37).unwrap(), &[1, n]).unwrap();
+    let wv = g.input(upload(&gpu, &[1, n], &w));
+    let loss = view::reshape(&g, linear(&g, wv, scaled, None).unwrap(), &[1]).unwrap();
+    assert_rel_close(
+        "loss",
+        &[g.value(loss).item().unwrap() as f64],
+        &[loss_of(&a, &b)],
+        1e-6,
+    );
+    g.backward(loss).unwrap();
+    let idx: Vec<usize> = (0..n).collect();
+    let fa = finite_difference(&mut |x| loss_of(x, &b), &a, &idx, 1e-3);
+    let fb = finite_difference(&mut |x| loss_of(&a, x), &b, &idx, 1e-3);
+    assert_rel_close("d/da", &download(&pa.grad().unwrap()), &fa, 1e-5);
+    assert_rel_close("d/db", &download(&pb.grad().unwrap()), &fb, 1e-5);
+}
