@@ -1,20 +1,22 @@
 //! `taming`: label-preserving cropping for contrastive learning, on a wgpu compute engine.
 //!
-//! Layers, each using only those above it: `gpu` (device, buffers, kernels), `tensor` and
-//! `autograd` (the tape), `ops` (one file per op family: launchers and tape records),
-//! `reference` (plain CPU versions of every kernel), `nn` and `optim`.
+//! Layers, each using only those above it: `gpu` (device, buffers, kernels); `tensor` and
+//! `autograd` (the tape); `ops` (one file per op family: launchers and tape records);
+//! `reference` (plain CPU versions of every kernel); `nn` and `optim`; `data`; `experiment`.
+//! `shapes` and `error` are shared by all.
 
-pub mod error;
-pub mod gpu;
-pub mod tensor;
-
-pub use error::{Error, Result};
-pub use gpu::Gpu;
-pub use tensor::Tensor;
 pub mod autograd;
+pub mod data;
+pub mod error;
 pub mod experiment;
+pub mod gpu;
 pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod reference;
 pub mod shapes;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use gpu::Gpu;
+pub use tensor::Tensor;

@@ -2,7 +2,10 @@
 
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+use taming::data::{idx, subset::balanced_subset, Split};
 use taming::experiment::smoke::{smoke, Model};
 use taming::gpu::{list_adapters, Gpu};
 
@@ -38,6 +41,29 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Data set tools.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write a class-balanced subset of a Fashion-MNIST (IDX) folder as gzip IDX files; this is
+    /// how data/fashion-mnist was made from /usr/share/datasets/fashion-mnist.
+    Subset {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        train_per_class: usize,
+        #[arg(long, default_value_t = 200)]
+        test_per_class: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
 
 fn run(cli: Cli) -> taming::Result<()> {
@@ -51,6 +77,32 @@ fn run(cli: Cli) -> taming::Result<()> {
                 println!("{}{a}", if i == 0 { "* " } else { "  " });
             }
             println!("(* = chosen by default; pick another with --device NAME or TAMING_DEVICE)");
+            Ok(())
+        }
+        Command::Data {
+            command:
+                DataCommand::Subset {
+                    from,
+                    to,
+                    train_per_class,
+                    test_per_class,
+                    seed,
+                },
+        } => {
+            for (split, per_class) in [
+                (Split::Train, train_per_class),
+                (Split::Test, test_per_class),
+            ] {
+                let full = idx::load_fashion_mnist(&from, split)?;
+                let part = balanced_subset(&full, per_class, seed)?;
+                idx::write_idx_gz(&part, &to, split)?;
+                println!(
+                    "{split:?}: {} of {} images, {per_class} per class -> {}",
+                    part.len(),
+                    full.len(),
+                    to.display()
+                );
+            }
             Ok(())
         }
         Command::Smoke {
