@@ -1,8 +1,8 @@
 //! `cargo bench --bench kernels`: every kernel at ResNet-18 CIFAR shapes (batch 64), forward and
 //! backward, against its CPU reference; then one ResNet-18 training step end to end.
 //!
-//! GPU time: one warm-up, then `reps` dispatches recorded and submitted together, wall-clock
-//! divided by `reps`. CPU reference time: the plain f64 loops of `taming::reference`, one run at
+//! GPU time: one warm-up call, then 5 rounds of calls recorded and submitted together; the median
+//! round's wall-clock per call. CPU reference time: the plain f64 loops of `taming::reference`, one run at
 //! a smaller batch (`--cpu-batch`, default 4) scaled linearly to the GPU's batch, because the
 //! reference convolution at batch 64 takes minutes. Options: `--quick` (fewer repetitions and
 //! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,step`.
@@ -60,16 +60,25 @@ fn tensor(gpu: &Gpu, rng: &mut StdRng, shape: &[usize]) -> Result<Tensor> {
     Tensor::from_slice(gpu, shape, &random(rng, shape.iter().product()))
 }
 
-/// Milliseconds per run of `f` on the GPU.
-fn gpu_ms(gpu: &Gpu, reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Rounds of GPU timing; the median round is reported, since a shared machine adds noise.
+const ROUNDS: usize = 5;
+
+/// Milliseconds per run of `f` on the GPU: after a warm-up run, `ROUNDS` rounds of `calls` runs
+/// each recorded and submitted together; the median round's time divided by `calls`.
+fn gpu_ms(gpu: &Gpu, calls: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
     gpu.wait()?;
-    let t = Instant::now();
-    for _ in 0..reps {
-        f()?;
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        for _ in 0..calls {
+            f()?;
+        }
+        gpu.wait()?;
+        rounds.push(t.elapsed().as_secs_f64() * 1e3 / calls as f64);
     }
-    gpu.wait()?;
-    Ok(t.elapsed().as_secs_f64() * 1e3 / reps as f64)
+    rounds.sort_by(f64::total_cmp);
+    Ok(rounds[ROUNDS / 2])
 }
 
 /// Milliseconds of one run of `f` on the CPU.
@@ -111,7 +120,8 @@ const CONVS: &[(&str, usize, usize, usize, usize, usize)] = &[
 ];
 
 fn bench_convs(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
-    let reps = if o.quick { 2 } else { 5 };
+    // Each convolution call takes long enough to time alone.
+    let reps = 1;
     let convs = if o.quick { &CONVS[..2] } else { CONVS };
     for &(name, cin, cout, hw, k, stride) in convs {
         let cfg = Conv2dConfig { stride, pad: k / 2 };

@@ -84,9 +84,15 @@ pub fn add_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(c)
 }
 
-/// `acc += src`, in place.
+/// `acc += src`, in place. `acc` and `src` must be different buffers (a kernel cannot read and
+/// write one buffer through two bindings).
 pub fn accumulate(acc: &Tensor, src: &Tensor) -> Result<()> {
     same_shape("accumulate", acc, src)?;
+    if acc.same_buffer(src) {
+        return Err(Error::InvalidArgument(
+            "accumulate: acc and src share a buffer; use scale_forward(x, 2.0)".into(),
+        ));
+    }
     launch(
         "accumulate",
         acc.numel(),
