@@ -64,22 +64,26 @@ fn linear_id(gid: vec3u, nwg: vec3u) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-// dst [planes, Hp, Wq]: src [planes, H, W] spread `dil` apart, shifted by (top, left), zeros
-// elsewhere. One invocation per destination element.
+// dst [planes, Hp, Wq]: src [planes, H, W] spread `dil` (1 or 2) apart, shifted by (top, left),
+// zeros elsewhere. One invocation per destination row: integer division, which a CPU device
+// cannot vectorise, happens once per row rather than once per element.
 @compute @workgroup_size(WG)
 fn pad_dilate(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i = linear_id(gid, nwg);
-    if (i >= pad.planes * pad.hp * pad.wq) { return; }
-    let x = i % pad.wq;
-    let y = (i / pad.wq) % pad.hp;
-    let plane = i / (pad.wq * pad.hp);
+    let row = linear_id(gid, nwg);
+    if (row >= pad.planes * pad.hp) { return; }
+    let y = row % pad.hp;
+    let plane = row / pad.hp;
     let ty = i32(y) - i32(pad.top);
-    let tx = i32(x) - i32(pad.left);
     let sy = u32(max(ty, 0)) / pad.dil;
-    let sx = u32(max(tx, 0)) / pad.dil;
-    let inside = ty >= 0 && tx >= 0 && u32(ty) % pad.dil == 0u && u32(tx) % pad.dil == 0u && sy < pad.h && sx < pad.w;
-    let s = min((plane * pad.h + sy) * pad.w + sx, pad.planes * pad.h * pad.w - 1u);
-    dst[i] = select(0.0, src[s], inside);
+    let row_inside = ty >= 0 && u32(ty) % pad.dil == 0u && sy < pad.h;
+    let src_row = (plane * pad.h + min(sy, pad.h - 1u)) * pad.w;
+    let dst_row = row * pad.wq;
+    for (var x = 0u; x < pad.wq; x++) {
+        let tx = i32(x) - i32(pad.left);
+        let sx = u32(max(tx, 0)) >> (pad.dil - 1u);
+        let inside = row_inside && tx >= 0 && (u32(tx) & (pad.dil - 1u)) == 0u && sx < pad.w;
+        dst[dst_row + x] = select(0.0, src[src_row + min(sx, pad.w - 1u)], inside);
+    }
 }
 
 // dst[tap][co] = w[co, ci, ky, kx], tap = (ci*KH + ky)*KW + kx; columns co >= Cout are 0.
@@ -259,17 +263,17 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
             let g3 = gdy[d3 + b];
             for (var ky = 0u; ky < KH; ky++) {
                 let xk = xr + ky * row_vec4s + b * STRIDE;
-                let v0 = next[ky];
+                // The next block's window starts STRIDE vec4s further on: carry that vec4 when
+                // this block loads it anyway (stride 1, or stride 2 with a 3-vec4 window).
+                var v0 = next[ky];
+                if (STRIDE == 2u && nv == 2u) { v0 = gx[xk]; }
                 let v1 = gx[xk + 1u];
                 var v2 = vec4<f32>(0.0);
                 if (nv > 2u) { v2 = gx[xk + 2u]; }
-                // The next block's window starts STRIDE vec4s further on.
                 if (STRIDE == 1u) {
                     next[ky] = v1;
-                } else if (nv > 2u) {
-                    next[ky] = v2;
                 } else {
-                    next[ky] = gx[xk + 2u];
+                    next[ky] = v2;
                 }
                 for (var kx = 0u; kx < KW; kx++) {
                     let xw = window(v0, v1, v2, kx);

@@ -70,14 +70,14 @@ fn groups(invocations: usize) -> u32 {
 }
 
 /// Length of a padded input row: a whole number of vec4s, long enough for the row window of
-/// the last block of 4 outputs (`window_vec4s` in the shader, at least 2) and the one vec4
-/// after it that the weight gradient reads ahead for the next block.
+/// the last block of 4 outputs (`window_vec4s` in the shader, at least 2).
 fn padded_row(wp: usize, wo: usize, kw: usize, stride: usize) -> usize {
-    let window = ((3 * stride + kw - 1) / 4 + 1).max(2) + 1;
+    let window = ((3 * stride + kw - 1) / 4 + 1).max(2);
     4 * wp.div_ceil(4).max((wo.div_ceil(4) - 1) * stride + window)
 }
 
-/// `x` [N, C, H, W] spread `dil` apart into a zero [N, C, hp, wq] at offset (top, left).
+/// `x` [N, C, H, W] spread `dil` (1 or 2: the shader divides by shifting) apart into a zero
+/// [N, C, hp, wq] at offset (top, left).
 fn pad_dilate(
     x: &Tensor,
     top: usize,
@@ -103,7 +103,7 @@ fn pad_dilate(
     };
     let bufs = [Access::Read(x.buffer()), Access::Write(out.buffer())];
     x.gpu()
-        .dispatch(&helper("pad_dilate"), &p, &bufs, groups(out.numel()))?;
+        .dispatch(&helper("pad_dilate"), &p, &bufs, groups(s[0] * s[1] * hp))?;
     Ok(out)
 }
 
