@@ -116,11 +116,6 @@ impl Tensor {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
-    pub fn to_u32_vec(&self) -> Result<Vec<u32>> {
-        let bytes = self.gpu.download(&self.buf, self.buf.len_bytes())?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
-    }
-
     /// The single value of a one-element tensor (a loss).
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {

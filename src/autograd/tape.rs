@@ -57,10 +57,6 @@ impl Graph {
         &self.gpu
     }
 
-    pub fn grad_enabled(&self) -> bool {
-        self.grad_enabled
-    }
-
     fn push(&self, node: Node) -> Var {
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(node);

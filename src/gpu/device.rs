@@ -201,11 +201,6 @@ impl Gpu {
             .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))
     }
 
-    /// Number of buffers currently parked in the pool (for tests of steady-state reuse).
-    pub fn pooled_buffers(&self) -> usize {
-        self.inner.pool.borrow().parked()
-    }
-
     /// Number of buffers the pool has created since the device was opened.
     pub fn buffers_created(&self) -> usize {
         self.inner.pool.borrow().created()

@@ -31,18 +31,6 @@ impl Shader {
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
         }
     }
-
-    pub const ALL: [Shader; 9] = [
-        Shader::Elementwise,
-        Shader::Conv2d,
-        Shader::BatchNorm,
-        Shader::Pool,
-        Shader::Matmul,
-        Shader::Reduce,
-        Shader::L2Norm,
-        Shader::CrossEntropy,
-        Shader::Optim,
-    ];
 }
 
 /// A kernel: an entry point of a shader file plus its `override` constants (tile sizes, modes).

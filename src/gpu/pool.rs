@@ -18,9 +18,6 @@ pub(crate) struct BufferPool {
 }
 
 impl BufferPool {
-    pub fn parked(&self) -> usize {
-        self.free.values().map(Vec::len).sum()
-    }
     pub fn created(&self) -> usize {
         self.created
     }

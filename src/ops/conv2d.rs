@@ -50,6 +50,25 @@ struct ConvParams {
     dyq: u32,
 }
 
+impl ConvParams {
+    /// What both convolution kernels read: the padded input [N, Cin, Hp, Wq], the output
+    /// channels and size, the kernel height; the pass-specific fields stay zero.
+    fn over(xp: &Tensor, cout: usize, (ho, wo): (usize, usize), kh: usize) -> ConvParams {
+        let xs = xp.shape();
+        ConvParams {
+            n: xs[0] as u32,
+            cin: xs[1] as u32,
+            hp: xs[2] as u32,
+            wq: xs[3] as u32,
+            cout: cout as u32,
+            ho: ho as u32,
+            wo: wo as u32,
+            kh: kh as u32,
+            ..Default::default()
+        }
+    }
+}
+
 /// Workgroup size of every convolution kernel.
 const CONV_WG: u32 = 64;
 
@@ -152,17 +171,9 @@ fn convolve(
     let xs = xp.shape();
     let y = Tensor::uninit(xp.gpu(), &[xs[0], cout, ho, wo], what)?;
     let p = ConvParams {
-        n: xs[0] as u32,
-        cin: xs[1] as u32,
-        hp: xs[2] as u32,
-        wq: xs[3] as u32,
-        cout: cout as u32,
-        ho: ho as u32,
-        wo: wo as u32,
-        kh: kh as u32,
         cpad: cpad as u32,
         has_bias: bias.is_some() as u32,
-        ..Default::default()
+        ..ConvParams::over(xp, cout, (ho, wo), kh)
     };
     // Without a bias the binding still needs a buffer; the kernel does not read it.
     let b = bias.unwrap_or(packed);
@@ -288,19 +299,10 @@ pub fn conv2d_backward_weight(
     let splits = rows.div_ceil(rows_per_split);
     let len = s.cout * s.cin * s.kh * s.kw;
     let partial = Tensor::uninit(x.gpu(), &[splits * len], "conv2d weight gradient parts")?;
-    let xs = xp.shape();
     let p = ConvParams {
-        n: s.n as u32,
-        cin: s.cin as u32,
-        hp: xs[2] as u32,
-        wq: xs[3] as u32,
-        cout: s.cout as u32,
-        ho: s.ho as u32,
-        wo: s.wo as u32,
-        kh: s.kh as u32,
         rows_per_split: rows_per_split as u32,
         dyq: dyq as u32,
-        ..Default::default()
+        ..ConvParams::over(&xp, s.cout, (s.ho, s.wo), s.kh)
     };
     let bufs = [
         Access::Read(xp.buffer()),

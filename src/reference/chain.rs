@@ -92,14 +92,6 @@ impl CpuTape {
         self.push(y, shape.to_vec(), Some(back))
     }
 
-    pub fn relu(&mut self, x: usize) -> usize {
-        let y = ew::relu_forward(&self.values[x]);
-        let yc = y.clone();
-        let back: Backward = Box::new(move |dy| vec![(x, ew::relu_backward(&yc, dy))]);
-        let shape = self.shapes[x].clone();
-        self.push(y, shape, Some(back))
-    }
-
     /// ReLU whose ties are resolved as `observed` (another implementation's output of the same
     /// ReLU) resolved them. A pre-activation within rounding of 0 (|x| <= `tie`) can land on either
     /// side in f32; everywhere else the two must agree, or this returns the first disagreement.
