@@ -15,6 +15,7 @@ pub enum Shader {
     L2Norm,
     CrossEntropy,
     Optim,
+    AffineSample,
 }
 
 impl Shader {
@@ -29,6 +30,7 @@ impl Shader {
             Shader::L2Norm => include_str!("../../shaders/l2norm.wgsl"),
             Shader::CrossEntropy => include_str!("../../shaders/cross_entropy.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::AffineSample => include_str!("../../shaders/affine_sample.wgsl"),
         }
     }
 }

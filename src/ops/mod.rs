@@ -2,6 +2,7 @@
 //! dispatches, and a tape-level function that records the op and its backward on a `Graph`.
 //! Ops never read data back to the CPU.
 
+pub mod affine_sample;
 pub mod batchnorm;
 pub mod conv2d;
 pub mod cross_entropy;
