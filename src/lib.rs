@@ -2,10 +2,11 @@
 //!
 //! Layers, each using only those above it: `gpu` (device, buffers, kernels); `tensor` and
 //! `autograd` (the tape); `ops` (one file per op family: launchers and tape records);
-//! `reference` (plain CPU versions of every kernel); `nn` and `optim`; `data`; `experiment`.
+//! `reference` (plain CPU versions of every kernel); `nn` and `optim`; `data`, `crop` and `augment`; `experiment`.
 //! `shapes` and `error` are shared by all.
 
 pub mod autograd;
+pub mod crop;
 pub mod data;
 pub mod error;
 pub mod experiment;

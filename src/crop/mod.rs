@@ -1,0 +1,9 @@
+//! Layer 6: the cropping strategies of PAPER.md (RC, GCC, CGCC, MGCC and RandomResizedCrop) as
+//! box samplers on the CPU, and the arithmetic that turns a box into what the GPU sampling
+//! kernel reads. Boxes are a few numbers per view; the pixels never leave the GPU.
+
+pub mod geometry;
+pub mod strategy;
+
+pub use geometry::{view_geometry, CropBox, PadMode, ViewGeometry};
+pub use strategy::{CropSpec, Method, PairDraw};

@@ -1,0 +1,284 @@
+//! The cropping strategies of PAPER.md as box samplers: each draws the two boxes of one image's
+//! pair of views from a seeded generator.
+
+use rand::Rng;
+use rand_distr::{Distribution, Normal};
+
+use crate::crop::geometry::{CropBox, PadMode};
+use crate::error::{Error, Result};
+
+/// A cropping strategy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Random crop: top-left uniform over the positions inside the image.
+    Rc,
+    /// Gaussian-centred crop: centres ~ N(image centre, diag(alpha W, alpha H)), zero padding.
+    Gcc,
+    /// Corrected GCC: GCC boxes shifted back inside the image.
+    Cgcc,
+    /// Multi-object GCC: per image the Gaussian's mean is uniform in [a, b] fractions.
+    Mgcc,
+    /// SimCLR's RandomResizedCrop (scale and ratio ranges), resized to the view size.
+    Rrc,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [
+        Method::Rc,
+        Method::Gcc,
+        Method::Cgcc,
+        Method::Mgcc,
+        Method::Rrc,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Rc => "rc",
+            Method::Gcc => "gcc",
+            Method::Cgcc => "cgcc",
+            Method::Mgcc => "mgcc",
+            Method::Rrc => "rrc",
+        }
+    }
+
+    /// Whether the method has a Gaussian whose variance `alpha` scales.
+    pub fn uses_alpha(self) -> bool {
+        matches!(self, Method::Gcc | Method::Cgcc | Method::Mgcc)
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| format!("unknown crop method {s:?}: use rc, gcc, cgcc, mgcc or rrc"))
+    }
+}
+
+/// A validated cropping configuration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CropSpec {
+    pub method: Method,
+    /// Fraction of the image area, in (0, 1]: the view is floor(W sqrt(p)) x floor(H sqrt(p)).
+    pub crop: f64,
+    /// GCC family: the centre's variance is alpha W (x) and alpha H (y).
+    pub alpha: f64,
+    /// MGCC: the per-image mean is uniform in [a W, b W] x [a H, b H].
+    pub mgcc_range: (f64, f64),
+    pub pad: PadMode,
+    /// RRC: area fraction and aspect-ratio ranges (torchvision's defaults).
+    pub rrc_scale: (f64, f64),
+    pub rrc_ratio: (f64, f64),
+}
+
+impl CropSpec {
+    /// A spec with the paper's defaults for everything but the method, crop size and alpha.
+    pub fn new(method: Method, crop: f64, alpha: f64) -> Result<CropSpec> {
+        CropSpec {
+            method,
+            crop,
+            alpha,
+            mgcc_range: (0.25, 0.75),
+            pad: PadMode::Centre,
+            rrc_scale: (0.08, 1.0),
+            rrc_ratio: (3.0 / 4.0, 4.0 / 3.0),
+        }
+        .validated()
+    }
+
+    /// Checks every field; the error names the field, its value and the allowed range.
+    pub fn validated(self) -> Result<CropSpec> {
+        let bad = |what: String| Err(Error::InvalidArgument(what));
+        if !(self.crop > 0.0 && self.crop <= 1.0) {
+            return bad(format!(
+                "crop size {} is not a fraction of the image area in (0, 1] (e.g. --crop 0.4)",
+                self.crop
+            ));
+        }
+        if self.method.uses_alpha() && !(self.alpha > 0.0 && self.alpha.is_finite()) {
+            return bad(format!(
+                "alpha {} must be a positive number (the Gaussian's variance is alpha x side)",
+                self.alpha
+            ));
+        }
+        let (a, b) = self.mgcc_range;
+        if !(0.0 <= a && a < b && b <= 1.0) {
+            return bad(format!(
+                "the MGCC mean range ({a}, {b}) needs 0 <= a < b <= 1"
+            ));
+        }
+        let (s0, s1) = self.rrc_scale;
+        let (r0, r1) = self.rrc_ratio;
+        if !(0.0 < s0 && s0 <= s1 && s1 <= 1.0 && 0.0 < r0 && r0 <= r1 && r1.is_finite()) {
+            return bad(format!(
+                "RandomResizedCrop needs 0 < scale min <= max <= 1 and 0 < ratio min <= max; \
+                 got scale {:?}, ratio {:?}",
+                self.rrc_scale, self.rrc_ratio
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The view size (width, height) for a `w` x `h` image: floor(side * sqrt(p)).
+    pub fn view_size(&self, w: usize, h: usize) -> Result<[usize; 2]> {
+        let side = |s: usize| (s as f64 * self.crop.sqrt()).floor() as usize;
+        let (cw, ch) = (side(w), side(h));
+        if cw == 0 || ch == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "crop size {} of a {w}x{h} image is {cw}x{ch} pixels; use a larger --crop",
+                self.crop
+            )));
+        }
+        Ok([cw, ch])
+    }
+
+    /// Draws the two boxes of one image's views.
+    pub fn draw_pair<R: Rng>(&self, rng: &mut R, w: usize, h: usize) -> Result<PairDraw> {
+        let [cw, ch] = self.view_size(w, h)?;
+        let (wf, hf) = (w as f64, h as f64);
+        let centre = [wf / 2.0, hf / 2.0];
+        let draw = match self.method {
+            Method::Rc => {
+                let boxes = [0, 1].map(|_| uniform_box(rng, w, h, cw, ch));
+                PairDraw::from_boxes(centre, boxes)
+            }
+            Method::Gcc | Method::Cgcc => self.gaussian_pair(rng, centre, w, h, cw, ch),
+            Method::Mgcc => {
+                let (a, b) = self.mgcc_range;
+                let mean = [
+                    rng.random_range(a * wf..=b * wf),
+                    rng.random_range(a * hf..=b * hf),
+                ];
+                self.gaussian_pair(rng, mean, w, h, cw, ch)
+            }
+            Method::Rrc => {
+                let boxes = [0, 1].map(|_| self.resized_crop_box(rng, w, h));
+                PairDraw::from_boxes(centre, boxes)
+            }
+        };
+        Ok(draw)
+    }
+
+    fn gaussian_pair<R: Rng>(
+        &self,
+        rng: &mut R,
+        mean: [f64; 2],
+        w: usize,
+        h: usize,
+        cw: usize,
+        ch: usize,
+    ) -> PairDraw {
+        let mut centres = [[0.0; 2]; 2];
+        let mut boxes = [CropBox {
+            left: 0,
+            top: 0,
+            width: cw as u32,
+            height: ch as u32,
+        }; 2];
+        for (c, b) in centres.iter_mut().zip(&mut boxes) {
+            *c = gaussian_centre(rng, mean, self.alpha, w, h);
+            // The authors' arithmetic: truncate the centre, subtract half the size (floor).
+            b.left = c[0].trunc() as i64 - (cw / 2) as i64;
+            b.top = c[1].trunc() as i64 - (ch / 2) as i64;
+            if self.method == Method::Cgcc {
+                b.left = b.left.clamp(0, (w - cw) as i64);
+                b.top = b.top.clamp(0, (h - ch) as i64);
+            }
+        }
+        PairDraw {
+            mean,
+            centres,
+            boxes,
+        }
+    }
+
+    /// torchvision's RandomResizedCrop.get_params: ten tries at a box of random area and aspect
+    /// ratio inside the image, then a central crop of the nearest allowed ratio.
+    fn resized_crop_box<R: Rng>(&self, rng: &mut R, w: usize, h: usize) -> CropBox {
+        let area = (w * h) as f64;
+        let (log_r0, log_r1) = (self.rrc_ratio.0.ln(), self.rrc_ratio.1.ln());
+        for _ in 0..10 {
+            let target = area * rng.random_range(self.rrc_scale.0..=self.rrc_scale.1);
+            let ratio = rng.random_range(log_r0..=log_r1).exp();
+            let bw = (target * ratio).sqrt().round() as usize;
+            let bh = (target / ratio).sqrt().round() as usize;
+            if 0 < bw && bw <= w && 0 < bh && bh <= h {
+                return uniform_box(rng, w, h, bw, bh);
+            }
+        }
+        let in_ratio = w as f64 / h as f64;
+        let (bw, bh) = if in_ratio < self.rrc_ratio.0 {
+            (w, ((w as f64 / self.rrc_ratio.0).round() as usize).min(h))
+        } else if in_ratio > self.rrc_ratio.1 {
+            (((h as f64 * self.rrc_ratio.1).round() as usize).min(w), h)
+        } else {
+            (w, h)
+        };
+        CropBox {
+            left: ((w - bw) / 2) as i64,
+            top: ((h - bh) / 2) as i64,
+            width: bw as u32,
+            height: bh as u32,
+        }
+    }
+}
+
+/// A `bw` x `bh` box with its top-left corner uniform over the positions inside the image.
+fn uniform_box<R: Rng>(rng: &mut R, w: usize, h: usize, bw: usize, bh: usize) -> CropBox {
+    CropBox {
+        left: rng.random_range(0..=(w - bw)) as i64,
+        top: rng.random_range(0..=(h - bh)) as i64,
+        width: bw as u32,
+        height: bh as u32,
+    }
+}
+
+/// A centre drawn from N(mean, diag(alpha W, alpha H)): alpha scales the variance.
+pub fn gaussian_centre<R: Rng>(
+    rng: &mut R,
+    mean: [f64; 2],
+    alpha: f64,
+    w: usize,
+    h: usize,
+) -> [f64; 2] {
+    let sx = (alpha * w as f64).sqrt();
+    let sy = (alpha * h as f64).sqrt();
+    // The standard deviations are positive and finite for a validated alpha.
+    let x = Normal::new(mean[0], sx).map_or(mean[0], |d| d.sample(rng));
+    let y = Normal::new(mean[1], sy).map_or(mean[1], |d| d.sample(rng));
+    // Far-away centres only ever give empty views; keep the integer arithmetic in range.
+    [x.clamp(-1e9, 1e9), y.clamp(-1e9, 1e9)]
+}
+
+/// One image's draw: the distribution's mean (the image centre except for MGCC), the two view
+/// centres (continuous, before truncation) and the two boxes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PairDraw {
+    pub mean: [f64; 2],
+    pub centres: [[f64; 2]; 2],
+    pub boxes: [CropBox; 2],
+}
+
+impl PairDraw {
+    fn from_boxes(mean: [f64; 2], boxes: [CropBox; 2]) -> PairDraw {
+        let centre = |b: &CropBox| {
+            [
+                b.left as f64 + b.width as f64 / 2.0,
+                b.top as f64 + b.height as f64 / 2.0,
+            ]
+        };
+        PairDraw {
+            mean,
+            centres: [centre(&boxes[0]), centre(&boxes[1])],
+            boxes,
+        }
+    }
+}
