@@ -5,6 +5,7 @@
 //! `reference` (plain CPU versions of every kernel); `nn` and `optim`; `data`, `crop` and `augment`; `experiment`.
 //! `shapes` and `error` are shared by all.
 
+pub mod augment;
 pub mod autograd;
 pub mod crop;
 pub mod data;

@@ -9,6 +9,8 @@ pub mod subset;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::affine_sample::PackedImages;
 
 /// Which half of a data set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +113,12 @@ impl Dataset {
             shape: self.shape,
             class_names: self.class_names.clone(),
         }
+    }
+
+    /// Uploads the images to the GPU as packed u8, where they stay for the whole run.
+    pub fn upload(&self, gpu: &Gpu) -> Result<PackedImages> {
+        let [c, h, w] = self.shape;
+        PackedImages::upload(gpu, &self.images, [self.len(), c, h, w])
     }
 
     /// Number of images of each class.

@@ -16,6 +16,7 @@ pub enum Shader {
     CrossEntropy,
     Optim,
     AffineSample,
+    Augment,
 }
 
 impl Shader {
@@ -31,6 +32,7 @@ impl Shader {
             Shader::CrossEntropy => include_str!("../../shaders/cross_entropy.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::AffineSample => include_str!("../../shaders/affine_sample.wgsl"),
+            Shader::Augment => include_str!("../../shaders/augment.wgsl"),
         }
     }
 }

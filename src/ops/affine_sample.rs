@@ -116,6 +116,10 @@ impl PackedImages {
         self.shape
     }
 
+    pub fn gpu(&self) -> &Gpu {
+        self.parts[0].gpu()
+    }
+
     /// How many buffers hold the images (1 or 2).
     pub fn parts(&self) -> usize {
         self.parts.len()

@@ -4,6 +4,7 @@
 
 pub mod affine_sample;
 pub mod batchnorm;
+pub mod blur_normalize;
 pub mod conv2d;
 pub mod cross_entropy;
 pub mod elementwise;

@@ -2,6 +2,7 @@
 //! Used by the kernel tests and the benches to check and to compare the GPU kernels.
 
 pub mod affine_sample;
+pub mod augment;
 pub mod batchnorm;
 pub mod chain;
 pub mod conv2d;

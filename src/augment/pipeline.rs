@@ -1,0 +1,154 @@
+//! The two views of every image of a batch: crop (with the flip folded into the sampling
+//! matrix), 3x3 Gaussian blur with a per-view sigma, per-channel normalisation.
+
+use rand::Rng;
+
+use crate::augment::Normalization;
+use crate::crop::{view_geometry, CropSpec, PairDraw};
+use crate::error::{Error, Result};
+use crate::ops::affine_sample::{
+    affine_sample_forward, pack_view_info, PackedImages, Source, ViewInfo, VIEW_INFO_WORDS,
+};
+use crate::ops::blur_normalize::{blur_normalize_forward, MAX_CHANNELS};
+use crate::tensor::Tensor;
+
+/// What happens to a view after its crop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ViewPipeline {
+    pub crop: CropSpec,
+    /// Mirror each view left-right with probability 1/2.
+    pub flip: bool,
+    /// Blur every view with a 3x3 Gaussian of sigma uniform in this range (None: no blur).
+    pub blur_sigma: Option<(f64, f64)>,
+    pub normalization: Normalization,
+}
+
+/// The CPU half of one batch: what was drawn, and the numbers the kernels read. Views
+/// `0..batch` are the first view of each image, `batch..2 batch` the second.
+#[derive(Clone, Debug)]
+pub struct ViewPlan {
+    pub draws: Vec<PairDraw>,
+    pub flips: Vec<bool>,
+    pub sigmas: Vec<f64>,
+    /// `[2 batch, 6]` pixel matrices.
+    pub matrices: Vec<f32>,
+    pub info: Vec<ViewInfo>,
+    /// (width, height) of every view.
+    pub view_wh: [usize; 2],
+}
+
+/// The centre and side weights of the normalised 3-tap Gaussian of `sigma` (torchvision's).
+pub fn blur_weights(sigma: f64) -> [f32; 2] {
+    let side = (-0.5 / (sigma * sigma)).exp();
+    let total = 1.0 + 2.0 * side;
+    [(1.0 / total) as f32, (side / total) as f32]
+}
+
+impl ViewPipeline {
+    /// The paper's pipeline for a crop spec: flip, blur sigma in [0.1, 2.0].
+    pub fn paper(crop: CropSpec, normalization: Normalization) -> ViewPipeline {
+        ViewPipeline {
+            crop,
+            flip: true,
+            blur_sigma: Some((0.1, 2.0)),
+            normalization,
+        }
+    }
+
+    /// Draws the two views of each image `indices[k]` of a data set of `image_wh` images.
+    /// Per image, in order: the pair of boxes, the two flips, the two sigmas.
+    pub fn plan<R: Rng>(
+        &self,
+        rng: &mut R,
+        indices: &[u32],
+        image_wh: [usize; 2],
+    ) -> Result<ViewPlan> {
+        if let Some((lo, hi)) = self.blur_sigma {
+            if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+                return Err(Error::InvalidArgument(format!(
+                    "blur sigma range ({lo}, {hi}) needs 0 < min <= max"
+                )));
+            }
+        }
+        let view_wh = self.crop.view_size(image_wh[0], image_wh[1])?;
+        let b = indices.len();
+        let mut plan = ViewPlan {
+            draws: Vec::with_capacity(b),
+            flips: vec![false; 2 * b],
+            sigmas: vec![0.0; 2 * b],
+            matrices: vec![0.0; 12 * b],
+            info: vec![ViewInfo::whole(0); 2 * b],
+            view_wh,
+        };
+        for (k, &image) in indices.iter().enumerate() {
+            let draw = self.crop.draw_pair(rng, image_wh[0], image_wh[1])?;
+            for slot in [k, b + k] {
+                plan.flips[slot] = self.flip && rng.random_bool(0.5);
+            }
+            for slot in [k, b + k] {
+                if let Some((lo, hi)) = self.blur_sigma {
+                    plan.sigmas[slot] = rng.random_range(lo..=hi);
+                }
+            }
+            for (view, slot) in [k, b + k].into_iter().enumerate() {
+                let g = view_geometry(
+                    &draw.boxes[view],
+                    image_wh,
+                    view_wh,
+                    self.crop.pad,
+                    plan.flips[slot],
+                );
+                for (dst, src) in plan.matrices[6 * slot..6 * slot + 6]
+                    .iter_mut()
+                    .zip(g.matrix)
+                {
+                    *dst = src as f32;
+                }
+                plan.info[slot] = ViewInfo {
+                    rect: g.rect,
+                    image,
+                    blur: match self.blur_sigma {
+                        Some(_) => blur_weights(plan.sigmas[slot]),
+                        None => [1.0, 0.0],
+                    },
+                };
+            }
+            plan.draws.push(draw);
+        }
+        Ok(plan)
+    }
+
+    /// The two view batches `[batch, C, h, w]` of a plan, from the resident images: one upload
+    /// of the matrices and view words, two kernel launches.
+    pub fn run(&self, images: &PackedImages, plan: &ViewPlan) -> Result<(Tensor, Tensor)> {
+        let [n, c, h, w] = images.shape();
+        let norm = &self.normalization;
+        if c > MAX_CHANNELS || norm.mean.len() != c || norm.std.len() != c {
+            return Err(Error::InvalidArgument(format!(
+                "normalisation has {} means and {} stds for {c}-channel images",
+                norm.mean.len(),
+                norm.std.len()
+            )));
+        }
+        let views = plan.info.len();
+        if views == 0 || views % 2 == 1 || plan.matrices.len() != 6 * views {
+            return Err(Error::InvalidArgument(format!(
+                "a view plan needs an even, non-zero number of views with one matrix each; got \
+                 {views} views and {} matrix entries",
+                plan.matrices.len()
+            )));
+        }
+        if let Some(bad) = plan.info.iter().find(|v| v.image as usize >= n) {
+            return Err(Error::InvalidArgument(format!(
+                "image index {} is beyond the {n} resident images of {w}x{h}",
+                bad.image
+            )));
+        }
+        let gpu = images.gpu();
+        let m = Tensor::from_slice(gpu, &[views, 6], &plan.matrices)?;
+        let info = Tensor::from_u32(gpu, &[views, VIEW_INFO_WORDS], &pack_view_info(&plan.info))?;
+        let [vw, vh] = plan.view_wh;
+        let sampled = affine_sample_forward(Source::U8(images), &m, &info, [vh, vw])?;
+        blur_normalize_forward(&sampled, &info, views / 2, &norm.mean, &norm.std)
+    }
+}
