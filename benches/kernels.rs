@@ -5,14 +5,19 @@
 //! round's wall-clock per call. CPU reference time: the plain f64 loops of `taming::reference`, one run at
 //! a smaller batch (`--cpu-batch`, default 4) scaled linearly to the GPU's batch, because the
 //! reference convolution at batch 64 takes minutes. Options: `--quick` (fewer repetitions and
-//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,step`.
+//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,views,step`.
+//! The views section times the affine sampling kernel and the whole view pipeline; the step
+//! section prints the pipeline's cost next to the training step's.
 
 use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use taming::augment::{Normalization, ViewPipeline};
 use taming::autograd::Graph;
+use taming::crop::{CropSpec, Method};
 use taming::nn::{Encoder, ResNet18};
+use taming::ops::affine_sample::{self as sample, pack_view_info, PackedImages, Source, ViewInfo};
 use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvShape};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, pool};
@@ -22,7 +27,7 @@ use taming::{Gpu, Result, Tensor};
 
 struct Options {
     quick: bool,
-    /// Run only these sections (conv, ops, step); all when empty.
+    /// Run only these sections (conv, ops, views, step); all when empty.
     only: Vec<String>,
     cpu: bool,
     batch: usize,
@@ -418,7 +423,7 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
 /// forward pass (batch-norm statistics per view batch), L2-normalised embeddings, and a stand-in
 /// contrastive loss (cross-entropy over the N x N view-1/view-2 similarities divided by 0.1)
 /// until the NT-Xent kernel lands; then backward and Adam.
-fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
+fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options, views_ms: Option<f64>) -> Result<()> {
     let n = o.batch;
     let model = ResNet18::new(gpu, rng, 3, 128)?;
     let mut adam = Adam::new(model.params(), 0.01);
@@ -456,7 +461,123 @@ fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         (d1 - d0) / steps as u64,
         s1 - s0,
     );
+    if let Some(v) = views_ms {
+        println!(
+            "view pipeline for the same batch ({n} images, 2 views each): {v:.1} ms = {:.2} % of the step",
+            100.0 * v / (secs * 1e3)
+        );
+    }
     Ok(())
+}
+
+/// The affine sampling kernel at the shape (512 views of 3x32x32 -> 3x20x20, from the
+/// resident u8 images; backward from f32 images), then the whole view pipeline (GCC crop 0.4,
+/// flip, blur, normalise, CPU draws and upload included) for a 512-image batch and for the
+/// step's batch. Returns the pipeline's time at the step's batch.
+fn bench_views(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<f64> {
+    let (n_images, v, out) = (4096, 512, 20);
+    let bytes: Vec<u8> = (0..n_images * 3 * 32 * 32).map(|_| rng.random()).collect();
+    let packed = PackedImages::upload(gpu, &bytes, [n_images, 3, 32, 32])?;
+    let mut matrices = Vec::new();
+    let mut info = Vec::new();
+    for k in 0..v {
+        let (angle, scale): (f32, f32) = (rng.random_range(-0.3..0.3), rng.random_range(0.6..1.2));
+        let (c, s) = (angle.cos() * scale, angle.sin() * scale);
+        matrices.extend([
+            c,
+            -s,
+            rng.random_range(0.0..12.0),
+            s,
+            c,
+            rng.random_range(0.0..12.0),
+        ]);
+        info.push(ViewInfo::whole((k * 7 % n_images) as u32));
+    }
+    let m = Tensor::from_slice(gpu, &[v, 6], &matrices)?;
+    let info_t = Tensor::from_u32(gpu, &[v, 8], &pack_view_info(&info))?;
+    let calls = if o.quick { 2 } else { 5 };
+    let texels = (v * 3 * out * out) as f64;
+    let fwd = gpu_ms(gpu, calls, || {
+        sample::affine_sample_forward(Source::U8(&packed), &m, &info_t, [out, out]).map(drop)
+    })?;
+    // Reference inputs: the same views from the 512 images they read, as f64.
+    let d = reference::affine_sample::SampleDims {
+        images: n_images,
+        channels: 3,
+        in_h: 32,
+        in_w: 32,
+        out_h: out,
+        out_w: out,
+    };
+    let x64: Vec<f64> = bytes.iter().map(|&b| b as f64 / 255.0).collect();
+    let ref_views: Vec<_> = info
+        .iter()
+        .map(|i| reference::affine_sample::RefView {
+            image: i.image as usize,
+            rect: [0, 0, 32, 32],
+        })
+        .collect();
+    let m64: Vec<[f64; 6]> = matrices
+        .chunks(6)
+        .map(|c| std::array::from_fn(|k| c[k] as f64))
+        .collect();
+    let cpu = o
+        .cpu
+        .then(|| cpu_ms(|| reference::affine_sample::affine_sample(&x64, &d, &ref_views, &m64)));
+    // Bytes moved: 4 taps x 1 byte read (cache-friendly neighbours) + 4 bytes written per texel.
+    row(
+        "affine sample 512 x 3x32x32 u8 -> 3x20x20",
+        fwd,
+        texels * 8.0,
+        "GB/s",
+        cpu,
+    );
+    let images = tensor(gpu, rng, &[n_images.min(512), 3, 32, 32])?;
+    let info_small: Vec<ViewInfo> = (0..v).map(|k| ViewInfo::whole((k % 512) as u32)).collect();
+    let info_small = Tensor::from_u32(gpu, &[v, 8], &pack_view_info(&info_small))?;
+    let dy = tensor(gpu, rng, &[v, 3, out, out])?;
+    let bwd_m = gpu_ms(gpu, calls, || {
+        sample::affine_sample_backward_matrix(Source::F32(&images), &m, &info_small, &dy).map(drop)
+    })?;
+    row(
+        "affine sample bwd matrix (f32 source)",
+        bwd_m,
+        texels * 24.0,
+        "GB/s",
+        None,
+    );
+    let bwd_x = gpu_ms(gpu, calls, || {
+        sample::affine_sample_backward_image(&images, &m, &info_small, &dy).map(drop)
+    })?;
+    row(
+        "affine sample bwd image (f32 source)",
+        bwd_x,
+        texels * 8.0,
+        "GB/s",
+        None,
+    );
+
+    let spec = CropSpec::new(Method::Gcc, 0.4, 1.5)?;
+    let pipeline = ViewPipeline::paper(spec, Normalization::paper_cifar10());
+    let mut draw_rng = StdRng::seed_from_u64(1);
+    let mut pipeline_ms = |batch: usize| -> Result<f64> {
+        let indices: Vec<u32> = (0..batch as u32).map(|i| i * 3 % n_images as u32).collect();
+        gpu_ms(gpu, calls, || {
+            let plan = pipeline.plan(&mut draw_rng, &indices, [32, 32])?;
+            pipeline.run(&packed, &plan).map(drop)
+        })
+    };
+    let at_512 = pipeline_ms(512)?;
+    println!(
+        "view pipeline, 512 images -> 2 x 512 views 3x20x20 (GCC 0.4, flip, blur, normalise):          {at_512:.2} ms, {:.0} images/s",
+        512.0 / (at_512 * 1e-3)
+    );
+    let at_batch = if o.batch == 512 {
+        at_512
+    } else {
+        pipeline_ms(o.batch)?
+    };
+    Ok(at_batch)
 }
 
 fn main() -> Result<()> {
@@ -480,9 +601,13 @@ fn main() -> Result<()> {
     if run("ops") {
         bench_small_ops(&gpu, &mut rng, &o)?;
     }
+    let mut views_ms = None;
+    if run("views") {
+        views_ms = Some(bench_views(&gpu, &mut rng, &o)?);
+    }
     if run("step") {
         println!();
-        bench_step(&gpu, &mut rng, &o)?;
+        bench_step(&gpu, &mut rng, &o, views_ms)?;
     }
     Ok(())
 }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use taming::data::{idx, subset::balanced_subset, Split};
+use taming::crop::{CropSpec, Method, PadMode};
+use taming::data::{idx, load_dir, subset::balanced_subset, Split};
+use taming::experiment::crop_preview;
 use taming::experiment::smoke::{smoke, Model};
 use taming::gpu::{list_adapters, Gpu};
 
@@ -40,6 +42,39 @@ enum Command {
         steps: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Pictures of a cropping strategy: a contact sheet of images, their two crop boxes and the
+    /// two views the GPU makes (--out), and optionally a heat map of where the crop centres of
+    /// every strategy fall (--heatmap).
+    Crops {
+        /// A data set folder (Fashion-MNIST IDX, CIFAR-10 binary, or PNG folders); default: the
+        /// shipped Fashion-MNIST sample.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value = "gcc")]
+        method: Method,
+        /// Crop size as a fraction of the image area, in (0, 1].
+        #[arg(long, default_value_t = 0.4)]
+        crop: f64,
+        /// Variance scale of the GCC family (ignored by rc and rrc).
+        #[arg(long, default_value_t = 1.5)]
+        alpha: f64,
+        /// Where a box leaves the image: centre (the authors' code) or window.
+        #[arg(long, default_value = "centre")]
+        pad: PadMode,
+        /// How many images the contact sheet shows.
+        #[arg(long, default_value_t = 8)]
+        images: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "views.png")]
+        out: PathBuf,
+        /// Also write a heat map of crop centres of every strategy to this PNG.
+        #[arg(long)]
+        heatmap: Option<PathBuf>,
+        /// Images drawn for the heat map (two views each).
+        #[arg(long, default_value_t = 100_000)]
+        draws: usize,
     },
     /// Data set tools.
     Data {
@@ -101,6 +136,50 @@ fn run(cli: Cli) -> taming::Result<()> {
                     part.len(),
                     full.len(),
                     to.display()
+                );
+            }
+            Ok(())
+        }
+        Command::Crops {
+            data,
+            method,
+            crop,
+            alpha,
+            pad,
+            images,
+            seed,
+            out,
+            heatmap,
+            draws,
+        } => {
+            let mut spec = CropSpec::new(method, crop, alpha)?;
+            spec.pad = pad;
+            let dataset = load_dir(data.as_deref(), Split::Train)?;
+            let gpu = Gpu::new(cli.device.as_deref())?;
+            let alpha_text = match method.uses_alpha() {
+                true => format!(" alpha {alpha}"),
+                false => String::new(),
+            };
+            let title = format!(
+                "{method} crop {crop}{alpha_text}, pad {}",
+                match pad {
+                    PadMode::Centre => "centre",
+                    PadMode::Window => "window",
+                }
+            );
+            let sheet = crop_preview::contact_sheet(&gpu, &dataset, &spec, images, seed, &title)?;
+            sheet.save_png(&out)?;
+            println!(
+                "contact sheet ({images} images, {title}) -> {}",
+                out.display()
+            );
+            if let Some(path) = heatmap {
+                let [_, h, w] = dataset.shape();
+                let map = crop_preview::centre_heatmap([w, h], crop, alpha, draws, seed)?;
+                map.save_png(&path)?;
+                println!(
+                    "crop-centre heat map ({draws} draws per strategy) -> {}",
+                    path.display()
                 );
             }
             Ok(())

@@ -2,9 +2,12 @@
 //! loader validating what it reads: a bad file gives one error naming the file and the record.
 
 pub mod cifar10;
+pub mod detect;
 pub mod folder;
 pub mod idx;
 pub mod subset;
+
+pub use detect::load_dir;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,207 @@
+//! Pictures of what each cropping strategy does: a contact sheet of images with their two
+//! crop boxes and the two views the GPU pipeline makes of them, and a heat map of where crop
+//! centres fall over many draws.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::augment::{Normalization, ViewPipeline};
+use crate::crop::{CropSpec, Method};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::experiment::canvas::{heat_color, Canvas, Rgb};
+use crate::gpu::Gpu;
+
+const BACKGROUND: Rgb = [24, 24, 28];
+const PANEL: Rgb = [64, 64, 72];
+const TEXT: Rgb = [235, 235, 235];
+const BOX_COLORS: [Rgb; 2] = [[240, 70, 70], [70, 200, 240]];
+
+/// Upscaling factor that makes an image of `side` pixels about `target` pixels wide.
+fn scale_for(side: usize, target: usize) -> usize {
+    (target / side.max(1)).max(1)
+}
+
+/// The `count` images shown: the first image of each class in class order, then the second...
+fn pick_images(data: &Dataset, count: usize) -> Vec<usize> {
+    let mut by_class = vec![Vec::new(); data.classes()];
+    for (i, &l) in data.labels().iter().enumerate() {
+        by_class[l as usize].push(i);
+    }
+    let mut picked = Vec::new();
+    for round in 0.. {
+        let before = picked.len();
+        for list in &by_class {
+            if let Some(&i) = list.get(round) {
+                if picked.len() < count {
+                    picked.push(i);
+                }
+            }
+        }
+        if picked.len() == count || picked.len() == before {
+            return picked;
+        }
+    }
+    picked
+}
+
+fn rgb_of(values: &[f32], channels: usize, plane: usize, at: usize) -> Rgb {
+    let byte = |c: usize| (values[c * plane + at].clamp(0.0, 1.0) * 255.0).round() as u8;
+    if channels >= 3 {
+        [byte(0), byte(1), byte(2)]
+    } else {
+        [byte(0); 3]
+    }
+}
+
+/// Rows of: the image in a margin of half its size with both crop boxes drawn, then its two
+/// views as the GPU sampling kernel produces them (no flip, blur or normalisation, so that the
+/// crop alone is visible; zero padding shows black).
+pub fn contact_sheet(
+    gpu: &Gpu,
+    data: &Dataset,
+    spec: &CropSpec,
+    count: usize,
+    seed: u64,
+    title: &str,
+) -> Result<Canvas> {
+    if count == 0 || data.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the contact sheet needs at least one image".into(),
+        ));
+    }
+    let [c, h, w] = data.shape();
+    let picked = pick_images(data, count);
+    let shown = data.select(&picked);
+    let pipeline = ViewPipeline {
+        crop: *spec,
+        flip: false,
+        blur_sigma: None,
+        normalization: Normalization {
+            mean: vec![0.0; c],
+            std: vec![1.0; c],
+        },
+    };
+    let indices: Vec<u32> = (0..picked.len() as u32).collect();
+    let plan = pipeline.plan(&mut ChaCha8Rng::seed_from_u64(seed), &indices, [w, h])?;
+    let (a, b) = pipeline.run(&shown.upload(gpu)?, &plan)?;
+    let views = [a.to_vec()?, b.to_vec()?];
+    let [vw, vh] = plan.view_wh;
+
+    let s = scale_for(w.max(h), 112) as i64;
+    let (mx, my) = ((w / 2) as i64, (h / 2) as i64);
+    let panel_w = (w as i64 + 2 * mx) * s;
+    let row_h = (h as i64 + 2 * my) * s;
+    let (gap, header) = (20i64, 56i64);
+    let title_w = 2 * gap + title.len() as i64 * 16;
+    let width = (panel_w + 2 * (gap + vw as i64 * s) + 2 * gap).max(title_w);
+    let height = header + picked.len() as i64 * (row_h + gap) + gap;
+    let mut sheet = Canvas::new(width as usize, height as usize, BACKGROUND);
+    sheet.text(gap, 12, title, 2, TEXT);
+    let view_x = [panel_w + 2 * gap, panel_w + 3 * gap + vw as i64 * s];
+    sheet.text(gap, 36, "image + boxes", 1, TEXT);
+    sheet.text(view_x[0], 36, "view 1", 1, BOX_COLORS[0]);
+    sheet.text(view_x[1], 36, "view 2", 1, BOX_COLORS[1]);
+    for (k, &image) in picked.iter().enumerate() {
+        let y = header + k as i64 * (row_h + gap);
+        let mut panel = Canvas::new(panel_w as usize, row_h as usize, PANEL);
+        let pixels: Vec<f32> = data
+            .image(image)
+            .iter()
+            .map(|&b| b as f32 / 255.0)
+            .collect();
+        panel.image(mx * s, my * s, w, h, s as usize, |x, y| {
+            rgb_of(&pixels, c, h * w, y * w + x)
+        });
+        for (bx, color) in plan.draws[k].boxes.iter().zip(BOX_COLORS) {
+            let (bw, bh) = (bx.width as i64 * s, bx.height as i64 * s);
+            panel.outline((mx + bx.left) * s, (my + bx.top) * s, bw, bh, 2, color);
+        }
+        sheet.blit(&panel, gap, y);
+        for (v, (&x, color)) in view_x.iter().zip(BOX_COLORS).enumerate() {
+            let vy = y + (row_h - vh as i64 * s) / 2;
+            let values = &views[v][k * c * vh * vw..(k + 1) * c * vh * vw];
+            sheet.outline(
+                x - 2,
+                vy - 2,
+                vw as i64 * s + 4,
+                vh as i64 * s + 4,
+                2,
+                color,
+            );
+            sheet.image(x, vy, vw, vh, s as usize, |px, py| {
+                rgb_of(values, c, vh * vw, py * vw + px)
+            });
+        }
+    }
+    Ok(sheet)
+}
+
+/// One panel per strategy: how often a crop centre falls in each pixel of the image and a
+/// margin of one image size around it, over `draws` images (two views each), on a square-root
+/// colour scale. The white frame is the image.
+pub fn centre_heatmap(
+    image_wh: [usize; 2],
+    crop: f64,
+    alpha: f64,
+    draws: usize,
+    seed: u64,
+) -> Result<Canvas> {
+    let [w, h] = image_wh;
+    let (gw, gh) = (3 * w, 3 * h);
+    let s = scale_for(gw.max(gh), 256) as i64;
+    let (panel_w, panel_h) = (gw as i64 * s, gh as i64 * s);
+    let (gap, header) = (20i64, 64i64);
+    let methods = Method::ALL;
+    let width = gap + methods.len() as i64 * (panel_w + gap);
+    let mut sheet = Canvas::new(
+        width as usize,
+        (header + panel_h + gap) as usize,
+        BACKGROUND,
+    );
+    sheet.text(
+        gap,
+        12,
+        &format!("crop centres, {draws} images x 2 views: crop {crop}, alpha {alpha}"),
+        2,
+        TEXT,
+    );
+    for (k, method) in methods.into_iter().enumerate() {
+        let spec = CropSpec::new(method, crop, alpha)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut counts = vec![0u32; gw * gh];
+        for _ in 0..draws {
+            for b in spec.draw_pair(&mut rng, w, h)?.boxes {
+                let cx = b.left as f64 + b.width as f64 / 2.0 + w as f64;
+                let cy = b.top as f64 + b.height as f64 / 2.0 + h as f64;
+                if cx >= 0.0 && cy >= 0.0 && (cx as usize) < gw && (cy as usize) < gh {
+                    counts[cy as usize * gw + cx as usize] += 1;
+                }
+            }
+        }
+        // Colour: the square root of the count (the tails stay visible), saturating at the 99th
+        // percentile of the visited pixels, so that a few spikes
+        // (CGCC's clamped corners, RRC's whole-image fallback) do not hide the rest.
+        let mut visited: Vec<u32> = counts.iter().copied().filter(|&n| n > 0).collect();
+        visited.sort_unstable();
+        let max = visited
+            .get(visited.len() * 99 / 100)
+            .copied()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let x = gap + k as i64 * (panel_w + gap);
+        sheet.text(x, 40, method.name(), 2, TEXT);
+        sheet.image(x, header, gw, gh, s as usize, |px, py| {
+            heat_color((counts[py * gw + px] as f64 / max).sqrt())
+        });
+        sheet.outline(
+            x + w as i64 * s,
+            header + h as i64 * s,
+            w as i64 * s,
+            h as i64 * s,
+            1,
+            TEXT,
+        );
+    }
+    Ok(sheet)
+}
