@@ -39,6 +39,9 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    #[error("download failed: {0}")]
+    Download(String),
+
     #[error("GPU error: {0}")]
     Gpu(String),
 

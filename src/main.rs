@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use taming::crop::{CropSpec, Method, PadMode};
+use taming::data::fetch::fetch_cifar10;
 use taming::data::{idx, load_dir, subset::balanced_subset, Split};
 use taming::experiment::crop_preview;
 use taming::experiment::smoke::{smoke, Model};
@@ -85,6 +86,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DataCommand {
+    /// Download a data set that cannot ship with the repository (needs internet access).
+    Fetch {
+        /// The data set: cifar10 (the official binary archive, MD5-checked).
+        #[arg(value_parser = ["cifar10"])]
+        dataset: String,
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Write a class-balanced subset of a Fashion-MNIST (IDX) folder as gzip IDX files; this is
     /// how data/fashion-mnist was made from /usr/share/datasets/fashion-mnist.
     Subset {
@@ -112,6 +121,12 @@ fn run(cli: Cli) -> taming::Result<()> {
                 println!("{}{a}", if i == 0 { "* " } else { "  " });
             }
             println!("(* = chosen by default; pick another with --device NAME or TAMING_DEVICE)");
+            Ok(())
+        }
+        Command::Data {
+            command: DataCommand::Fetch { dataset: _, to },
+        } => {
+            fetch_cifar10(&to)?;
             Ok(())
         }
         Command::Data {

@@ -3,6 +3,7 @@
 
 pub mod cifar10;
 pub mod detect;
+pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod subset;
