@@ -93,8 +93,11 @@ fn cpu_ms<T>(f: impl FnOnce() -> T) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
+/// One table line; `work` is counted in the unit's base (flops, bytes, texels) and shown with
+/// the unit's prefix (G or M).
 fn row(name: &str, gpu_ms: f64, work: f64, unit: &str, cpu_ms: Option<f64>) {
-    let rate = work / (gpu_ms * 1e-3) / 1e9;
+    let prefix = if unit.starts_with('M') { 1e6 } else { 1e9 };
+    let rate = work / (gpu_ms * 1e-3) / prefix;
     match cpu_ms {
         Some(c) => println!(
             "{name:<44} {gpu_ms:>10.3} {rate:>9.2} {unit:<7} {c:>11.1} {:>8.1}x",
@@ -524,12 +527,12 @@ fn bench_views(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<f64> {
     let cpu = o
         .cpu
         .then(|| cpu_ms(|| reference::affine_sample::affine_sample(&x64, &d, &ref_views, &m64)));
-    // Bytes moved: 4 taps x 1 byte read (cache-friendly neighbours) + 4 bytes written per texel.
+    // Rates in output texels (view pixels x channels) per second.
     row(
         "affine sample 512 x 3x32x32 u8 -> 3x20x20",
         fwd,
-        texels * 8.0,
-        "GB/s",
+        texels,
+        "Mtexel/s",
         cpu,
     );
     let images = tensor(gpu, rng, &[n_images.min(512), 3, 32, 32])?;
@@ -542,8 +545,8 @@ fn bench_views(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<f64> {
     row(
         "affine sample bwd matrix (f32 source)",
         bwd_m,
-        texels * 24.0,
-        "GB/s",
+        texels,
+        "Mtexel/s",
         None,
     );
     let bwd_x = gpu_ms(gpu, calls, || {
@@ -552,8 +555,8 @@ fn bench_views(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<f64> {
     row(
         "affine sample bwd image (f32 source)",
         bwd_x,
-        texels * 8.0,
-        "GB/s",
+        texels,
+        "Mtexel/s",
         None,
     );
 

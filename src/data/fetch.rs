@@ -37,7 +37,11 @@ pub fn md5_of(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Checks `archive` against `md5`, then extracts it (a .tar.gz) into `to`. Nothing is extracted
