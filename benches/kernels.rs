@@ -20,7 +20,7 @@ use taming::nn::{Encoder, ResNet18};
 use taming::ops::affine_sample::{self as sample, pack_view_info, PackedImages, Source, ViewInfo};
 use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvShape};
-use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, pool};
+use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool};
 use taming::optim::Adam;
 use taming::reference;
 use taming::{Gpu, Result, Tensor};
@@ -384,6 +384,38 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         }),
     );
 
+    // NT-Xent at the paper's batch: 2N = 1024 normalised embeddings of width 128. The rate
+    // counts the two matmuls (similarities, and the gradient M U): 2 x 2 (2N)^2 d flops.
+    let (n, d) = (512, 128);
+    let u_rows = reference::small_ops::l2_normalize(&to_f64(&random(rng, 2 * n * d)), d, 1e-12);
+    let u32s: Vec<f32> = u_rows.iter().map(|&x| x as f32).collect();
+    let u1 = Tensor::from_slice(gpu, &[n, d], &u32s[..n * d])?;
+    let u2 = Tensor::from_slice(gpu, &[n, d], &u32s[n * d..])?;
+    let flops = 2.0 * (2 * n * 2 * n * d) as f64;
+    let t = gpu_ms(gpu, reps, || {
+        ntxent::ntxent_forward(&u1, &u2, 0.1).map(drop)
+    })?;
+    row(
+        "NT-Xent fwd 2N=1024 d=128",
+        t,
+        flops / 2.0,
+        "GFLOP/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::ntxent::ntxent(&u_rows, 2 * n, d, 0.1))),
+    );
+    let (_, saved) = ntxent::ntxent_forward(&u1, &u2, 0.1)?;
+    let t = gpu_ms(gpu, reps, || {
+        ntxent::ntxent_backward(&saved, &one).map(drop)
+    })?;
+    row(
+        "NT-Xent bwd 2N=1024 d=128",
+        t,
+        flops / 2.0,
+        "GFLOP/s",
+        o.cpu
+            .then(|| cpu_ms(|| reference::ntxent::ntxent_backward(&u_rows, 2 * n, d, 0.1))),
+    );
+
     // Adam over ResNet-18's 11.2M parameters: reads p, g, m, v and writes p, m, v.
     let count = 11_173_962;
     let p = std::rc::Rc::new(taming::autograd::Param::new(
@@ -422,10 +454,9 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     Ok(())
 }
 
-/// One SimCLR-shaped training step of ResNet-18: two views of 20x20 crops, each through its own
-/// forward pass (batch-norm statistics per view batch), L2-normalised embeddings, and a stand-in
-/// contrastive loss (cross-entropy over the N x N view-1/view-2 similarities divided by 0.1)
-/// until the NT-Xent kernel lands; then backward and Adam.
+/// One SimCLR training step of ResNet-18: two views of 20x20 crops, each through its own
+/// forward pass (batch-norm statistics per view batch), NT-Xent at temperature 0.1, backward and
+/// Adam.
 fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options, views_ms: Option<f64>) -> Result<()> {
     let n = o.batch;
     let model = ResNet18::new(gpu, rng, 3, 128)?;
@@ -434,13 +465,11 @@ fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options, views_ms: Option<f64>) -
         tensor(gpu, rng, &[n, 3, 20, 20])?,
         tensor(gpu, rng, &[n, 3, 20, 20])?,
     );
-    let labels = Tensor::from_u32(gpu, &[n], &(0..n as u32).collect::<Vec<_>>())?;
     let mut step = || -> Result<Tensor> {
         let g = Graph::new(gpu);
-        let z1 = l2norm::l2_normalize(&g, model.forward(&g, g.input(v1.clone()), true)?)?;
-        let z2 = l2norm::l2_normalize(&g, model.forward(&g, g.input(v2.clone()), true)?)?;
-        let logits = ew::scale(&g, linear::linear(&g, z1, z2, None)?, 10.0)?;
-        let loss = cross_entropy::cross_entropy(&g, logits, &labels)?;
+        let z1 = model.forward(&g, g.input(v1.clone()), true)?;
+        let z2 = model.forward(&g, g.input(v2.clone()), true)?;
+        let loss = ntxent::nt_xent(&g, z1, z2, 0.1)?;
         g.backward(loss)?;
         adam.step()?;
         Ok(g.value(loss))

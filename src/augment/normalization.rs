@@ -4,7 +4,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 
 /// `(x - mean[c]) / std[c]` for images scaled to [0, 1].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Normalization {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::ops::affine_sample::{
     affine_sample_forward, pack_view_info, PackedImages, Source, ViewInfo, VIEW_INFO_WORDS,
 };
-use crate::ops::blur_normalize::{blur_normalize_forward, MAX_CHANNELS};
+use crate::ops::blur_normalize::{blur_normalize_forward, blur_normalize_single, MAX_CHANNELS};
 use crate::tensor::Tensor;
 
 /// What happens to a view after its crop.
@@ -42,6 +42,21 @@ pub fn blur_weights(sigma: f64) -> [f32; 2] {
     let side = (-0.5 / (sigma * sigma)).exp();
     let total = 1.0 + 2.0 * side;
     [(1.0 / total) as f32, (side / total) as f32]
+}
+
+impl ViewPlan {
+    /// Each image `indices[k]` whole, as one view: no crop, flip or blur (evaluation).
+    pub fn whole_images(indices: &[u32], image_wh: [usize; 2]) -> ViewPlan {
+        let identity = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+        ViewPlan {
+            draws: Vec::new(),
+            flips: vec![false; indices.len()],
+            sigmas: vec![0.0; indices.len()],
+            matrices: indices.iter().flat_map(|_| identity).collect(),
+            info: indices.iter().map(|&i| ViewInfo::whole(i)).collect(),
+            view_wh: image_wh,
+        }
+    }
 }
 
 impl ViewPipeline {
@@ -121,6 +136,26 @@ impl ViewPipeline {
     /// The two view batches `[batch, C, h, w]` of a plan, from the resident images: one upload
     /// of the matrices and view words, two kernel launches.
     pub fn run(&self, images: &PackedImages, plan: &ViewPlan) -> Result<(Tensor, Tensor)> {
+        let (sampled, info) = self.sample(images, plan)?;
+        let norm = &self.normalization;
+        let views = plan.info.len();
+        if views % 2 == 1 {
+            return Err(Error::InvalidArgument(format!(
+                "a plan of view pairs needs an even number of views, not {views}"
+            )));
+        }
+        blur_normalize_forward(&sampled, &info, views / 2, &norm.mean, &norm.std)
+    }
+
+    /// All views of a plan as one batch (for [`ViewPlan::whole_images`]).
+    pub fn run_single(&self, images: &PackedImages, plan: &ViewPlan) -> Result<Tensor> {
+        let (sampled, info) = self.sample(images, plan)?;
+        let norm = &self.normalization;
+        blur_normalize_single(&sampled, &info, &norm.mean, &norm.std)
+    }
+
+    /// Checks a plan, uploads it, and samples its views (the first launch).
+    fn sample(&self, images: &PackedImages, plan: &ViewPlan) -> Result<(Tensor, Tensor)> {
         let [n, c, h, w] = images.shape();
         let norm = &self.normalization;
         if c > MAX_CHANNELS || norm.mean.len() != c || norm.std.len() != c {
@@ -131,10 +166,10 @@ impl ViewPipeline {
             )));
         }
         let views = plan.info.len();
-        if views == 0 || views % 2 == 1 || plan.matrices.len() != 6 * views {
+        if views == 0 || plan.matrices.len() != 6 * views {
             return Err(Error::InvalidArgument(format!(
-                "a view plan needs an even, non-zero number of views with one matrix each; got \
-                 {views} views and {} matrix entries",
+                "a view plan needs views with one matrix each; got {views} views and {} matrix \
+                 entries",
                 plan.matrices.len()
             )));
         }
@@ -149,6 +184,6 @@ impl ViewPipeline {
         let info = Tensor::from_u32(gpu, &[views, VIEW_INFO_WORDS], &pack_view_info(&plan.info))?;
         let [vw, vh] = plan.view_wh;
         let sampled = affine_sample_forward(Source::U8(images), &m, &info, [vh, vw])?;
-        blur_normalize_forward(&sampled, &info, views / 2, &norm.mean, &norm.std)
+        Ok((sampled, info))
     }
 }

@@ -24,7 +24,8 @@ impl CropBox {
 }
 
 /// What a view shows where its box leaves the image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PadMode {
     /// The authors' behaviour (the published numbers): the box is clipped to the image and the
     /// clipped content is centred in a zero canvas of the box's size (zeros split evenly, the
@@ -33,6 +34,15 @@ pub enum PadMode {
     Centre,
     /// The translated window: zeros exactly where the box left the image.
     Window,
+}
+
+impl PadMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Centre => "centre",
+            PadMode::Window => "window",
+        }
+    }
 }
 
 impl std::str::FromStr for PadMode {

@@ -8,7 +8,8 @@ use crate::crop::geometry::{CropBox, PadMode};
 use crate::error::{Error, Result};
 
 /// A cropping strategy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Method {
     /// Random crop: top-left uniform over the positions inside the image.
     Rc,

@@ -9,16 +9,11 @@ use rand::{Rng, SeedableRng};
 use crate::autograd::Graph;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::nn::{Encoder, ResNet18, SmallCnn};
 use crate::ops::cross_entropy::cross_entropy;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Model {
-    SmallCnn,
-    Resnet18,
-}
+pub use crate::nn::ModelKind as Model;
 
 pub struct SmokeReport {
     pub losses: Vec<f32>,
@@ -41,10 +36,7 @@ pub fn smoke(
         ));
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let encoder: Box<dyn Encoder> = match model {
-        Model::SmallCnn => Box::new(SmallCnn::new(gpu, &mut rng, 3, 10)?),
-        Model::Resnet18 => Box::new(ResNet18::new(gpu, &mut rng, 3, 10)?),
-    };
+    let encoder = model.build(gpu, &mut rng, 3, 10)?;
     let pixels: Vec<f32> = (0..batch * 3 * size * size)
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();

@@ -17,6 +17,7 @@ pub enum Shader {
     Optim,
     AffineSample,
     Augment,
+    NtXent,
 }
 
 impl Shader {
@@ -33,6 +34,7 @@ impl Shader {
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::AffineSample => include_str!("../../shaders/affine_sample.wgsl"),
             Shader::Augment => include_str!("../../shaders/augment.wgsl"),
+            Shader::NtXent => include_str!("../../shaders/ntxent.wgsl"),
         }
     }
 }

@@ -252,10 +252,17 @@ impl Gpu {
 }
 
 impl Gpu {
-    /// Records a copy of `bytes` bytes from `src` at `src_offset` to the start of `dst`.
-    pub(crate) fn copy(&self, src: &GpuBuffer, src_offset: u64, dst: &GpuBuffer, bytes: u64) {
+    /// Records a copy of `bytes` bytes from `src` at `src_offset` to `dst` at `dst_offset`.
+    pub(crate) fn copy(
+        &self,
+        src: &GpuBuffer,
+        src_offset: u64,
+        dst: &GpuBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) {
         self.with_encoder(|enc| {
-            enc.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), 0, bytes)
+            enc.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, bytes)
         });
     }
 }

@@ -8,10 +8,46 @@ use std::rc::Rc;
 
 use crate::autograd::{Graph, Param, Var};
 use crate::error::Result;
+use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
 pub use resnet::ResNet18;
 pub use small_cnn::SmallCnn;
+
+/// Which encoder to build.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Three conv-bn-relu stages (32/64/128 channels): the model for CPU devices.
+    SmallCnn,
+    /// ResNet-18, CIFAR variant (the paper's encoder).
+    Resnet18,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::SmallCnn => "small-cnn",
+            ModelKind::Resnet18 => "resnet18",
+        }
+    }
+
+    /// A freshly initialised encoder for `in_channels` images and `embedding` outputs.
+    pub fn build(
+        self,
+        gpu: &Gpu,
+        rng: &mut impl rand::Rng,
+        in_channels: usize,
+        embedding: usize,
+    ) -> Result<Box<dyn Encoder>> {
+        Ok(match self {
+            ModelKind::SmallCnn => Box::new(SmallCnn::new(gpu, rng, in_channels, embedding)?),
+            ModelKind::Resnet18 => Box::new(ResNet18::new(gpu, rng, in_channels, embedding)?),
+        })
+    }
+}
 
 /// An encoder: a backbone ending in global average pooling (`features`), then a linear head
 /// whose output is the embedding fed to the contrastive loss.

@@ -173,8 +173,8 @@ fn split_halves(sums: &Tensor, c: usize) -> Result<(Tensor, Tensor)> {
         Tensor::uninit(gpu, &[c], "dgamma")?,
         Tensor::uninit(gpu, &[c], "dbeta")?,
     );
-    gpu.copy(sums.buffer(), 0, a.buffer(), 4 * c as u64);
-    gpu.copy(sums.buffer(), 4 * c as u64, b.buffer(), 4 * c as u64);
+    gpu.copy(sums.buffer(), 0, a.buffer(), 0, 4 * c as u64);
+    gpu.copy(sums.buffer(), 4 * c as u64, b.buffer(), 0, 4 * c as u64);
     Ok((a, b))
 }
 

@@ -32,6 +32,35 @@ pub fn blur_normalize_forward(
     mean: &[f32],
     std: &[f32],
 ) -> Result<(Tensor, Tensor)> {
+    if split == 0 || split >= sampled.shape().first().copied().unwrap_or(0) {
+        return Err(Error::shape(
+            "blur_normalize",
+            format!("split {split} must leave views of {:?} on both sides", sampled.shape()),
+        ));
+    }
+    let (a, b) = launch(sampled, info, split, mean, std)?;
+    Ok((a, b.expect("a split leaves a second batch")))
+}
+
+/// As [`blur_normalize_forward`] with every view in one output (feature extraction).
+pub fn blur_normalize_single(
+    sampled: &Tensor,
+    info: &Tensor,
+    mean: &[f32],
+    std: &[f32],
+) -> Result<Tensor> {
+    let v = sampled.shape().first().copied().unwrap_or(0);
+    Ok(launch(sampled, info, v, mean, std)?.0)
+}
+
+/// Views below `split` go to the first output; the second exists only if some are left.
+fn launch(
+    sampled: &Tensor,
+    info: &Tensor,
+    split: usize,
+    mean: &[f32],
+    std: &[f32],
+) -> Result<(Tensor, Option<Tensor>)> {
     let s = sampled.shape();
     let op = "blur_normalize";
     if s.len() != 4 || s[1] > MAX_CHANNELS || mean.len() != s[1] || std.len() != s[1] {
@@ -55,10 +84,10 @@ pub fn blur_normalize_forward(
             ),
         ));
     }
-    if split == 0 || split >= v {
+    if split == 0 || split > v {
         return Err(Error::shape(
             op,
-            format!("split {split} must leave views on both sides of {v}"),
+            format!("split {split} must be in 1..={v}"),
         ));
     }
     if let Some(k) = std.iter().position(|&x| !(x > 0.0 && x.is_finite())) {
@@ -83,7 +112,11 @@ pub fn blur_normalize_forward(
     }
     let gpu = sampled.gpu();
     let a = Tensor::uninit(gpu, &[split, c, h, w], "first views")?;
-    let b = Tensor::uninit(gpu, &[v - split, c, h, w], "second views")?;
+    // With no second batch the kernel never writes its second output: bind a placeholder.
+    let b = match split < v {
+        true => Tensor::uninit(gpu, &[v - split, c, h, w], "second views")?,
+        false => Tensor::uninit(gpu, &[1], "no second views")?,
+    };
     gpu.dispatch(
         &Kernel::new(Shader::Augment, "blur_normalize").with("WG", WG),
         &p,
@@ -95,5 +128,5 @@ pub fn blur_normalize_forward(
         ],
         ((v * h * w) as u32).div_ceil(WG),
     )?;
-    Ok((a, b))
+    Ok((a, (split < v).then_some(b)))
 }

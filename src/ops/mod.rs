@@ -10,6 +10,7 @@ pub mod cross_entropy;
 pub mod elementwise;
 pub mod l2norm;
 pub mod linear;
+pub mod ntxent;
 pub mod pool;
 pub mod reduce;
 pub mod view;

@@ -1,7 +1,9 @@
-//! Views that change only the shape: no kernel, the gradient is reshaped back.
+//! Shape changes: reshape (no kernel, the gradient is reshaped back), and stacking or splitting
+//! rows (buffer copies recorded in the step's encoder).
 
 use crate::autograd::{Graph, Var};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
 
 pub fn reshape(g: &Graph, x: Var, shape: &[usize]) -> Result<Var> {
     let xv = g.value(x);
@@ -10,4 +12,43 @@ pub fn reshape(g: &Graph, x: Var, shape: &[usize]) -> Result<Var> {
     Ok(g.record("reshape", y, &[x], move |dy, _| {
         Ok(vec![Some(dy.reshape(&back)?)])
     }))
+}
+
+/// `[a; b]`: two tensors of the same row width stacked along the first axis (two copies).
+pub fn concat_rows(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (sa, sb) = (a.shape(), b.shape());
+    if sa.is_empty() || sa[1..] != sb[1..] || sb.is_empty() {
+        return Err(Error::shape(
+            "concat_rows",
+            format!("{sa:?} and {sb:?} differ beyond the first axis"),
+        ));
+    }
+    let mut shape = sa.to_vec();
+    shape[0] += sb[0];
+    let out = Tensor::uninit(a.gpu(), &shape, "concatenated rows")?;
+    let (bytes_a, bytes_b) = (4 * a.numel() as u64, 4 * b.numel() as u64);
+    a.gpu().copy(a.buffer(), 0, out.buffer(), 0, bytes_a);
+    a.gpu().copy(b.buffer(), 0, out.buffer(), bytes_a, bytes_b);
+    Ok(out)
+}
+
+/// The first `rows` rows of `x` and the rest, as two new tensors (two copies).
+pub fn split_rows(x: &Tensor, rows: usize) -> Result<(Tensor, Tensor)> {
+    let s = x.shape();
+    if s.is_empty() || rows == 0 || rows >= s[0] {
+        return Err(Error::shape(
+            "split_rows",
+            format!("cannot split {s:?} after row {rows}"),
+        ));
+    }
+    let (mut sa, mut sb) = (s.to_vec(), s.to_vec());
+    sa[0] = rows;
+    sb[0] = s[0] - rows;
+    let a = Tensor::uninit(x.gpu(), &sa, "split rows")?;
+    let b = Tensor::uninit(x.gpu(), &sb, "split rows")?;
+    let bytes_a = 4 * a.numel() as u64;
+    x.gpu().copy(x.buffer(), 0, a.buffer(), 0, bytes_a);
+    x.gpu()
+        .copy(x.buffer(), bytes_a, b.buffer(), 0, 4 * b.numel() as u64);
+    Ok((a, b))
 }

@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use crate::autograd::Param;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::optim::update::{update, UpdateParams};
 use crate::tensor::Tensor;
 
@@ -30,6 +30,53 @@ impl Adam {
             eps: 1e-8,
             weight_decay: 0.0,
         }
+    }
+
+    /// The state to checkpoint: moments as named tensors (`m/<param>`, `v/<param>`, only for
+    /// parameters that have taken a step) and every parameter's step count.
+    pub fn state(&self) -> (Vec<(String, Tensor)>, Vec<u32>) {
+        let mut tensors = Vec::new();
+        for (p, moments) in self.params.iter().zip(&self.moments) {
+            if let Some((m, v)) = moments {
+                tensors.push((format!("m/{}", p.name), m.clone()));
+                tensors.push((format!("v/{}", p.name), v.clone()));
+            }
+        }
+        (tensors, self.steps.clone())
+    }
+
+    /// Restores what [`Adam::state`] returned (`find` looks a tensor up by name).
+    pub fn load_state(
+        &mut self,
+        find: &dyn Fn(&str) -> Option<Tensor>,
+        steps: &[u32],
+    ) -> Result<()> {
+        if steps.len() != self.params.len() {
+            return Err(Error::InvalidArgument(format!(
+                "Adam state has {} step counts for {} parameters",
+                steps.len(),
+                self.params.len()
+            )));
+        }
+        for ((p, moments), (t, &saved)) in self
+            .params
+            .iter()
+            .zip(&mut self.moments)
+            .zip(self.steps.iter_mut().zip(steps))
+        {
+            *t = saved;
+            *moments = match (find(&format!("m/{}", p.name)), find(&format!("v/{}", p.name))) {
+                (Some(m), Some(v)) => Some((m, v)),
+                _ if saved == 0 => None,
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "Adam state lacks the moments of {}",
+                        p.name
+                    )))
+                }
+            };
+        }
+        Ok(())
     }
 
     /// Updates every parameter that has a gradient, then clears the gradients.

@@ -27,6 +27,23 @@ impl Sgd {
         }
     }
 
+    /// The state to checkpoint: momentum buffers as named tensors (`momentum/<param>`, only for
+    /// parameters that have taken a step).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .iter()
+            .zip(&self.momentum_buf)
+            .filter_map(|(p, b)| b.as_ref().map(|b| (format!("momentum/{}", p.name), b.clone())))
+            .collect()
+    }
+
+    /// Restores what [`Sgd::state`] returned.
+    pub fn load_state(&mut self, find: &dyn Fn(&str) -> Option<Tensor>) {
+        for (p, buf) in self.params.iter().zip(&mut self.momentum_buf) {
+            *buf = find(&format!("momentum/{}", p.name));
+        }
+    }
+
     /// Updates every parameter that has a gradient, then clears the gradients.
     pub fn step(&mut self) -> Result<()> {
         for (p, buf) in self.params.iter().zip(&mut self.momentum_buf) {

@@ -7,5 +7,6 @@ pub mod batchnorm;
 pub mod chain;
 pub mod conv2d;
 pub mod elementwise;
+pub mod ntxent;
 pub mod optim;
 pub mod small_ops;
