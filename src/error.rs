@@ -39,6 +39,9 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    #[error("training diverged: {0}")]
+    Diverged(String),
+
     #[error("download failed: {0}")]
     Download(String),
 

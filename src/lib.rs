@@ -17,6 +17,7 @@ pub mod ops;
 pub mod optim;
 pub mod reference;
 pub mod shapes;
+pub mod simclr;
 pub mod tensor;
 
 pub use error::{Error, Result};

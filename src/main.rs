@@ -5,12 +5,20 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use taming::augment::{Normalization, ViewPipeline};
 use taming::crop::{CropSpec, Method, PadMode};
 use taming::data::fetch::fetch_cifar10;
 use taming::data::{idx, load_dir, subset::balanced_subset, Split};
 use taming::experiment::crop_preview;
-use taming::experiment::smoke::{smoke, Model};
+use taming::experiment::smoke::smoke;
 use taming::gpu::{list_adapters, Gpu};
+use taming::nn::ModelKind;
+use taming::simclr::{
+    linear_eval, load_trained, pretrain, LinearEvalConfig, OptimizerKind, PretrainConfig,
+    RunOptions,
+};
 
 #[derive(Parser)]
 #[command(
@@ -33,7 +41,7 @@ enum Command {
     /// Train a model on one fixed random batch and check that the loss falls.
     Smoke {
         #[arg(long, value_enum, default_value = "small-cnn")]
-        model: Model,
+        model: ModelKind,
         #[arg(long, default_value_t = 32)]
         batch: usize,
         /// Image side in pixels.
@@ -76,6 +84,77 @@ enum Command {
         /// Images drawn for the heat map (two views each).
         #[arg(long, default_value_t = 100_000)]
         draws: usize,
+    },
+    /// SimCLR pre-training with one cropping strategy; checkpoints after every epoch into --out.
+    Pretrain {
+        #[arg(long, default_value = "gcc")]
+        method: Method,
+        /// Crop size as a fraction of the image area, in (0, 1].
+        #[arg(long, default_value_t = 0.4)]
+        crop: f64,
+        /// Variance scale of the GCC family (ignored by rc and rrc).
+        #[arg(long, default_value_t = 1.5)]
+        alpha: f64,
+        #[arg(long, default_value = "centre")]
+        pad: PadMode,
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long, value_enum, default_value = "small-cnn")]
+        model: ModelKind,
+        /// A data set folder; default: the shipped Fashion-MNIST sample.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue the run checkpointed in --out (same settings).
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, value_enum, default_value = "adam")]
+        optimizer: OptimizerKind,
+        #[arg(long, default_value_t = 0.01)]
+        lr: f64,
+        #[arg(long, default_value_t = 0.1)]
+        temperature: f64,
+        /// Run the kNN monitor (k = 200 on the test split) every N epochs; 0 = never.
+        #[arg(long, default_value_t = 0)]
+        knn_every: usize,
+        /// Read the loss back every K steps (the GPU runs ahead in between).
+        #[arg(long, default_value_t = 10)]
+        loss_every: usize,
+        /// Train on the first N training images only.
+        #[arg(long)]
+        train_limit: Option<usize>,
+        /// Stop after this many epochs in total (continue later with --resume).
+        #[arg(long)]
+        stop_after: Option<usize>,
+    },
+    /// Linear evaluation of a pre-trained (or randomly initialised) frozen encoder; prints
+    /// `test accuracy: NN.NN`.
+    LinearEval {
+        /// A folder written by `taming pretrain`.
+        #[arg(
+            long,
+            required_unless_present = "random_init",
+            conflicts_with = "random_init"
+        )]
+        checkpoint: Option<PathBuf>,
+        /// Evaluate a randomly initialised encoder instead (the baseline).
+        #[arg(long)]
+        random_init: bool,
+        /// A data set folder; default: the checkpoint's (or the shipped sample).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The model for --random-init.
+        #[arg(long, value_enum, default_value = "small-cnn")]
+        model: ModelKind,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 100)]
+        epochs: usize,
     },
     /// Data set tools.
     Data {
@@ -197,6 +276,114 @@ fn run(cli: Cli) -> taming::Result<()> {
                     path.display()
                 );
             }
+            Ok(())
+        }
+        Command::Pretrain {
+            method,
+            crop,
+            alpha,
+            pad,
+            epochs,
+            batch,
+            model,
+            data,
+            seed,
+            out,
+            resume,
+            optimizer,
+            lr,
+            temperature,
+            knn_every,
+            loss_every,
+            train_limit,
+            stop_after,
+        } => {
+            let mut config = PretrainConfig::new(method, crop, alpha, epochs);
+            config.pad = pad;
+            config.batch = batch;
+            config.model = model;
+            config.data = data;
+            config.seed = seed;
+            config.optimizer = optimizer;
+            config.lr = lr;
+            config.temperature = temperature;
+            config.knn_every = knn_every;
+            config.loss_every = loss_every;
+            config.train_limit = train_limit;
+            let gpu = Gpu::new(cli.device.as_deref())?;
+            println!("adapter: {}", gpu.adapter());
+            let options = RunOptions {
+                resume,
+                progress: true,
+                stop_after,
+            };
+            let history = pretrain(&gpu, &config, &out, &options)?;
+            if let Some(last) = history.last() {
+                println!(
+                    "pre-training: {} of {epochs} epochs done, final loss {:.4}; checkpoint in {}",
+                    history.len(),
+                    last.loss,
+                    out.display()
+                );
+            }
+            Ok(())
+        }
+        Command::LinearEval {
+            checkpoint,
+            random_init,
+            data,
+            model,
+            seed,
+            epochs,
+        } => {
+            let gpu = Gpu::new(cli.device.as_deref())?;
+            println!("adapter: {}", gpu.adapter());
+            let probe = LinearEvalConfig {
+                epochs,
+                seed,
+                ..LinearEvalConfig::default()
+            };
+            let (encoder, data, normalization, what) = match (&checkpoint, random_init) {
+                (Some(dir), _) => {
+                    let trained = load_trained(&gpu, dir)?;
+                    let data = data.or(trained.config.data.clone());
+                    let what = format!(
+                        "{} pre-trained with {} crop {} for {} epochs ({})",
+                        trained.config.model.name(),
+                        trained.config.method,
+                        trained.config.crop,
+                        trained.history.len(),
+                        dir.display()
+                    );
+                    (trained.encoder, data, Some(trained.normalization), what)
+                }
+                (None, _) => {
+                    let shape = load_dir(data.as_deref(), Split::Test)?.shape();
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    let encoder = model.build(&gpu, &mut rng, shape[0], 128)?;
+                    let what = format!("{} with random weights (seed {seed})", model.name());
+                    (encoder, data, None, what)
+                }
+            };
+            let train = load_dir(data.as_deref(), Split::Train)?;
+            let test = load_dir(data.as_deref(), Split::Test)?;
+            let normalization = match normalization {
+                Some(n) => n,
+                None => Normalization::of_dataset(&train)?,
+            };
+            // Only the normalisation of the pipeline is used: features see whole images.
+            let pipeline = ViewPipeline::paper(CropSpec::new(Method::Rc, 1.0, 1.0)?, normalization);
+            println!("linear evaluation of {what}");
+            let result = linear_eval(&gpu, encoder.as_ref(), &train, &test, &pipeline, &probe)?;
+            println!(
+                "probe: {} train / {} validation images, best validation loss {:.4} at epoch {} of {}",
+                result.train_images,
+                result.val_images,
+                result.best_val_loss,
+                result.best_epoch,
+                result.epochs_run
+            );
+            println!("test accuracy: {:.2}", 100.0 * result.test_accuracy);
             Ok(())
         }
         Command::Smoke {

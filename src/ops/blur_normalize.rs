@@ -35,7 +35,10 @@ pub fn blur_normalize_forward(
     if split == 0 || split >= sampled.shape().first().copied().unwrap_or(0) {
         return Err(Error::shape(
             "blur_normalize",
-            format!("split {split} must leave views of {:?} on both sides", sampled.shape()),
+            format!(
+                "split {split} must leave views of {:?} on both sides",
+                sampled.shape()
+            ),
         ));
     }
     let (a, b) = launch(sampled, info, split, mean, std)?;

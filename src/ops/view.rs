@@ -52,3 +52,27 @@ pub fn split_rows(x: &Tensor, rows: usize) -> Result<(Tensor, Tensor)> {
         .copy(x.buffer(), bytes_a, b.buffer(), 0, 4 * b.numel() as u64);
     Ok((a, b))
 }
+
+/// Rows `start..start + count` of `x` as a new tensor (one copy).
+pub fn slice_rows(x: &Tensor, start: usize, count: usize) -> Result<Tensor> {
+    let s = x.shape();
+    if s.is_empty() || count == 0 || start + count > s[0] {
+        return Err(Error::shape(
+            "slice_rows",
+            format!("rows {start}..{} of {s:?}", start + count),
+        ));
+    }
+    let row: usize = s[1..].iter().product();
+    let mut shape = s.to_vec();
+    shape[0] = count;
+    let out = Tensor::uninit(x.gpu(), &shape, "row slice")?;
+    let offset = (4 * start * row) as u64;
+    x.gpu().copy(
+        x.buffer(),
+        offset,
+        out.buffer(),
+        0,
+        (4 * count * row) as u64,
+    );
+    Ok(out)
+}

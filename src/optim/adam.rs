@@ -65,7 +65,10 @@ impl Adam {
             .zip(self.steps.iter_mut().zip(steps))
         {
             *t = saved;
-            *moments = match (find(&format!("m/{}", p.name)), find(&format!("v/{}", p.name))) {
+            *moments = match (
+                find(&format!("m/{}", p.name)),
+                find(&format!("v/{}", p.name)),
+            ) {
                 (Some(m), Some(v)) => Some((m, v)),
                 _ if saved == 0 => None,
                 _ => {

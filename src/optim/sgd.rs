@@ -33,7 +33,10 @@ impl Sgd {
         self.params
             .iter()
             .zip(&self.momentum_buf)
-            .filter_map(|(p, b)| b.as_ref().map(|b| (format!("momentum/{}", p.name), b.clone())))
+            .filter_map(|(p, b)| {
+                b.as_ref()
+                    .map(|b| (format!("momentum/{}", p.name), b.clone()))
+            })
             .collect()
     }
 

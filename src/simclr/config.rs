@@ -1,0 +1,117 @@
+//! The configuration of a pre-training run, stored in its checkpoint so that a resumed run and
+//! the linear evaluation know exactly what was trained.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::augment::Normalization;
+use crate::crop::{CropSpec, Method, PadMode};
+use crate::error::{Error, Result};
+use crate::nn::ModelKind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam (the paper's choice), betas (0.9, 0.999).
+    Adam,
+    /// SGD with momentum.
+    Sgd,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainConfig {
+    pub method: Method,
+    /// Crop size as a fraction of the image area.
+    pub crop: f64,
+    pub alpha: f64,
+    pub pad: PadMode,
+    pub mgcc_range: (f64, f64),
+    pub epochs: usize,
+    pub batch: usize,
+    pub model: ModelKind,
+    /// Width of the embedding fed to NT-Xent.
+    pub embedding: usize,
+    /// The data set folder; None for the shipped Fashion-MNIST sample.
+    pub data: Option<PathBuf>,
+    /// Use only the first N training images (tiny runs and tests); None for all.
+    pub train_limit: Option<usize>,
+    pub seed: u64,
+    pub optimizer: OptimizerKind,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub temperature: f64,
+    /// Per-channel statistics; None computes them from the training images.
+    pub normalization: Option<Normalization>,
+    /// Run the kNN monitor every this many epochs (0: never).
+    pub knn_every: usize,
+    pub knn_k: usize,
+    /// Read the loss back (and check it is finite) every this many steps.
+    pub loss_every: usize,
+}
+
+impl PretrainConfig {
+    /// The paper's protocol for a crop strategy, with the small CNN on the shipped sample.
+    pub fn new(method: Method, crop: f64, alpha: f64, epochs: usize) -> PretrainConfig {
+        PretrainConfig {
+            method,
+            crop,
+            alpha,
+            pad: PadMode::Centre,
+            mgcc_range: (0.25, 0.75),
+            epochs,
+            batch: 256,
+            model: ModelKind::SmallCnn,
+            embedding: 128,
+            data: None,
+            train_limit: None,
+            seed: 0,
+            optimizer: OptimizerKind::Adam,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            temperature: 0.1,
+            normalization: None,
+            knn_every: 0,
+            knn_k: 200,
+            loss_every: 10,
+        }
+    }
+
+    /// The validated crop spec.
+    pub fn crop_spec(&self) -> Result<CropSpec> {
+        let mut spec = CropSpec::new(self.method, self.crop, self.alpha)?;
+        spec.pad = self.pad;
+        spec.mgcc_range = self.mgcc_range;
+        spec.validated()
+    }
+
+    /// Checks every field; the error says which and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        self.crop_spec()?;
+        let bad = |what: String| Err(Error::InvalidArgument(what));
+        if self.epochs == 0 {
+            return bad("--epochs must be at least 1".into());
+        }
+        if self.batch < 2 {
+            return bad(format!(
+                "--batch {} is too small: NT-Xent needs at least 2 images per batch",
+                self.batch
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("--lr {} must be positive", self.lr));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return bad(format!(
+                "--temperature {} must be positive",
+                self.temperature
+            ));
+        }
+        if self.embedding == 0 || self.loss_every == 0 || self.knn_k == 0 {
+            return bad("the embedding width, --loss-every and the kNN k must be positive".into());
+        }
+        Ok(())
+    }
+}

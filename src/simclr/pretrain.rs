@@ -1,0 +1,424 @@
+//! SimCLR pre-training with the paper's protocol: per batch, two views of every image from the
+//! GPU view pipeline, each view batch through the encoder in its own forward pass (batch-norm
+//! statistics per view batch), NT-Xent, backward, optimiser step; cosine learning rate per
+//! epoch. The CPU reads the loss every `loss_every` steps; a checkpoint is written after every
+//! epoch, and a non-finite loss stops the run before it can overwrite the last good one.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{Normalization, ViewPipeline};
+use crate::autograd::Graph;
+use crate::data::{load_dir, write_atomically, Dataset, Split};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::nn::Encoder;
+use crate::ops::affine_sample::PackedImages;
+use crate::ops::elementwise::accumulate;
+use crate::ops::ntxent::nt_xent;
+use crate::optim::{cosine_lr, Adam, Optimizer, Sgd};
+use crate::simclr::checkpoint::{Checkpoint, CHECKPOINT_FILE, SIDECAR_FILE};
+use crate::simclr::config::{OptimizerKind, PretrainConfig};
+use crate::simclr::features::extract_features;
+use crate::simclr::knn::knn_accuracy;
+use crate::tensor::Tensor;
+
+/// Identifies the checkpoint layout written here.
+const FORMAT: &str = "taming-pretrain-1";
+
+/// What one epoch did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean NT-Xent loss over the epoch's steps.
+    pub loss: f64,
+    pub lr: f64,
+    pub knn_accuracy: Option<f64>,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// How to run, beyond what is trained (not stored in the checkpoint).
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Continue from the checkpoint in the output folder.
+    pub resume: bool,
+    /// Draw a progress bar.
+    pub progress: bool,
+    /// Stop (with a checkpoint) once this many epochs are done in total.
+    pub stop_after: Option<usize>,
+}
+
+/// The generator of epoch `epoch`: one seed, one stream per epoch (stream 0 initialises the
+/// model), so a resumed run draws exactly what an uninterrupted one would.
+fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch as u64 + 1);
+    rng
+}
+
+/// The training split (limited to `train_limit` images) and the test split of the run's data.
+pub fn load_data(config: &PretrainConfig) -> Result<(Dataset, Dataset)> {
+    let mut train = load_dir(config.data.as_deref(), Split::Train)?;
+    if let Some(limit) = config.train_limit {
+        let keep: Vec<usize> = (0..limit.min(train.len())).collect();
+        train = train.select(&keep);
+    }
+    let test = load_dir(config.data.as_deref(), Split::Test)?;
+    if train.len() < config.batch {
+        return Err(Error::InvalidArgument(format!(
+            "--batch {} is larger than the {} training images",
+            config.batch,
+            train.len()
+        )));
+    }
+    Ok((train, test))
+}
+
+/// The encoder and optimiser of a configuration, freshly initialised.
+fn build(
+    gpu: &Gpu,
+    config: &PretrainConfig,
+    channels: usize,
+) -> Result<(Box<dyn Encoder>, Optimizer)> {
+    let mut init = ChaCha8Rng::seed_from_u64(config.seed);
+    let encoder = config
+        .model
+        .build(gpu, &mut init, channels, config.embedding)?;
+    let lr = config.lr as f32;
+    let optimizer = match config.optimizer {
+        OptimizerKind::Adam => {
+            let mut adam = Adam::new(encoder.params(), lr);
+            adam.weight_decay = config.weight_decay as f32;
+            Optimizer::Adam(adam)
+        }
+        OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(
+            encoder.params(),
+            lr,
+            config.momentum as f32,
+            config.weight_decay as f32,
+        )),
+    };
+    Ok((encoder, optimizer))
+}
+
+/// Writes the checkpoint after `history.len()` epochs, then its JSON sidecar.
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoint(
+    gpu: &Gpu,
+    dir: &Path,
+    config: &PretrainConfig,
+    normalization: &Normalization,
+    channels: usize,
+    encoder: &dyn Encoder,
+    optimizer: &Optimizer,
+    history: &[EpochRecord],
+) -> Result<PathBuf> {
+    let mut ck = Checkpoint::new();
+    for p in encoder.params() {
+        ck.add(format!("param/{}", p.name), &p.value)?;
+    }
+    for (name, t) in encoder.buffers() {
+        ck.add(format!("buffer/{name}"), &t)?;
+    }
+    let (state, counters) = optimizer.state();
+    for (name, t) in &state {
+        ck.add(format!("optim/{name}"), t)?;
+    }
+    let m = &mut ck.metadata;
+    m.insert("format".into(), FORMAT.into());
+    m.insert("config".into(), to_json(config)?);
+    m.insert("channels".into(), channels.to_string());
+    m.insert("normalization".into(), to_json(normalization)?);
+    m.insert("epochs_done".into(), history.len().to_string());
+    m.insert("history".into(), to_json(&history)?);
+    m.insert("optimizer_steps".into(), to_json(&counters)?);
+    m.insert(
+        "rng".into(),
+        format!(
+            "ChaCha8 seed {} stream {} position 0 (the next epoch's generator)",
+            config.seed,
+            history.len() + 1
+        ),
+    );
+    m.insert("adapter".into(), gpu.adapter().name.clone());
+    let path = ck.save(dir)?;
+    let sidecar = serde_json::json!({
+        "format": FORMAT,
+        "checkpoint": CHECKPOINT_FILE,
+        "config": config,
+        "epochs_done": history.len(),
+        "history": history,
+        "adapter": gpu.adapter().name,
+    });
+    let text = serde_json::to_string_pretty(&sidecar)
+        .map_err(|e| Error::InvalidArgument(format!("cannot write the sidecar: {e}")))?;
+    write_atomically(&dir.join(SIDECAR_FILE), text.as_bytes())?;
+    Ok(path)
+}
+
+/// A value as a JSON string, for the checkpoint's metadata.
+fn to_json<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::InvalidArgument(format!("cannot serialise: {e}")))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(ck: &Checkpoint, key: &str, path: &Path) -> Result<T> {
+    serde_json::from_str(ck.meta(key, path)?).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        detail: format!("entry {key:?} is not valid: {e}"),
+    })
+}
+
+/// A trained encoder read back from `dir`, with its configuration.
+pub struct Trained {
+    pub config: PretrainConfig,
+    pub encoder: Box<dyn Encoder>,
+    pub history: Vec<EpochRecord>,
+    /// The per-channel statistics the encoder was trained with.
+    pub normalization: Normalization,
+}
+
+/// Loads the encoder (parameters and batch-norm statistics) of the checkpoint in `dir`.
+pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
+    let ck = Checkpoint::load(dir)?;
+    let path = dir.join(CHECKPOINT_FILE);
+    if ck.meta("format", &path)? != FORMAT {
+        return Err(Error::File {
+            path,
+            detail: format!("is not a {FORMAT} checkpoint"),
+        });
+    }
+    let config: PretrainConfig = parse(&ck, "config", &path)?;
+    let channels: usize = parse(&ck, "channels", &path)?;
+    let history: Vec<EpochRecord> = parse(&ck, "history", &path)?;
+    let normalization: Normalization = parse(&ck, "normalization", &path)?;
+    let (encoder, _) = build(gpu, &config, channels)?;
+    for p in encoder.params() {
+        ck.restore_into(&format!("param/{}", p.name), &p.value, &path)?;
+    }
+    for (name, t) in encoder.buffers() {
+        ck.restore_into(&format!("buffer/{name}"), &t, &path)?;
+    }
+    Ok(Trained {
+        config,
+        encoder,
+        history,
+        normalization,
+    })
+}
+
+/// The fields in which two configurations differ, by name.
+fn differences(a: &PretrainConfig, b: &PretrainConfig) -> Vec<String> {
+    let (va, vb) = (serde_json::to_value(a), serde_json::to_value(b));
+    let (Ok(serde_json::Value::Object(va)), Ok(serde_json::Value::Object(vb))) = (va, vb) else {
+        return vec!["(unreadable)".into()];
+    };
+    va.iter()
+        .filter(|(k, v)| vb.get(*k) != Some(v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {v} in the checkpoint, {} now",
+                vb.get(k).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect()
+}
+
+/// Pre-trains as configured, writing checkpoints into `out`; returns every epoch's record
+/// (those of a resumed run's earlier epochs included).
+pub fn pretrain(
+    gpu: &Gpu,
+    config: &PretrainConfig,
+    out: &Path,
+    options: &RunOptions,
+) -> Result<Vec<EpochRecord>> {
+    config.validate()?;
+    let spec = config.crop_spec()?;
+    std::fs::create_dir_all(out).map_err(|e| Error::File {
+        path: out.to_path_buf(),
+        detail: format!("cannot create the output folder: {e}"),
+    })?;
+    let ck_path = out.join(CHECKPOINT_FILE);
+    if ck_path.is_file() && !options.resume {
+        return Err(Error::File {
+            path: ck_path,
+            detail: "a run already checkpointed here; pass --resume to continue it, or choose \
+                     another --out"
+                .into(),
+        });
+    }
+    let (train, test) = load_data(config)?;
+    let [channels, h, w] = train.shape();
+    let (encoder, mut optimizer) = build(gpu, config, channels)?;
+    let mut history: Vec<EpochRecord> = Vec::new();
+    if options.resume && ck_path.is_file() {
+        let ck = Checkpoint::load(out)?;
+        let saved: PretrainConfig = parse(&ck, "config", &ck_path)?;
+        let diff = differences(&saved, config);
+        if !diff.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "--resume: the checkpoint in {} was made with other settings ({}); resume with \
+                 the same settings or choose another --out",
+                out.display(),
+                diff.join("; ")
+            )));
+        }
+        for p in encoder.params() {
+            ck.restore_into(&format!("param/{}", p.name), &p.value, &ck_path)?;
+        }
+        for (name, t) in encoder.buffers() {
+            ck.restore_into(&format!("buffer/{name}"), &t, &ck_path)?;
+        }
+        let counters: Vec<u32> = parse(&ck, "optimizer_steps", &ck_path)?;
+        let find = |name: &str| {
+            ck.tensor(gpu, &format!("optim/{name}"))
+                .and_then(|r| r.ok())
+        };
+        optimizer.load_state(&find, &counters)?;
+        history = parse(&ck, "history", &ck_path)?;
+        println!(
+            "resuming {} after epoch {} of {}",
+            out.display(),
+            history.len(),
+            config.epochs
+        );
+    }
+
+    let normalization = match &config.normalization {
+        Some(n) => n.clone(),
+        None => Normalization::of_dataset(&train)?,
+    };
+    let pipeline = ViewPipeline::paper(spec, normalization);
+    let train_images = train.upload(gpu)?;
+    let test_images: Option<PackedImages> = match config.knn_every {
+        0 => None,
+        _ => Some(test.upload(gpu)?),
+    };
+    let steps = train.len() / config.batch;
+    let last = options
+        .stop_after
+        .unwrap_or(config.epochs)
+        .min(config.epochs);
+    let temperature = config.temperature as f32;
+    for epoch in history.len()..last {
+        let lr = cosine_lr(config.lr as f32, epoch, config.epochs);
+        optimizer.set_lr(lr);
+        let mut rng = epoch_rng(config.seed, epoch);
+        let mut order: Vec<u32> = (0..train.len() as u32).collect();
+        order.shuffle(&mut rng);
+        let bar = match options.progress {
+            true => ProgressBar::new(steps as u64),
+            false => ProgressBar::hidden(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} < {eta})",
+            )
+            .map_err(|e| Error::InvalidArgument(format!("progress bar: {e}")))?
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
+        let start = Instant::now();
+        let loss_sum = Tensor::zeros(gpu, &[1])?;
+        for step in 0..steps {
+            let indices = &order[step * config.batch..(step + 1) * config.batch];
+            let plan = pipeline.plan(&mut rng, indices, [w, h])?;
+            let (v1, v2) = pipeline.run(&train_images, &plan)?;
+            let g = Graph::new(gpu);
+            let z1 = encoder.forward(&g, g.input(v1), true)?;
+            let z2 = encoder.forward(&g, g.input(v2), true)?;
+            let loss = nt_xent(&g, z1, z2, temperature)?;
+            g.backward(loss)?;
+            optimizer.step()?;
+            accumulate(&loss_sum, &g.value(loss))?;
+            if (step + 1) % config.loss_every == 0 || step + 1 == steps {
+                let value = g.value(loss).item()?;
+                check_finite(value as f64, epoch, step, history.len(), out)?;
+                let rate = ((step + 1) * config.batch) as f64 / start.elapsed().as_secs_f64();
+                bar.set_message(format!("loss {value:.4} lr {lr:.5} {rate:.0} img/s"));
+            }
+            bar.set_position(step as u64 + 1);
+        }
+        let loss = loss_sum.item()? as f64 / steps as f64;
+        check_finite(loss, epoch, steps - 1, history.len(), out)?;
+        let seconds = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        let knn = match &test_images {
+            Some(test_images)
+                if (epoch + 1) % config.knn_every == 0 || epoch + 1 == config.epochs =>
+            {
+                let bank_idx: Vec<u32> = (0..train.len() as u32).collect();
+                let query_idx: Vec<u32> = (0..test.len() as u32).collect();
+                let bank =
+                    extract_features(encoder.as_ref(), &train_images, &bank_idx, &pipeline, 512)?;
+                let queries =
+                    extract_features(encoder.as_ref(), test_images, &query_idx, &pipeline, 512)?;
+                Some(knn_accuracy(
+                    &bank,
+                    train.labels(),
+                    &queries,
+                    test.labels(),
+                    train.classes(),
+                    config.knn_k,
+                )?)
+            }
+            _ => None,
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            loss,
+            lr: lr as f64,
+            knn_accuracy: knn,
+            seconds,
+            images_per_second: (steps * config.batch) as f64 / seconds,
+        };
+        println!(
+            "epoch {:>3}/{}  loss {:.4}  lr {:.5}  {:.1} img/s{}",
+            record.epoch,
+            config.epochs,
+            record.loss,
+            record.lr,
+            record.images_per_second,
+            match record.knn_accuracy {
+                Some(a) => format!("  kNN accuracy {:.2} %", 100.0 * a),
+                None => String::new(),
+            }
+        );
+        history.push(record);
+        save_checkpoint(
+            gpu,
+            out,
+            config,
+            &pipeline.normalization,
+            channels,
+            encoder.as_ref(),
+            &optimizer,
+            &history,
+        )?;
+    }
+    Ok(history)
+}
+
+/// Stops a run whose loss is not a number, naming where and what is kept.
+fn check_finite(value: f64, epoch: usize, step: usize, done: usize, out: &Path) -> Result<()> {
+    if value.is_finite() {
+        return Ok(());
+    }
+    let kept = match done {
+        0 => "no checkpoint was written yet".to_string(),
+        n => format!("the checkpoint of epoch {n} in {} is kept", out.display()),
+    };
+    Err(Error::Diverged(format!(
+        "the loss is {value} at epoch {}, step {}; {kept}. Lower --lr or change the seed",
+        epoch + 1,
+        step + 1
+    )))
+}
