@@ -5,7 +5,7 @@
 //! round's wall-clock per call. CPU reference time: the plain f64 loops of `taming::reference`, one run at
 //! a smaller batch (`--cpu-batch`, default 4) scaled linearly to the GPU's batch, because the
 //! reference convolution at batch 64 takes minutes. Options: `--quick` (fewer repetitions and
-//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,views,step`.
+//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,views,pretrain,step`.
 //! The views section times the affine sampling kernel and the whole view pipeline; the step
 //! section prints the pipeline's cost next to the training step's.
 
@@ -27,7 +27,7 @@ use taming::{Gpu, Result, Tensor};
 
 struct Options {
     quick: bool,
-    /// Run only these sections (conv, ops, views, step); all when empty.
+    /// Run only these sections (conv, ops, views, pretrain, step); all when empty.
     only: Vec<String>,
     cpu: bool,
     batch: usize,
@@ -502,6 +502,113 @@ fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options, views_ms: Option<f64>) -
     Ok(())
 }
 
+/// The small CNN's SimCLR step as `taming pretrain` runs it (batch 256, GCC crops of 18x18 from
+/// the shipped 28x28 Fashion-MNIST sample, views made on the device, NT-Xent, Adam), and its
+/// convolutions and batch norms one by one, to show where the step's time goes.
+fn bench_pretrain(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
+    let batch = 256;
+    println!("\nsmall CNN at its pre-training shapes (batch 256 x 2 views of 1x18x18):");
+    let calls = if o.quick { 1 } else { 3 };
+    let layers: [(&str, usize, usize, usize, usize); 3] = [
+        ("conv1 1->32 3x3 18x18", 1, 32, 18, 1),
+        ("conv2 32->64 3x3 s2 18->9", 32, 64, 18, 2),
+        ("conv3 64->128 3x3 s2 9->5", 64, 128, 9, 2),
+    ];
+    for (name, cin, cout, hw, stride) in layers {
+        let cfg = Conv2dConfig { stride, pad: 1 };
+        let (xs, ws) = ([batch, cin, hw, hw], [cout, cin, 3, 3]);
+        let s = ConvShape::new(&xs, &ws, cfg)?;
+        let (x, w) = (tensor(gpu, rng, &xs)?, tensor(gpu, rng, &ws)?);
+        let dy = tensor(gpu, rng, &s.output())?;
+        let fwd = gpu_ms(gpu, calls, || {
+            conv::conv2d_forward(&x, &w, None, cfg).map(drop)
+        })?;
+        row(&format!("{name} fwd"), fwd, s.flops(), "GFLOP/s", None);
+        if cin > 1 {
+            let bin = gpu_ms(gpu, calls, || {
+                conv::conv2d_backward_input(&dy, &w, &xs, cfg).map(drop)
+            })?;
+            row(
+                &format!("{name} bwd input"),
+                bin,
+                s.flops(),
+                "GFLOP/s",
+                None,
+            );
+        }
+        let bw = gpu_ms(gpu, calls, || {
+            conv::conv2d_backward_weight(&x, &dy, &ws, cfg).map(drop)
+        })?;
+        row(
+            &format!("{name} bwd weight"),
+            bw,
+            s.flops(),
+            "GFLOP/s",
+            None,
+        );
+        let y = tensor(gpu, rng, &s.output())?;
+        let (gamma, beta) = (
+            Tensor::full(gpu, &[cout], 1.0)?,
+            Tensor::zeros(gpu, &[cout])?,
+        );
+        let state = BatchNormState {
+            running_mean: Tensor::zeros(gpu, &[cout])?,
+            running_var: Tensor::full(gpu, &[cout], 1.0)?,
+            momentum: 0.1,
+            eps: 1e-5,
+        };
+        let bytes = 4.0 * y.numel() as f64;
+        let bn = gpu_ms(gpu, calls, || {
+            batch_norm_forward(&y, &gamma, &beta, &state, true).map(drop)
+        })?;
+        row(
+            &format!("  batch norm fwd {:?}", s.output()),
+            bn,
+            2.0 * bytes,
+            "GB/s",
+            None,
+        );
+    }
+
+    let data = taming::data::load_dir(None, taming::data::Split::Train)?;
+    let images = data.upload(gpu)?;
+    let spec = CropSpec::new(Method::Gcc, 0.42, 1.5)?;
+    let pipeline = ViewPipeline::paper(spec, Normalization::of_dataset(&data)?);
+    let model = taming::nn::SmallCnn::new(gpu, rng, 1, 128)?;
+    let mut adam = Adam::new(model.params(), 0.01);
+    let mut draw = StdRng::seed_from_u64(2);
+    let mut step = |k: usize| -> Result<Tensor> {
+        let indices: Vec<u32> = (0..batch as u32)
+            .map(|i| (i + (k * batch) as u32) % 10_000)
+            .collect();
+        let plan = pipeline.plan(&mut draw, &indices, [28, 28])?;
+        let (v1, v2) = pipeline.run(&images, &plan)?;
+        let g = Graph::new(gpu);
+        let z1 = model.forward(&g, g.input(v1), true)?;
+        let z2 = model.forward(&g, g.input(v2), true)?;
+        let loss = ntxent::nt_xent(&g, z1, z2, 0.1)?;
+        g.backward(loss)?;
+        adam.step()?;
+        Ok(g.value(loss))
+    };
+    step(0)?.item()?;
+    let steps = if o.quick { 2 } else { 5 };
+    let t = Instant::now();
+    let mut last = None;
+    for k in 1..=steps {
+        last = Some(step(k)?);
+    }
+    last.expect("steps").item()?;
+    let secs = t.elapsed().as_secs_f64() / steps as f64;
+    println!(
+        "small CNN SimCLR step, batch {batch}, 2 views of 1x18x18 (views + fwd + bwd + Adam): \
+         {:.1} ms/step, {:.1} images/s",
+        secs * 1e3,
+        batch as f64 / secs
+    );
+    Ok(())
+}
+
 /// The affine sampling kernel at the issue's shape (512 views of 3x32x32 -> 3x20x20, from the
 /// resident u8 images; backward from f32 images), then the whole view pipeline (GCC crop 0.4,
 /// flip, blur, normalise, CPU draws and upload included) for a 512-image batch and for the
@@ -632,6 +739,9 @@ fn main() -> Result<()> {
     }
     if run("ops") {
         bench_small_ops(&gpu, &mut rng, &o)?;
+    }
+    if run("pretrain") {
+        bench_pretrain(&gpu, &mut rng, &o)?;
     }
     let mut views_ms = None;
     if run("views") {

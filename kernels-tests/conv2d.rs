@@ -4,7 +4,8 @@ use common::*;
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvShape};
 use taming::reference::conv2d as reference;
 
-/// (input NCHW, weight [Cout, Cin, KH, KW], stride, pad): odd sizes, 1x1 and 3x3, both strides.
+/// (input NCHW, weight [Cout, Cin, KH, KW], stride, pad): odd sizes, 1x1 to 5x5, both strides
+/// (stride 2 with pad 2 and a 3x3 kernel takes the dilated path, the others the phases).
 const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([1, 3, 7, 5], [17, 3, 3, 3], 1, 1),
     ([3, 17, 7, 5], [3, 17, 3, 3], 2, 1),
@@ -17,6 +18,9 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([1, 2, 6, 6], [3, 2, 5, 5], 1, 2),
     ([3, 9, 20, 20], [16, 9, 3, 3], 1, 1),
     ([2, 8, 10, 10], [33, 8, 3, 3], 2, 1),
+    // Stride-2 input gradients by phases: 5x5, and 3x3 without padding.
+    ([2, 3, 11, 9], [4, 3, 5, 5], 2, 2),
+    ([2, 3, 9, 8], [4, 3, 3, 3], 2, 0),
 ];
 
 #[test]

@@ -5,6 +5,8 @@
 // Three passes share two kernels:
 //   forward          y  = conv(pad(x), w, stride)                                conv2d_forward
 //   input gradient   dx = conv(pad(dilate(dy)), flipped w, Cin <-> Cout, 1)      conv2d_forward
+//                    (stride 2: four stride-1 convolutions of pad(dy), one per output parity,
+//                    with the taps of that parity; pack_phase, scatter_phase)
 //   weight gradient  dw[co, ci, ky, kx] = sum over n, oy, ox of
 //                    dy[n, co, oy, ox] * pad(x)[n, ci, oy*S + ky, ox*S + kx]    conv2d_backward_weight
 // `pad_dilate` writes the padded input once, its rows a whole number of vec4s long (Wq), zeros
@@ -40,7 +42,16 @@ struct ConvParams {
     cpad: u32, has_bias: u32, rows_per_split: u32, dyq: u32,
 }
 
+// Stride-2 input gradients by phases: sub-kernel packing and interleaving of the results.
+struct PhaseParams {
+    cout: u32, cin: u32, kh: u32, kw: u32,
+    cpad: u32, ry: u32, rx: u32, ay: u32,
+    ax: u32, planes: u32, hy: u32, wx: u32,
+    h: u32, w: u32, py: u32, px: u32,
+}
+
 @group(0) @binding(0) var<uniform> pad: PadParams;
+@group(0) @binding(0) var<uniform> ph: PhaseParams;
 @group(0) @binding(0) var<uniform> pk: PackParams;
 @group(0) @binding(0) var<uniform> cv: ConvParams;
 
@@ -111,6 +122,38 @@ fn pack_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     let kx = tap % pk.kw;
     let s = ((co * pk.cin + min(ci, pk.cin - 1u)) * pk.kh + (pk.kh - 1u - ky)) * pk.kw + (pk.kw - 1u - kx);
     dst[i] = select(0.0, src[s], ci < pk.cin);
+}
+
+// The weights of one phase of a stride-2 input gradient (see backward_input_by_phases in
+// src/ops/conv2d.rs): dst[tap'][ci] = w[co, ci, ry + 2 (ay-1-t), rx + 2 (ax-1-u)],
+// tap' = (co*ay + t)*ax + u: the taps of one parity, flipped.
+@compute @workgroup_size(WG)
+fn pack_phase(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i = linear_id(gid, nwg);
+    let kk = ph.ay * ph.ax;
+    if (i >= ph.cout * kk * ph.cpad) { return; }
+    let tap = i / ph.cpad;
+    let ci = i % ph.cpad;
+    let co = tap / kk;
+    let t = (tap % kk) / ph.ax;
+    let u = tap % ph.ax;
+    let ky = ph.ry + 2u * (ph.ay - 1u - t);
+    let kx = ph.rx + 2u * (ph.ax - 1u - u);
+    let s = ((co * ph.cin + min(ci, ph.cin - 1u)) * ph.kh + ky) * ph.kw + kx;
+    dst[i] = select(0.0, src[s], ci < ph.cin);
+}
+
+// dst [planes, h, w] at (2 i + py, 2 j + px) = src [planes, hy, wx] at (i, j). One invocation
+// per source row.
+@compute @workgroup_size(WG)
+fn scatter_phase(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let row = linear_id(gid, nwg);
+    if (row >= ph.planes * ph.hy) { return; }
+    let plane = row / ph.hy;
+    let i = row - plane * ph.hy;
+    let d = (plane * ph.h + 2u * i + ph.py) * ph.w + ph.px;
+    let s = row * ph.wx;
+    for (var j = 0u; j < ph.wx; j++) { dst[d + 2u * j] = src[s + j]; }
 }
 
 // The inputs that output pixels 0..3 of a block see at kernel column kx: elements
