@@ -6,7 +6,14 @@ use common::*;
 use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
 use taming::reference::batchnorm as reference;
 
-const SHAPES: &[[usize; 4]] = &[[1, 3, 7, 5], [33, 17, 3, 1], [2, 1, 1, 2], [3, 64, 5, 7]];
+/// Odd shapes; 300 images is more than one reduction workgroup has lanes.
+const SHAPES: &[[usize; 4]] = &[
+    [1, 3, 7, 5],
+    [33, 17, 3, 1],
+    [2, 1, 1, 2],
+    [3, 64, 5, 7],
+    [300, 3, 2, 3],
+];
 
 fn state(gpu: &taming::Gpu, rm: &[f64], rv: &[f64]) -> Rc<BatchNormState> {
     let c = rm.len();

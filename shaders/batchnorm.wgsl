@@ -4,13 +4,16 @@
 //   eval:     the running statistics
 // stats [2C] = mean[c] then invstd[c] = 1/sqrt(var + eps); sums [2C] = dgamma[c] then dbeta[c].
 //
-// bn_stats, bn_backward_reduce: one workgroup per channel; its WG invocations stride over the
-//   M values (image by image, pixel by pixel), then reduce in workgroup memory (WG: power of 2).
-// bn_apply, bn_backward_input: one invocation per element.
+// bn_stats, bn_backward_reduce: one workgroup per channel; its WG invocations are split into
+//   groups of `lanes_per_image` (a power of 2 dividing WG): each group takes every
+//   (WG / lanes_per_image)-th image, its lanes stride over that image's pixels; then the
+//   workgroup reduces in workgroup memory. No integer division per element (a CPU device
+//   cannot vectorise it).
+// bn_apply, bn_backward_input: one invocation per (image, channel) plane, looping its pixels.
 
 struct Params {
     n: u32, c: u32, hw: u32, training: u32,
-    momentum: f32, eps: f32, _p0: u32, _p1: u32,
+    momentum: f32, eps: f32, lanes_per_image: u32, _p1: u32,
 }
 
 override WG: u32 = 256;
@@ -52,8 +55,11 @@ override WG: u32 = 256;
 var<workgroup> red_a: array<f32, WG>;
 var<workgroup> red_b: array<f32, WG>;
 
-fn element(c: u32, t: u32) -> u32 {
-    return ((t / p.hw) * p.c + c) * p.hw + t % p.hw;
+// The first image and pixel of lane `lid`, and the image step of its group.
+struct Walk { n0: u32, k0: u32, n_step: u32 }
+
+fn walk(lid: u32) -> Walk {
+    return Walk(lid / p.lanes_per_image, lid % p.lanes_per_image, WG / p.lanes_per_image);
 }
 
 // Sums red_a and red_b over the workgroup; the totals end in slot 0.
@@ -72,8 +78,12 @@ fn reduce_pair(lid: u32) {
 fn bn_stats(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u) {
     let c = wid.x;
     let m = p.n * p.hw;
+    let w = walk(lid);
     var s = 0.0;
-    for (var t = lid; t < m; t += WG) { s += sx[element(c, t)]; }
+    for (var n = w.n0; n < p.n; n += w.n_step) {
+        let base = (n * p.c + c) * p.hw;
+        for (var k = w.k0; k < p.hw; k += p.lanes_per_image) { s += sx[base + k]; }
+    }
     red_a[lid] = s;
     red_b[lid] = 0.0;
     reduce_pair(lid);
@@ -81,9 +91,12 @@ fn bn_stats(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wi
     workgroupBarrier();
     // Second pass on the centred values: no cancellation when |mean| >> std.
     var q = 0.0;
-    for (var t = lid; t < m; t += WG) {
-        let d = sx[element(c, t)] - mean;
-        q += d * d;
+    for (var n = w.n0; n < p.n; n += w.n_step) {
+        let base = (n * p.c + c) * p.hw;
+        for (var k = w.k0; k < p.hw; k += p.lanes_per_image) {
+            let d = sx[base + k] - mean;
+            q += d * d;
+        }
     }
     red_a[lid] = 0.0;
     red_b[lid] = q;
@@ -108,10 +121,13 @@ fn bn_eval_stats(@builtin(global_invocation_id) gid: vec3u) {
 
 @compute @workgroup_size(WG)
 fn bn_apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
-    ay[i] = (ax[i] - a_stats[c]) * a_stats[p.c + c] * a_gamma[c] + a_beta[c];
+    let plane = gid.x + gid.y * nwg.x * WG;
+    if (plane >= p.n * p.c) { return; }
+    let c = plane % p.c;
+    let scale = a_stats[p.c + c] * a_gamma[c];
+    let shift = a_beta[c] - a_stats[c] * scale;
+    let base = plane * p.hw;
+    for (var k = 0u; k < p.hw; k++) { ay[base + k] = ax[base + k] * scale + shift; }
 }
 
 @compute @workgroup_size(WG)
@@ -120,13 +136,18 @@ fn bn_backward_reduce(@builtin(local_invocation_index) lid: u32, @builtin(workgr
     let m = p.n * p.hw;
     let mean = r_stats[c];
     let invstd = r_stats[p.c + c];
+    let w = walk(lid);
     var dg = 0.0;
     var db = 0.0;
-    for (var t = lid; t < m; t += WG) {
-        let e = element(c, t);
-        dg += rdy[e] * (rx[e] - mean) * invstd;
-        db += rdy[e];
+    for (var n = w.n0; n < p.n; n += w.n_step) {
+        let base = (n * p.c + c) * p.hw;
+        for (var k = w.k0; k < p.hw; k += p.lanes_per_image) {
+            let g = rdy[base + k];
+            dg += g * (rx[base + k] - mean);
+            db += g;
+        }
     }
+    dg *= invstd;
     red_a[lid] = dg;
     red_b[lid] = db;
     reduce_pair(lid);
@@ -139,16 +160,22 @@ fn bn_backward_reduce(@builtin(local_invocation_index) lid: u32, @builtin(workgr
 // training: dx = gamma*invstd/M * (M*dy - dbeta - xhat*dgamma); eval: dx = gamma*invstd*dy.
 @compute @workgroup_size(WG)
 fn bn_backward_input(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.n * p.c * p.hw) { return; }
-    let c = (i / p.hw) % p.c;
+    let plane = gid.x + gid.y * nwg.x * WG;
+    if (plane >= p.n * p.c) { return; }
+    let c = plane % p.c;
     let invstd = i_stats[p.c + c];
-    let k = i_gamma[c] * invstd;
+    let g = i_gamma[c] * invstd;
+    let base = plane * p.hw;
     if (p.training == 0u) {
-        idx_out[i] = k * idy[i];
+        for (var k = 0u; k < p.hw; k++) { idx_out[base + k] = g * idy[base + k]; }
         return;
     }
     let m = f32(p.n * p.hw);
-    let xhat = (ix[i] - i_stats[c]) * invstd;
-    idx_out[i] = k / m * (m * idy[i] - i_sums[p.c + c] - xhat * i_sums[c]);
+    let mean = i_stats[c];
+    let dbeta = i_sums[p.c + c];
+    let dgamma = i_sums[c];
+    for (var k = 0u; k < p.hw; k++) {
+        let xhat = (ix[base + k] - mean) * invstd;
+        idx_out[base + k] = g / m * (m * idy[base + k] - dbeta - xhat * dgamma);
+    }
 }

@@ -15,7 +15,9 @@ struct Params {
     training: u32,
     momentum: f32,
     eps: f32,
-    _pad: [u32; 2],
+    /// Lanes of a reduction workgroup that share one image (a power of 2 dividing WG).
+    lanes_per_image: u32,
+    _pad: u32,
 }
 
 /// The running statistics and hyper-parameters of one batch-norm layer.
@@ -28,6 +30,13 @@ pub struct BatchNormState {
 
 fn kernel(entry: &'static str) -> Kernel {
     Kernel::new(Shader::BatchNorm, entry).with("WG", WG)
+}
+
+/// The largest power of 2 not above WG / n (at least 1): with few images, several lanes share
+/// an image's pixels; with many, each lane takes whole images.
+fn lanes_per_image(n: usize) -> u32 {
+    let share = (WG as usize / n.max(1)).max(1);
+    1 << share.ilog2()
 }
 
 fn params(x: &Tensor, c: usize, state: &BatchNormState, training: bool) -> Result<Params> {
@@ -61,7 +70,8 @@ fn params(x: &Tensor, c: usize, state: &BatchNormState, training: bool) -> Resul
         training: training as u32,
         momentum: state.momentum,
         eps: state.eps,
-        _pad: [0; 2],
+        lanes_per_image: lanes_per_image(s[0]),
+        _pad: 0,
     })
 }
 
@@ -112,12 +122,7 @@ pub fn batch_norm_forward(
         Access::Read(beta.buffer()),
         Access::Write(y.buffer()),
     ];
-    gpu.dispatch(
-        &kernel("bn_apply"),
-        &p,
-        &bufs,
-        (x.numel() as u32).div_ceil(WG),
-    )?;
+    gpu.dispatch(&kernel("bn_apply"), &p, &bufs, (p.n * p.c).div_ceil(WG))?;
     Ok((y, stats))
 }
 
@@ -160,7 +165,7 @@ pub fn batch_norm_backward(
         &kernel("bn_backward_input"),
         &p,
         &bufs,
-        (x.numel() as u32).div_ceil(WG),
+        (p.n * p.c).div_ceil(WG),
     )?;
     let halves = split_halves(&sums, c)?;
     Ok((dx, halves.0, halves.1))

@@ -343,7 +343,12 @@ fn axis_phases(size: usize, k: usize, pad: usize) -> Option<[AxisPhase; 2]> {
 fn stride2_phases(s: &ConvShape) -> Option<[(AxisPhase, AxisPhase); 4]> {
     let ys = axis_phases(s.h, s.kh, s.cfg.pad)?;
     let xs = axis_phases(s.w, s.kw, s.cfg.pad)?;
-    Some([(ys[0], xs[0]), (ys[0], xs[1]), (ys[1], xs[0]), (ys[1], xs[1])])
+    Some([
+        (ys[0], xs[0]),
+        (ys[0], xs[1]),
+        (ys[1], xs[0]),
+        (ys[1], xs[1]),
+    ])
 }
 
 /// The stride-2 input gradient as four stride-1 convolutions of the undilated `dy`, one per
