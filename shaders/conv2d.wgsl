@@ -9,6 +9,8 @@
 //                    with the taps of that parity; pack_phase, scatter_phase)
 //   weight gradient  dw[co, ci, ky, kx] = sum over n, oy, ox of
 //                    dy[n, co, oy, ox] * pad(x)[n, ci, oy*S + ky, ox*S + kx]    conv2d_backward_weight
+//                    (small maps whose width is not a multiple of 4: a matmul of channels-last
+//                    dy with im2col(x); im2col, channels_last, then shaders/matmul.wgsl)
 // `pad_dilate` writes the padded input once, its rows a whole number of vec4s long (Wq), zeros
 // around, so the inner loops read aligned vec4s without bounds checks.
 //
@@ -50,7 +52,15 @@ struct PhaseParams {
     h: u32, w: u32, py: u32, px: u32,
 }
 
+// Weight gradients of small feature maps as a matmul: im2col and a channels-last copy of dy.
+struct ColParams {
+    n: u32, cin: u32, h: u32, w: u32,
+    ho: u32, wo: u32, kh: u32, kw: u32,
+    stride: u32, pad: u32, _p0: u32, _p1: u32,
+}
+
 @group(0) @binding(0) var<uniform> pad: PadParams;
+@group(0) @binding(0) var<uniform> col: ColParams;
 @group(0) @binding(0) var<uniform> ph: PhaseParams;
 @group(0) @binding(0) var<uniform> pk: PackParams;
 @group(0) @binding(0) var<uniform> cv: ConvParams;
@@ -154,6 +164,44 @@ fn scatter_phase(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     let d = (plane * ph.h + 2u * i + ph.py) * ph.w + ph.px;
     let s = row * ph.wx;
     for (var j = 0u; j < ph.wx; j++) { dst[d + 2u * j] = src[s + j]; }
+}
+
+// dst [N*Ho*Wo, Cin*KH*KW] row-major: row (n, oy, ox), column (ci, ky, kx) holds the input
+// pixel that tap sees (0 in the padding). One invocation per (n, oy, ci).
+@compute @workgroup_size(WG)
+fn im2col(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let id = linear_id(gid, nwg);
+    if (id >= col.n * col.ho * col.cin) { return; }
+    let ci = id % col.cin;
+    let oy = (id / col.cin) % col.ho;
+    let n = id / (col.cin * col.ho);
+    let kk = col.kh * col.kw;
+    let row_len = col.cin * kk;
+    let plane = (n * col.cin + ci) * col.h;
+    for (var ox = 0u; ox < col.wo; ox++) {
+        let out = ((n * col.ho + oy) * col.wo + ox) * row_len + ci * kk;
+        for (var ky = 0u; ky < col.kh; ky++) {
+            let y = i32(oy * col.stride + ky) - i32(col.pad);
+            for (var kx = 0u; kx < col.kw; kx++) {
+                let x = i32(ox * col.stride + kx) - i32(col.pad);
+                let inside = y >= 0 && y < i32(col.h) && x >= 0 && x < i32(col.w);
+                let at = (plane + u32(clamp(y, 0, i32(col.h) - 1))) * col.w + u32(clamp(x, 0, i32(col.w) - 1));
+                dst[out + ky * col.kw + kx] = select(0.0, src[at], inside);
+            }
+        }
+    }
+}
+
+// dst [N*H*W, C] = src [N, C, H, W] with channels last. One invocation per (n, c) plane;
+// here col.cin is C and col.h * col.w the plane size.
+@compute @workgroup_size(WG)
+fn channels_last(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let plane = linear_id(gid, nwg);
+    if (plane >= col.n * col.cin) { return; }
+    let c = plane % col.cin;
+    let n = plane / col.cin;
+    let hw = col.h * col.w;
+    for (var p = 0u; p < hw; p++) { dst[(n * hw + p) * col.cin + c] = src[plane * hw + p]; }
 }
 
 // The inputs that output pixels 0..3 of a block see at kernel column kx: elements

@@ -4,6 +4,7 @@
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Kernel, Shader};
+use crate::ops::linear::linear_backward_weight;
 use crate::ops::reduce::{sum_channels, sum_splits};
 use crate::tensor::Tensor;
 
@@ -91,6 +92,23 @@ struct PhaseParams {
     w: u32,
     py: u32,
     px: u32,
+}
+
+/// Parameters of `im2col` and `channels_last`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct ColParams {
+    n: u32,
+    cin: u32,
+    h: u32,
+    w: u32,
+    ho: u32,
+    wo: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    _pad: [u32; 2],
 }
 
 /// Workgroup size of every convolution kernel.
@@ -435,6 +453,9 @@ pub fn conv2d_backward_weight(
             format!("gradient {:?} must be {:?}", dy.shape(), s.output()),
         ));
     }
+    if weight_gradient_by_matmul(&s, x.gpu()) {
+        return backward_weight_by_matmul(x, dy, &s);
+    }
     let xp = padded_input(x, &s)?;
     let dyq = 4 * s.wo.div_ceil(4);
     let dyp = pad_dilate(dy, 0, 0, s.ho, dyq, 1)?;
@@ -465,6 +486,49 @@ pub fn conv2d_backward_weight(
     } else {
         sum_splits(&partial, splits, w_shape)
     }
+}
+
+/// Whether the weight gradient goes through im2col and a matmul: for output rows narrower than
+/// 16 and not a multiple of 4, where the direct kernel's blocks of 4 pixels are part empty
+/// (a 5-wide row fills 5 of 8 lanes), and when the unfolded input fits one binding.
+fn weight_gradient_by_matmul(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
+    let col_bytes = 4 * (s.n * s.ho * s.wo * s.cin * s.kh * s.kw) as u64;
+    s.wo < 16 && s.wo % 4 != 0 && col_bytes <= gpu.limits().max_storage_buffer_binding_size
+}
+
+/// dW [Cout, Cin*KH*KW] = dy_last^T im2col(x), with dy_last the output gradient channels-last
+/// [N*Ho*Wo, Cout]: the linear layer's weight gradient.
+fn backward_weight_by_matmul(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let rows = s.n * s.ho * s.wo;
+    let taps = s.cin * s.kh * s.kw;
+    let cols = Tensor::uninit(gpu, &[rows, taps], "im2col")?;
+    let p = ColParams {
+        n: s.n as u32,
+        cin: s.cin as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        ho: s.ho as u32,
+        wo: s.wo as u32,
+        kh: s.kh as u32,
+        kw: s.kw as u32,
+        stride: s.cfg.stride as u32,
+        pad: s.cfg.pad as u32,
+        _pad: [0; 2],
+    };
+    let bufs = [Access::Read(x.buffer()), Access::Write(cols.buffer())];
+    gpu.dispatch(&helper("im2col"), &p, &bufs, groups(s.n * s.ho * s.cin))?;
+    let dy_last = Tensor::uninit(gpu, &[rows, s.cout], "channels-last gradient")?;
+    let q = ColParams {
+        n: s.n as u32,
+        cin: s.cout as u32,
+        h: s.ho as u32,
+        w: s.wo as u32,
+        ..Default::default()
+    };
+    let bufs = [Access::Read(dy.buffer()), Access::Write(dy_last.buffer())];
+    gpu.dispatch(&helper("channels_last"), &q, &bufs, groups(s.n * s.cout))?;
+    linear_backward_weight(&cols, &dy_last)?.reshape(&[s.cout, s.cin, s.kh, s.kw])
 }
 
 /// The bias gradient: `dy` summed over the batch and the pixels.
