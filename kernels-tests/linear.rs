@@ -14,6 +14,8 @@ fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
         (3, 7, 10),
         (5, 512, 128),
         (64, 3, 33),
+        // Widths that are multiples of 4: the weight gradient takes the vec4 kernel.
+        (7, 8, 20),
     ] {
         let (x, w, b, dy) = (
             data(&mut r, n * fin),

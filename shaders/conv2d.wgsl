@@ -10,7 +10,8 @@
 //   weight gradient  dw[co, ci, ky, kx] = sum over n, oy, ox of
 //                    dy[n, co, oy, ox] * pad(x)[n, ci, oy*S + ky, ox*S + kx]    conv2d_backward_weight
 //                    (small maps whose width is not a multiple of 4: a matmul of channels-last
-//                    dy with im2col(x); im2col, channels_last, then shaders/matmul.wgsl)
+//                    dy with im2col(x); im2col, channels_last, then shaders/matmul.wgsl; the
+//                    forward pass of such maps likewise: im2col, matmul, channels_first)
 // `pad_dilate` writes the padded input once, its rows a whole number of vec4s long (Wq), zeros
 // around, so the inner loops read aligned vec4s without bounds checks.
 //
@@ -56,7 +57,7 @@ struct PhaseParams {
 struct ColParams {
     n: u32, cin: u32, h: u32, w: u32,
     ho: u32, wo: u32, kh: u32, kw: u32,
-    stride: u32, pad: u32, _p0: u32, _p1: u32,
+    stride: u32, pad: u32, transposed: u32, has_bias: u32,
 }
 
 @group(0) @binding(0) var<uniform> pad: PadParams;
@@ -167,7 +168,8 @@ fn scatter_phase(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
 }
 
 // dst [N*Ho*Wo, Cin*KH*KW] row-major: row (n, oy, ox), column (ci, ky, kx) holds the input
-// pixel that tap sees (0 in the padding). One invocation per (n, oy, ci).
+// pixel that tap sees (0 in the padding); `transposed`: dst [Cin*KH*KW, N*Ho*Wo] instead.
+// One invocation per (n, oy, ci).
 @compute @workgroup_size(WG)
 fn im2col(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let id = linear_id(gid, nwg);
@@ -177,16 +179,20 @@ fn im2col(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     let n = id / (col.cin * col.ho);
     let kk = col.kh * col.kw;
     let row_len = col.cin * kk;
+    let rows = col.n * col.ho * col.wo;
     let plane = (n * col.cin + ci) * col.h;
     for (var ox = 0u; ox < col.wo; ox++) {
-        let out = ((n * col.ho + oy) * col.wo + ox) * row_len + ci * kk;
+        let row = (n * col.ho + oy) * col.wo + ox;
         for (var ky = 0u; ky < col.kh; ky++) {
             let y = i32(oy * col.stride + ky) - i32(col.pad);
             for (var kx = 0u; kx < col.kw; kx++) {
                 let x = i32(ox * col.stride + kx) - i32(col.pad);
                 let inside = y >= 0 && y < i32(col.h) && x >= 0 && x < i32(col.w);
                 let at = (plane + u32(clamp(y, 0, i32(col.h) - 1))) * col.w + u32(clamp(x, 0, i32(col.w) - 1));
-                dst[out + ky * col.kw + kx] = select(0.0, src[at], inside);
+                let tap = ci * kk + ky * col.kw + kx;
+                var out = row * row_len + tap;
+                if (col.transposed != 0u) { out = tap * rows + row; }
+                dst[out] = select(0.0, src[at], inside);
             }
         }
     }
@@ -202,6 +208,23 @@ fn channels_last(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     let n = plane / col.cin;
     let hw = col.h * col.w;
     for (var p = 0u; p < hw; p++) { dst[(n * hw + p) * col.cin + c] = src[plane * hw + p]; }
+}
+
+// dst [N, C, H, W] = src [N*H*W, Cs] (channels last, row stride Cs >= C) plus the bias when
+// there is one (binding 3). One invocation per (n, c) plane; col.cin is C, col.kw is Cs,
+// col.h * col.w the plane size.
+@group(0) @binding(3) var<storage, read> cbias: array<f32>;
+
+@compute @workgroup_size(WG)
+fn channels_first(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let plane = linear_id(gid, nwg);
+    if (plane >= col.n * col.cin) { return; }
+    let c = plane % col.cin;
+    let n = plane / col.cin;
+    let hw = col.h * col.w;
+    var b = 0.0;
+    if (col.has_bias != 0u) { b = cbias[c]; }
+    for (var p = 0u; p < hw; p++) { dst[plane * hw + p] = src[(n * hw + p) * col.kw + c] + b; }
 }
 
 // The inputs that output pixels 0..3 of a block see at kernel column kx: elements

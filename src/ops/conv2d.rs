@@ -4,7 +4,7 @@
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Kernel, Shader};
-use crate::ops::linear::linear_backward_weight;
+use crate::ops::linear::{linear_backward_weight, matmul_strided};
 use crate::ops::reduce::{sum_channels, sum_splits};
 use crate::tensor::Tensor;
 
@@ -108,7 +108,8 @@ struct ColParams {
     kw: u32,
     stride: u32,
     pad: u32,
-    _pad: [u32; 2],
+    transposed: u32,
+    has_bias: u32,
 }
 
 /// Workgroup size of every convolution kernel.
@@ -256,6 +257,9 @@ pub fn conv2d_forward(
         }
     }
     let packed = pack(w, &s, false)?;
+    if by_matmul(&s, x.gpu()) {
+        return forward_by_matmul(x, &packed, bias, &s);
+    }
     let xp = padded_input(x, &s)?;
     convolve(
         &xp,
@@ -453,7 +457,7 @@ pub fn conv2d_backward_weight(
             format!("gradient {:?} must be {:?}", dy.shape(), s.output()),
         ));
     }
-    if weight_gradient_by_matmul(&s, x.gpu()) {
+    if by_matmul(&s, x.gpu()) {
         return backward_weight_by_matmul(x, dy, &s);
     }
     let xp = padded_input(x, &s)?;
@@ -488,12 +492,72 @@ pub fn conv2d_backward_weight(
     }
 }
 
-/// Whether the weight gradient goes through im2col and a matmul: for output rows narrower than
-/// 16 and not a multiple of 4, where the direct kernel's blocks of 4 pixels are part empty
-/// (a 5-wide row fills 5 of 8 lanes), and when the unfolded input fits one binding.
-fn weight_gradient_by_matmul(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
+/// Whether the forward pass and the weight gradient go through im2col and a matmul: for output
+/// rows narrower than 16 and not a multiple of 4, where the direct kernels' blocks of 4 pixels
+/// are part empty (a 5-wide row fills 5 of 8 lanes), and when the unfolded input fits one
+/// binding.
+fn by_matmul(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
     let col_bytes = 4 * (s.n * s.ho * s.wo * s.cin * s.kh * s.kw) as u64;
     s.wo < 16 && s.wo % 4 != 0 && col_bytes <= gpu.limits().max_storage_buffer_binding_size
+}
+
+/// y = im2col(x) W^T: the transposed unfolded input [Cin*KH*KW, N*Ho*Wo] times the packed
+/// weights [Cin*KH*KW, Cpad] gives channels-last y [N*Ho*Wo, Cpad] (contiguous operands: the
+/// vec4 matmul when N*Ho*Wo is a multiple of 4), turned back to NCHW with the bias added.
+fn forward_by_matmul(
+    x: &Tensor,
+    (packed, cpad): &(Tensor, usize),
+    bias: Option<&Tensor>,
+    s: &ConvShape,
+) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let rows = s.n * s.ho * s.wo;
+    let taps = s.cin * s.kh * s.kw;
+    let cols = Tensor::uninit(gpu, &[taps, rows], "im2col (transposed)")?;
+    let p = ColParams {
+        n: s.n as u32,
+        cin: s.cin as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        ho: s.ho as u32,
+        wo: s.wo as u32,
+        kh: s.kh as u32,
+        kw: s.kw as u32,
+        stride: s.cfg.stride as u32,
+        pad: s.cfg.pad as u32,
+        transposed: 1,
+        has_bias: 0,
+    };
+    let bufs = [Access::Read(x.buffer()), Access::Write(cols.buffer())];
+    gpu.dispatch(&helper("im2col"), &p, &bufs, groups(s.n * s.ho * s.cin))?;
+    let y_last = matmul_strided(
+        &cols,
+        (1, rows),
+        packed,
+        (*cpad, 1),
+        rows,
+        *cpad,
+        taps,
+        "channels-last conv2d output",
+    )?;
+    let y = Tensor::uninit(gpu, &[s.n, s.cout, s.ho, s.wo], "conv2d output")?;
+    let q = ColParams {
+        n: s.n as u32,
+        cin: s.cout as u32,
+        h: s.ho as u32,
+        w: s.wo as u32,
+        kw: *cpad as u32,
+        has_bias: bias.is_some() as u32,
+        ..Default::default()
+    };
+    let b = bias.unwrap_or(&y_last);
+    let bufs = [
+        Access::Read(y_last.buffer()),
+        Access::Write(y.buffer()),
+        Access::Read(b.buffer()),
+    ];
+    gpu.dispatch(&helper("channels_first"), &q, &bufs, groups(s.n * s.cout))?;
+    Ok(y)
 }
 
 /// dW [Cout, Cin*KH*KW] = dy_last^T im2col(x), with dy_last the output gradient channels-last
@@ -514,7 +578,7 @@ fn backward_weight_by_matmul(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<T
         kw: s.kw as u32,
         stride: s.cfg.stride as u32,
         pad: s.cfg.pad as u32,
-        _pad: [0; 2],
+        ..Default::default()
     };
     let bufs = [Access::Read(x.buffer()), Access::Write(cols.buffer())];
     gpu.dispatch(&helper("im2col"), &p, &bufs, groups(s.n * s.ho * s.cin))?;

@@ -58,10 +58,47 @@ fn matmul(
         Access::Write(c.buffer()),
     ];
     let blocks = m.div_ceil(4) * n.div_ceil(4);
-    let k = Kernel::new(Shader::Matmul, "matmul").with("WG", MATMUL_WG);
+    let contiguous = p.a_sm == 1
+        && p.b_sn == 1
+        && [m, n, a.col_stride, b.row_stride]
+            .iter()
+            .all(|v| v % 4 == 0);
+    let entry = if contiguous {
+        "matmul_contiguous"
+    } else {
+        "matmul"
+    };
+    let k = Kernel::new(Shader::Matmul, entry).with("WG", MATMUL_WG);
     a.t.gpu()
         .dispatch(&k, &p, &bufs, (blocks as u32).div_ceil(MATMUL_WG))?;
     Ok(c)
+}
+
+/// `C[m, n] = A[m, k] B[k, n]` with `A[i, k] = a[i * a_stride.0 + k * a_stride.1]` and
+/// `B[k, j] = b[k * b_stride.0 + j * b_stride.1]` (for other ops' products, e.g. convolutions
+/// by im2col).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_strided(
+    a: &Tensor,
+    a_stride: (usize, usize),
+    b: &Tensor,
+    b_stride: (usize, usize),
+    m: usize,
+    n: usize,
+    k: usize,
+    what: &str,
+) -> Result<Tensor> {
+    let a = Operand {
+        t: a,
+        row_stride: a_stride.0,
+        col_stride: a_stride.1,
+    };
+    let b = Operand {
+        t: b,
+        row_stride: b_stride.0,
+        col_stride: b_stride.1,
+    };
+    matmul(a, b, None, m, n, k, what)
 }
 
 fn dims(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
