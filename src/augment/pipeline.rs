@@ -136,14 +136,14 @@ impl ViewPipeline {
     /// The two view batches `[batch, C, h, w]` of a plan, from the resident images: one upload
     /// of the matrices and view words, two kernel launches.
     pub fn run(&self, images: &PackedImages, plan: &ViewPlan) -> Result<(Tensor, Tensor)> {
-        let (sampled, info) = self.sample(images, plan)?;
-        let norm = &self.normalization;
         let views = plan.info.len();
         if views % 2 == 1 {
             return Err(Error::InvalidArgument(format!(
                 "a plan of view pairs needs an even number of views, not {views}"
             )));
         }
+        let (sampled, info) = self.sample(images, plan)?;
+        let norm = &self.normalization;
         blur_normalize_forward(&sampled, &info, views / 2, &norm.mean, &norm.std)
     }
 
