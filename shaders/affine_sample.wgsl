@@ -27,7 +27,7 @@ override U8_SOURCE: bool = true;
 @group(0) @binding(3) var<storage, read> part0: array<u32>;
 @group(0) @binding(4) var<storage, read> part1: array<u32>;
 // sample_forward: views [V, C, h, w]; backward_matrix_rows: row partials [V, h, 6];
-// backward_image: image gradient [N, C, H, W] (binding 3 is then dy, see below).
+// backward_image: image gradient [N, C, H, W]. The backward passes read dy from binding 6.
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 fn linear_id(gid: vec3u, nwg: vec3u) -> u32 { return gid.x + gid.y * nwg.x * WG; }
