@@ -110,7 +110,7 @@ enum Command {
         seed: u64,
         #[arg(long)]
         out: PathBuf,
-        /// Continue the run checkpointed in --out (same settings).
+        /// Continue the run checkpointed in --out (same settings); start it if there is none.
         #[arg(long)]
         resume: bool,
         #[arg(long, value_enum, default_value = "adam")]
