@@ -60,17 +60,8 @@ enum Command {
         /// shipped Fashion-MNIST sample.
         #[arg(long)]
         data: Option<PathBuf>,
-        #[arg(long, default_value = "gcc")]
-        method: Method,
-        /// Crop size as a fraction of the image area, in (0, 1].
-        #[arg(long, default_value_t = 0.4)]
-        crop: f64,
-        /// Variance scale of the GCC family (ignored by rc and rrc).
-        #[arg(long, default_value_t = 1.5)]
-        alpha: f64,
-        /// Where a box leaves the image: centre (the authors' code) or window.
-        #[arg(long, default_value = "centre")]
-        pad: PadMode,
+        #[command(flatten)]
+        crop: CropArgs,
         /// How many images the contact sheet shows.
         #[arg(long, default_value_t = 8)]
         images: usize,
@@ -87,16 +78,8 @@ enum Command {
     },
     /// SimCLR pre-training with one cropping strategy; checkpoints after every epoch into --out.
     Pretrain {
-        #[arg(long, default_value = "gcc")]
-        method: Method,
-        /// Crop size as a fraction of the image area, in (0, 1].
-        #[arg(long, default_value_t = 0.4)]
-        crop: f64,
-        /// Variance scale of the GCC family (ignored by rc and rrc).
-        #[arg(long, default_value_t = 1.5)]
-        alpha: f64,
-        #[arg(long, default_value = "centre")]
-        pad: PadMode,
+        #[command(flatten)]
+        crop: CropArgs,
         #[arg(long, default_value_t = 10)]
         epochs: usize,
         #[arg(long, default_value_t = 256)]
@@ -161,6 +144,22 @@ enum Command {
         #[command(subcommand)]
         command: DataCommand,
     },
+}
+
+/// The cropping options every command that crops takes.
+#[derive(clap::Args)]
+struct CropArgs {
+    #[arg(long, default_value = "gcc")]
+    method: Method,
+    /// Crop size as a fraction of the image area, in (0, 1].
+    #[arg(long, default_value_t = 0.4)]
+    crop: f64,
+    /// Variance scale of the GCC family (ignored by rc and rrc).
+    #[arg(long, default_value_t = 1.5)]
+    alpha: f64,
+    /// Where a box leaves the image: centre (the authors' code) or window.
+    #[arg(long, default_value = "centre")]
+    pad: PadMode,
 }
 
 #[derive(Subcommand)]
@@ -236,10 +235,13 @@ fn run(cli: Cli) -> taming::Result<()> {
         }
         Command::Crops {
             data,
-            method,
-            crop,
-            alpha,
-            pad,
+            crop:
+                CropArgs {
+                    method,
+                    crop,
+                    alpha,
+                    pad,
+                },
             images,
             seed,
             out,
@@ -254,13 +256,7 @@ fn run(cli: Cli) -> taming::Result<()> {
                 true => format!(" alpha {alpha}"),
                 false => String::new(),
             };
-            let title = format!(
-                "{method} crop {crop}{alpha_text}, pad {}",
-                match pad {
-                    PadMode::Centre => "centre",
-                    PadMode::Window => "window",
-                }
-            );
+            let title = format!("{method} crop {crop}{alpha_text}, pad {}", pad.name());
             let sheet = crop_preview::contact_sheet(&gpu, &dataset, &spec, images, seed, &title)?;
             sheet.save_png(&out)?;
             println!(
@@ -279,10 +275,13 @@ fn run(cli: Cli) -> taming::Result<()> {
             Ok(())
         }
         Command::Pretrain {
-            method,
-            crop,
-            alpha,
-            pad,
+            crop:
+                CropArgs {
+                    method,
+                    crop,
+                    alpha,
+                    pad,
+                },
             epochs,
             batch,
             model,

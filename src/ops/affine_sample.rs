@@ -181,6 +181,26 @@ fn kernel(entry: &'static str, u8_source: bool) -> Kernel {
         .with("U8_SOURCE", u8_source as u32)
 }
 
+/// Every kernel of the family binds the same buffers in the same slots: matrices, view words,
+/// the two source parts, the output, and (backward passes) the gradient or partial sums read.
+fn bindings<'a>(
+    matrices: &'a Tensor,
+    info: &'a Tensor,
+    parts: [&'a Tensor; 2],
+    out: &'a Tensor,
+    read: Option<&'a Tensor>,
+) -> Vec<Access<'a>> {
+    let mut b = vec![
+        Access::Read(matrices.buffer()),
+        Access::Read(info.buffer()),
+        Access::Read(parts[0].buffer()),
+        Access::Read(parts[1].buffer()),
+        Access::Write(out.buffer()),
+    ];
+    b.extend(read.map(|t| Access::Read(t.buffer())));
+    b
+}
+
 /// Checks shapes and builds the kernel parameters.
 fn params(
     op: &'static str,
@@ -256,17 +276,10 @@ pub fn affine_sample_forward(
         &[p.views as usize, p.channels as usize, out_hw[0], out_hw[1]],
         "sampled views",
     )?;
-    let [a, b] = source.parts();
     gpu.dispatch(
         &kernel("sample_forward", matches!(source, Source::U8(_))),
         &p,
-        &[
-            Access::Read(matrices.buffer()),
-            Access::Read(info.buffer()),
-            Access::Read(a.buffer()),
-            Access::Read(b.buffer()),
-            Access::Write(out.buffer()),
-        ],
+        &bindings(matrices, info, source.parts(), &out, None),
         (p.views * p.out_h * p.out_w).div_ceil(WG),
     )?;
     Ok(out)
@@ -316,32 +329,17 @@ pub fn affine_sample_backward_matrix(
         "matrix gradient rows",
     )?;
     let dm = Tensor::uninit(gpu, &[p.views as usize, 6], "matrix gradient")?;
-    let [a, b] = source.parts();
     gpu.dispatch(
         &kernel("backward_matrix_rows", u8_source),
         &p,
-        &[
-            Access::Read(matrices.buffer()),
-            Access::Read(info.buffer()),
-            Access::Read(a.buffer()),
-            Access::Read(b.buffer()),
-            Access::Write(rows.buffer()),
-            Access::Read(dy.buffer()),
-        ],
+        &bindings(matrices, info, source.parts(), &rows, Some(dy)),
         (p.views * p.out_h).div_ceil(WG),
     )?;
-    // The sum stage declares the same bindings; only `out` (dm) and binding 6 (rows) are used.
+    // The sum stage uses only `out` (dm) and binding 6 (the row partials).
     gpu.dispatch(
         &kernel("backward_matrix_sum", u8_source),
         &p,
-        &[
-            Access::Read(matrices.buffer()),
-            Access::Read(info.buffer()),
-            Access::Read(a.buffer()),
-            Access::Read(b.buffer()),
-            Access::Write(dm.buffer()),
-            Access::Read(rows.buffer()),
-        ],
+        &bindings(matrices, info, source.parts(), &dm, Some(&rows)),
         (p.views * 6).div_ceil(WG),
     )?;
     Ok(dm)
@@ -372,14 +370,7 @@ pub fn affine_sample_backward_image(
     images.gpu().dispatch(
         &kernel("backward_image", false),
         &p,
-        &[
-            Access::Read(matrices.buffer()),
-            Access::Read(info.buffer()),
-            Access::Read(images.buffer()),
-            Access::Read(images.buffer()),
-            Access::Write(dx.buffer()),
-            Access::Read(dy.buffer()),
-        ],
+        &bindings(matrices, info, [images, images], &dx, Some(dy)),
         (images.numel() as u32).div_ceil(WG),
     )?;
     Ok(dx)

@@ -501,6 +501,36 @@ fn by_matmul(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
     s.wo < 16 && s.wo % 4 != 0 && col_bytes <= gpu.limits().max_storage_buffer_binding_size
 }
 
+/// The unfolded input: [N*Ho*Wo, Cin*KH*KW], one row per output pixel holding every input
+/// value its taps see (zeros in the padding); `transposed`: [Cin*KH*KW, N*Ho*Wo].
+fn im2col(x: &Tensor, s: &ConvShape, transposed: bool) -> Result<Tensor> {
+    let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
+    let shape = if transposed {
+        [taps, rows]
+    } else {
+        [rows, taps]
+    };
+    let cols = Tensor::uninit(x.gpu(), &shape, "im2col")?;
+    let p = ColParams {
+        n: s.n as u32,
+        cin: s.cin as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        ho: s.ho as u32,
+        wo: s.wo as u32,
+        kh: s.kh as u32,
+        kw: s.kw as u32,
+        stride: s.cfg.stride as u32,
+        pad: s.cfg.pad as u32,
+        transposed: transposed as u32,
+        has_bias: 0,
+    };
+    let bufs = [Access::Read(x.buffer()), Access::Write(cols.buffer())];
+    x.gpu()
+        .dispatch(&helper("im2col"), &p, &bufs, groups(s.n * s.ho * s.cin))?;
+    Ok(cols)
+}
+
 /// y = im2col(x) W^T: the transposed unfolded input [Cin*KH*KW, N*Ho*Wo] times the packed
 /// weights [Cin*KH*KW, Cpad] gives channels-last y [N*Ho*Wo, Cpad] (contiguous operands: the
 /// vec4 matmul when N*Ho*Wo is a multiple of 4), turned back to NCHW with the bias added.
@@ -513,23 +543,7 @@ fn forward_by_matmul(
     let gpu = x.gpu();
     let rows = s.n * s.ho * s.wo;
     let taps = s.cin * s.kh * s.kw;
-    let cols = Tensor::uninit(gpu, &[taps, rows], "im2col (transposed)")?;
-    let p = ColParams {
-        n: s.n as u32,
-        cin: s.cin as u32,
-        h: s.h as u32,
-        w: s.w as u32,
-        ho: s.ho as u32,
-        wo: s.wo as u32,
-        kh: s.kh as u32,
-        kw: s.kw as u32,
-        stride: s.cfg.stride as u32,
-        pad: s.cfg.pad as u32,
-        transposed: 1,
-        has_bias: 0,
-    };
-    let bufs = [Access::Read(x.buffer()), Access::Write(cols.buffer())];
-    gpu.dispatch(&helper("im2col"), &p, &bufs, groups(s.n * s.ho * s.cin))?;
+    let cols = im2col(x, s, true)?;
     let y_last = matmul_strided(
         &cols,
         (1, rows),
@@ -565,23 +579,7 @@ fn forward_by_matmul(
 fn backward_weight_by_matmul(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<Tensor> {
     let gpu = x.gpu();
     let rows = s.n * s.ho * s.wo;
-    let taps = s.cin * s.kh * s.kw;
-    let cols = Tensor::uninit(gpu, &[rows, taps], "im2col")?;
-    let p = ColParams {
-        n: s.n as u32,
-        cin: s.cin as u32,
-        h: s.h as u32,
-        w: s.w as u32,
-        ho: s.ho as u32,
-        wo: s.wo as u32,
-        kh: s.kh as u32,
-        kw: s.kw as u32,
-        stride: s.cfg.stride as u32,
-        pad: s.cfg.pad as u32,
-        ..Default::default()
-    };
-    let bufs = [Access::Read(x.buffer()), Access::Write(cols.buffer())];
-    gpu.dispatch(&helper("im2col"), &p, &bufs, groups(s.n * s.ho * s.cin))?;
+    let cols = im2col(x, s, false)?;
     let dy_last = Tensor::uninit(gpu, &[rows, s.cout], "channels-last gradient")?;
     let q = ColParams {
         n: s.n as u32,

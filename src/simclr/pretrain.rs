@@ -201,18 +201,62 @@ pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
     let history: Vec<EpochRecord> = parse(&ck, "history", &path)?;
     let normalization: Normalization = parse(&ck, "normalization", &path)?;
     let (encoder, _) = build(gpu, &config, channels)?;
-    for p in encoder.params() {
-        ck.restore_into(&format!("param/{}", p.name), &p.value, &path)?;
-    }
-    for (name, t) in encoder.buffers() {
-        ck.restore_into(&format!("buffer/{name}"), &t, &path)?;
-    }
+    restore_encoder(&ck, encoder.as_ref(), &path)?;
     Ok(Trained {
         config,
         encoder,
         history,
         normalization,
     })
+}
+
+/// Copies a checkpoint's parameters and batch-norm statistics into `encoder`.
+fn restore_encoder(ck: &Checkpoint, encoder: &dyn Encoder, path: &Path) -> Result<()> {
+    for p in encoder.params() {
+        ck.restore_into(&format!("param/{}", p.name), &p.value, path)?;
+    }
+    for (name, t) in encoder.buffers() {
+        ck.restore_into(&format!("buffer/{name}"), &t, path)?;
+    }
+    Ok(())
+}
+
+/// Restores the encoder and optimiser of the run checkpointed in `out`, which must have been
+/// made with `config`; returns the epochs already done.
+fn resume(
+    gpu: &Gpu,
+    out: &Path,
+    config: &PretrainConfig,
+    encoder: &dyn Encoder,
+    optimizer: &mut Optimizer,
+) -> Result<Vec<EpochRecord>> {
+    let ck_path = out.join(CHECKPOINT_FILE);
+    let ck = Checkpoint::load(out)?;
+    let saved: PretrainConfig = parse(&ck, "config", &ck_path)?;
+    let diff = differences(&saved, config);
+    if !diff.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "--resume: the checkpoint in {} was made with other settings ({}); resume with \
+             the same settings or choose another --out",
+            out.display(),
+            diff.join("; ")
+        )));
+    }
+    restore_encoder(&ck, encoder, &ck_path)?;
+    let counters: Vec<u32> = parse(&ck, "optimizer_steps", &ck_path)?;
+    let find = |name: &str| {
+        ck.tensor(gpu, &format!("optim/{name}"))
+            .and_then(|r| r.ok())
+    };
+    optimizer.load_state(&find, &counters)?;
+    let history: Vec<EpochRecord> = parse(&ck, "history", &ck_path)?;
+    println!(
+        "resuming {} after epoch {} of {}",
+        out.display(),
+        history.len(),
+        config.epochs
+    );
+    Ok(history)
 }
 
 /// The fields in which two configurations differ, by name.
@@ -260,36 +304,7 @@ pub fn pretrain(
     let (encoder, mut optimizer) = build(gpu, config, channels)?;
     let mut history: Vec<EpochRecord> = Vec::new();
     if options.resume && ck_path.is_file() {
-        let ck = Checkpoint::load(out)?;
-        let saved: PretrainConfig = parse(&ck, "config", &ck_path)?;
-        let diff = differences(&saved, config);
-        if !diff.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "--resume: the checkpoint in {} was made with other settings ({}); resume with \
-                 the same settings or choose another --out",
-                out.display(),
-                diff.join("; ")
-            )));
-        }
-        for p in encoder.params() {
-            ck.restore_into(&format!("param/{}", p.name), &p.value, &ck_path)?;
-        }
-        for (name, t) in encoder.buffers() {
-            ck.restore_into(&format!("buffer/{name}"), &t, &ck_path)?;
-        }
-        let counters: Vec<u32> = parse(&ck, "optimizer_steps", &ck_path)?;
-        let find = |name: &str| {
-            ck.tensor(gpu, &format!("optim/{name}"))
-                .and_then(|r| r.ok())
-        };
-        optimizer.load_state(&find, &counters)?;
-        history = parse(&ck, "history", &ck_path)?;
-        println!(
-            "resuming {} after epoch {} of {}",
-            out.display(),
-            history.len(),
-            config.epochs
-        );
+        history = resume(gpu, out, config, encoder.as_ref(), &mut optimizer)?;
     }
 
     let normalization = match &config.normalization {
