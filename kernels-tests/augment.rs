@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use taming::augment::{Normalization, ViewPipeline};
+use taming::augment::{Normalization, ViewPipeline, ViewPlan};
 use taming::crop::{CropSpec, Method, PadMode};
 use taming::data::Dataset;
 use taming::reference::affine_sample::{self as reference, RefView, SampleDims};
@@ -125,4 +125,73 @@ fn bad_plans_and_statistics_are_clear_errors() {
     pipeline.blur_sigma = Some((2.0, 0.1));
     let e = pipeline.plan(&mut r, &[0], [8, 8]).unwrap_err().to_string();
     assert!(e.contains("sigma"), "{e}");
+}
+
+#[test]
+fn padded_crops_are_torchvision_pad_crop_and_flip() {
+    let Some(gpu) = gpu() else { return };
+    let (shape, pad) = ([3, 7, 9], 4usize);
+    let [c, h, w] = shape;
+    let data = random_dataset(5, shape, 11);
+    let spec = CropSpec::new(Method::Rc, 1.0, 1.0).unwrap();
+    let pipeline = ViewPipeline::paper(spec, Normalization::of_dataset(&data).unwrap());
+    let images = data.upload(&gpu).unwrap();
+    let indices: Vec<u32> = (0..300).map(|k| (k * 7 % 5) as u32).collect();
+    let mut r = ChaCha8Rng::seed_from_u64(3);
+    let plan = ViewPlan::padded_crops(&mut r, &indices, [w, h], pad, true);
+    let got = download(&pipeline.run_single(&images, &plan).unwrap());
+
+    let norm = &pipeline.normalization;
+    let (mut shifts_x, mut shifts_y) = (vec![0usize; 2 * pad + 1], vec![0usize; 2 * pad + 1]);
+    for (k, &image) in indices.iter().enumerate() {
+        let m = &plan.matrices[6 * k..6 * k + 6];
+        let flip = plan.flips[k];
+        assert_eq!(
+            (m[0], m[1], m[3], m[4]),
+            (if flip { -1.0 } else { 1.0 }, 0.0, 0.0, 1.0)
+        );
+        // The window's left edge in image pixels: where output column 0 (or, mirrored, the
+        // last column) reads.
+        let left = if flip { m[2] - (w - 1) as f32 } else { m[2] };
+        let top = m[5];
+        assert!(
+            left.fract() == 0.0 && top.fract() == 0.0,
+            "whole-pixel shifts: {m:?}"
+        );
+        let (left, top) = (left as i64, top as i64);
+        shifts_x[(left + pad as i64) as usize] += 1;
+        shifts_y[(top + pad as i64) as usize] += 1;
+        // torchvision: zero-pad by `pad`, take the w x h window at (pad + left, pad + top),
+        // mirror it; then normalise.
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let sx = left + if flip { (w - 1 - x) as i64 } else { x as i64 };
+                    let sy = top + y as i64;
+                    let inside = (0..w as i64).contains(&sx) && (0..h as i64).contains(&sy);
+                    let raw = if inside {
+                        data.pixels()
+                            [((image as usize * c + ch) * h + sy as usize) * w + sx as usize]
+                            as f64
+                            / 255.0
+                    } else {
+                        0.0
+                    };
+                    let want = (raw - norm.mean[ch] as f64) / norm.std[ch] as f64;
+                    let at = ((k * c + ch) * h + y) * w + x;
+                    assert!(
+                        (got[at] as f64 - want).abs() < 1e-5,
+                        "view {k} channel {ch} ({x}, {y}): {} vs {want}",
+                        got[at]
+                    );
+                }
+            }
+        }
+    }
+    // Every shift in [-pad, pad] occurs, and both flips.
+    assert!(
+        shifts_x.iter().chain(&shifts_y).all(|&n| n > 0),
+        "{shifts_x:?} {shifts_y:?}"
+    );
+    assert!(plan.flips.iter().any(|&f| f) && plan.flips.iter().any(|&f| !f));
 }

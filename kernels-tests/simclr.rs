@@ -15,7 +15,8 @@ use taming::nn::ModelKind;
 use taming::simclr::checkpoint::Checkpoint;
 use taming::simclr::knn::knn_accuracy;
 use taming::simclr::{
-    linear_eval, load_trained, pretrain, LinearEvalConfig, PretrainConfig, RunOptions,
+    linear_eval, load_trained, pretrain, BackboneBn, LinearEvalConfig, PretrainConfig,
+    ProbeProtocol, RunOptions,
 };
 use taming::{Error, Tensor};
 
@@ -238,4 +239,106 @@ fn the_linear_probe_learns_from_frozen_features() {
         "probe accuracy {}",
         result.test_accuracy
     );
+}
+
+/// The probe's shared set-up: 600 training and 300 test images of the shipped sample, a random
+/// small CNN.
+fn probe_setup(
+    gpu: &taming::gpu::Gpu,
+) -> (
+    taming::data::Dataset,
+    taming::data::Dataset,
+    Box<dyn taming::nn::Encoder>,
+    ViewPipeline,
+) {
+    let train = load_dir(None, Split::Train).unwrap();
+    let test = load_dir(None, Split::Test).unwrap();
+    let train = train.select(&(0..600).collect::<Vec<_>>());
+    let test = test.select(&(0..300).collect::<Vec<_>>());
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let encoder = ModelKind::SmallCnn.build(gpu, &mut rng, 1, 128).unwrap();
+    let pipeline = ViewPipeline::paper(
+        CropSpec::new(Method::Rc, 1.0, 1.0).unwrap(),
+        Normalization::of_dataset(&train).unwrap(),
+    );
+    (train, test, encoder, pipeline)
+}
+
+#[test]
+fn the_paper_probe_without_augmentation_matches_the_fast_probe() {
+    let Some(gpu) = gpu() else { return };
+    gpu.set_poison(false);
+    let (train, test, encoder, pipeline) = probe_setup(&gpu);
+    let fast = LinearEvalConfig {
+        epochs: 6,
+        ..LinearEvalConfig::default()
+    };
+    // No crop shift, no flip, batch norm frozen: the same inputs by another road (views through
+    // the encoder per step, standardised on the GPU).
+    let paper = LinearEvalConfig {
+        protocol: ProbeProtocol::Paper,
+        pad: 0,
+        flip: false,
+        ..fast.clone()
+    };
+    let a = linear_eval(&gpu, encoder.as_ref(), &train, &test, &pipeline, &fast).unwrap();
+    let b = linear_eval(&gpu, encoder.as_ref(), &train, &test, &pipeline, &paper).unwrap();
+    assert_eq!((a.best_epoch, a.epochs_run), (b.best_epoch, b.epochs_run));
+    assert!(
+        (a.best_val_loss - b.best_val_loss).abs() < 1e-4 * a.best_val_loss,
+        "validation loss {} vs {}",
+        a.best_val_loss,
+        b.best_val_loss
+    );
+    assert!(
+        (a.test_accuracy - b.test_accuracy).abs() <= 1.0 / 300.0,
+        "test accuracy {} vs {}",
+        a.test_accuracy,
+        b.test_accuracy
+    );
+}
+
+#[test]
+fn the_paper_probe_learns_and_trains_the_backbone_batch_norm_only_when_asked() {
+    let Some(gpu) = gpu() else { return };
+    gpu.set_poison(false);
+    let (train, test, encoder, pipeline) = probe_setup(&gpu);
+    let running = |e: &dyn taming::nn::Encoder| -> Vec<Vec<f32>> {
+        e.buffers()
+            .iter()
+            .map(|(_, t)| t.to_vec().unwrap())
+            .collect()
+    };
+    let initial = running(encoder.as_ref());
+    let mut config = LinearEvalConfig {
+        epochs: 4,
+        batch: 32,
+        protocol: ProbeProtocol::Paper,
+        backbone_bn: BackboneBn::Eval,
+        ..LinearEvalConfig::default()
+    };
+    let frozen = linear_eval(&gpu, encoder.as_ref(), &train, &test, &pipeline, &config).unwrap();
+    assert_eq!(
+        running(encoder.as_ref()),
+        initial,
+        "evaluation mode keeps the statistics"
+    );
+    config.backbone_bn = BackboneBn::Train;
+    let trained = linear_eval(&gpu, encoder.as_ref(), &train, &test, &pipeline, &config).unwrap();
+    assert_ne!(
+        running(encoder.as_ref()),
+        initial,
+        "training mode updates them"
+    );
+    for (r, bn) in [(&frozen, "eval"), (&trained, "train")] {
+        assert_eq!(
+            (r.train_images, r.val_images, r.test_images),
+            (480, 120, 300)
+        );
+        assert!(r.test_accuracy > 0.4, "batch norm {bn}: {r:?}");
+    }
+    // Training-mode batch norm is the paper protocol's alone.
+    config.protocol = ProbeProtocol::Fast;
+    let err = linear_eval(&gpu, encoder.as_ref(), &train, &test, &pipeline, &config);
+    assert!(matches!(err, Err(Error::InvalidArgument(m)) if m.contains("--protocol paper")));
 }

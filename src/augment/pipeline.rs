@@ -4,7 +4,7 @@
 use rand::Rng;
 
 use crate::augment::Normalization;
-use crate::crop::{view_geometry, CropSpec, PairDraw};
+use crate::crop::{view_geometry, CropBox, CropSpec, PadMode, PairDraw};
 use crate::error::{Error, Result};
 use crate::ops::affine_sample::{
     affine_sample_forward, pack_view_info, PackedImages, Source, ViewInfo, VIEW_INFO_WORDS,
@@ -56,6 +56,46 @@ impl ViewPlan {
             info: indices.iter().map(|&i| ViewInfo::whole(i)).collect(),
             view_wh: image_wh,
         }
+    }
+
+    /// One view per image `indices[k]` for the linear probe's training (torchvision's
+    /// `RandomCrop(size, padding=pad)` then `RandomHorizontalFlip`): the whole image shifted by
+    /// whole pixels uniform in [-pad, pad] on each axis, zeros where it leaves the image, then
+    /// mirrored with probability 1/2 when `flip`. No blur. Draws nothing when `pad` is 0 and
+    /// `flip` is false.
+    pub fn padded_crops<R: Rng>(
+        rng: &mut R,
+        indices: &[u32],
+        image_wh: [usize; 2],
+        pad: usize,
+        flip: bool,
+    ) -> ViewPlan {
+        let mut plan = ViewPlan::whole_images(indices, image_wh);
+        let pad = pad as i64;
+        for (k, &image) in indices.iter().enumerate() {
+            let (left, top) = if pad > 0 {
+                (rng.random_range(-pad..=pad), rng.random_range(-pad..=pad))
+            } else {
+                (0, 0)
+            };
+            plan.flips[k] = flip && rng.random_bool(0.5);
+            let window = CropBox {
+                left,
+                top,
+                width: image_wh[0] as u32,
+                height: image_wh[1] as u32,
+            };
+            let g = view_geometry(&window, image_wh, image_wh, PadMode::Window, plan.flips[k]);
+            for (dst, src) in plan.matrices[6 * k..6 * k + 6].iter_mut().zip(g.matrix) {
+                *dst = src as f32;
+            }
+            plan.info[k] = ViewInfo {
+                rect: g.rect,
+                image,
+                blur: [1.0, 0.0],
+            };
+        }
+        plan
     }
 }
 

@@ -1,5 +1,6 @@
-//! Frozen features: whole images through the encoder's backbone in evaluation mode (batch norm
-//! with its running statistics), batch by batch, into one tensor on the GPU.
+//! Frozen features: views through the encoder's backbone, no gradients. Whole images with batch
+//! norm in evaluation mode for the probe's fixed inputs and the kNN monitor; augmented views,
+//! batch norm in either mode, for the paper's probe protocol.
 
 use crate::augment::{ViewPipeline, ViewPlan};
 use crate::autograd::Graph;
@@ -8,8 +9,23 @@ use crate::nn::Encoder;
 use crate::ops::affine_sample::PackedImages;
 use crate::tensor::Tensor;
 
-/// Pooled backbone features `[indices.len(), feature_dim]` of images `indices`. `pipeline`
-/// supplies the normalisation; its crop is not used (images are taken whole).
+/// Pooled backbone features `[views, feature_dim]` of the views of `plan`, one batch. With
+/// `training`, batch norm uses the batch's statistics and updates its running statistics.
+pub fn view_features(
+    encoder: &dyn Encoder,
+    images: &PackedImages,
+    plan: &ViewPlan,
+    pipeline: &ViewPipeline,
+    training: bool,
+) -> Result<Tensor> {
+    let x = pipeline.run_single(images, plan)?;
+    let g = Graph::no_grad(images.gpu());
+    let f = encoder.features(&g, g.input(x), training)?;
+    Ok(g.value(f))
+}
+
+/// Pooled backbone features `[indices.len(), feature_dim]` of whole images `indices`, batch norm
+/// in evaluation mode. `pipeline` supplies the normalisation; its crop is not used.
 pub fn extract_features(
     encoder: &dyn Encoder,
     images: &PackedImages,
@@ -20,12 +36,11 @@ pub fn extract_features(
     let [_, _, h, w] = images.shape();
     let gpu = images.gpu();
     let dim = encoder.feature_dim();
+    let batch = batch.max(1);
     let out = Tensor::uninit(gpu, &[indices.len(), dim], "frozen features")?;
-    for (k, chunk) in indices.chunks(batch.max(1)).enumerate() {
+    for (k, chunk) in indices.chunks(batch).enumerate() {
         let plan = ViewPlan::whole_images(chunk, [w, h]);
-        let x = pipeline.run_single(images, &plan)?;
-        let g = Graph::no_grad(gpu);
-        let f = g.value(encoder.features(&g, g.input(x), false)?);
+        let f = view_features(encoder, images, &plan, pipeline, false)?;
         let offset = (k * batch * dim * 4) as u64;
         gpu.copy(
             f.buffer(),

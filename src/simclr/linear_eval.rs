@@ -1,11 +1,10 @@
-//! Linear evaluation on frozen features: the encoder's pooled features of every image are
-//! computed once (whole images, batch norm in evaluation mode), then a linear classifier is
-//! trained on them with the paper's optimiser and schedule: SGD lr 0.01, momentum 0.9, x0.1 at
-//! epochs 20/40/60/80, up to 100 epochs, 80/20 train/validation split, early stopping when the
-//! validation loss has not improved by 0.001 for 15 epochs. The classifier with the best
-//! validation loss is scored on the test set. (This is the faster protocol for CPU devices: no
-//! augmentation of the training images, since the features are computed once; and the features
-//! are standardised first, see [`standardize`].)
+//! Linear evaluation of a frozen encoder: a linear classifier trained with the paper's optimiser
+//! and schedule (SGD lr 0.01, momentum 0.9, x0.1 at epochs 20/40/60/80, up to 100 epochs),
+//! on an 80/20 train/validation split, with early stopping when the validation loss has not
+//! improved by 0.001 for 15 epochs; the classifier (and backbone state) of the best validation
+//! loss is scored on the test set. Two protocols feed it (see `probe_inputs`): the paper's,
+//! with RandomCrop(pad 4) + flip views through the frozen backbone at every step, and a fast
+//! one that computes whole-image features once.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -22,8 +21,28 @@ use crate::nn::Encoder;
 use crate::ops::cross_entropy::{cross_entropy, cross_entropy_forward};
 use crate::ops::linear::linear_forward;
 use crate::optim::Sgd;
-use crate::simclr::features::extract_features;
+use crate::simclr::probe_inputs::{Augmented, Precomputed, ProbeAugmentation, ProbeInputs};
 use crate::tensor::Tensor;
+
+/// How the probe's training images reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeProtocol {
+    /// Whole-image features computed once, batch norm in evaluation mode (for CPU devices).
+    Fast,
+    /// The paper's: RandomCrop(pad) + flip views through the frozen backbone at every step.
+    Paper,
+}
+
+/// The frozen backbone's batch norm while the probe trains (paper protocol only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackboneBn {
+    /// Running statistics, untouched (the usual protocol).
+    Eval,
+    /// Batch statistics, running statistics updated (the authors' code).
+    Train,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinearEvalConfig {
@@ -37,6 +56,14 @@ pub struct LinearEvalConfig {
     pub min_delta: f64,
     pub val_fraction: f64,
     pub seed: u64,
+    pub protocol: ProbeProtocol,
+    pub backbone_bn: BackboneBn,
+    /// RandomCrop's zero padding in pixels (paper protocol).
+    pub pad: usize,
+    /// Random horizontal flips of the training images (paper protocol).
+    pub flip: bool,
+    /// Standardise every feature with the training images' moments (see `probe_inputs`).
+    pub standardize: bool,
 }
 
 impl Default for LinearEvalConfig {
@@ -51,6 +78,11 @@ impl Default for LinearEvalConfig {
             min_delta: 0.001,
             val_fraction: 0.2,
             seed: 0,
+            protocol: ProbeProtocol::Fast,
+            backbone_bn: BackboneBn::Eval,
+            pad: 4,
+            flip: true,
+            standardize: true,
         }
     }
 }
@@ -68,54 +100,15 @@ pub struct LinearEvalResult {
     pub test_images: usize,
 }
 
-/// Features of every image of `data` on the CPU, `[N, dim]` row-major.
-fn features_of(
-    gpu: &Gpu,
-    encoder: &dyn Encoder,
-    data: &Dataset,
-    pipeline: &ViewPipeline,
-) -> Result<Vec<f32>> {
-    let images = data.upload(gpu)?;
-    let all: Vec<u32> = (0..data.len() as u32).collect();
-    extract_features(encoder, &images, &all, pipeline, 512)?.to_vec()
-}
-
-/// Standardises every feature dimension with the training images' mean and standard
-/// deviation (a parameter-free batch norm in front of the probe, as MAE's linear probe has).
-/// Pooled features of a frozen network can have spreads of 0.01 around means of 0.3; without
-/// this, SGD at lr 0.01 barely moves the probe within 100 epochs.
-fn standardize(train: &mut [f32], test: &mut [f32], dim: usize) {
-    let n = (train.len() / dim) as f64;
-    for k in 0..dim {
-        let column = || train.iter().skip(k).step_by(dim).map(|&x| x as f64);
-        let mean = column().sum::<f64>() / n;
-        let var = column().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-        let inv = 1.0 / (var.sqrt() + 1e-6);
-        for x in train.iter_mut().skip(k).step_by(dim) {
-            *x = ((*x as f64 - mean) * inv) as f32;
-        }
-        for x in test.iter_mut().skip(k).step_by(dim) {
-            *x = ((*x as f64 - mean) * inv) as f32;
-        }
-    }
-}
-
-/// The rows `rows` of a row-major `[_, dim]` matrix, uploaded as `[rows.len(), dim]`.
-fn gather(gpu: &Gpu, x: &[f32], dim: usize, rows: &[usize]) -> Result<Tensor> {
-    let v: Vec<f32> = rows
-        .iter()
-        .flat_map(|&r| x[r * dim..(r + 1) * dim].iter().copied())
-        .collect();
-    Tensor::from_slice(gpu, &[rows.len(), dim], &v)
-}
-
 fn labels_of(gpu: &Gpu, labels: &[u32], rows: &[usize]) -> Result<Tensor> {
     let v: Vec<u32> = rows.iter().map(|&r| labels[r]).collect();
     Tensor::from_u32(gpu, &[v.len()], &v)
 }
 
 /// Trains and tests the linear probe on `encoder`'s frozen features. `pipeline` supplies the
-/// normalisation the encoder was trained with.
+/// normalisation the encoder was trained with. With the paper protocol and batch norm in
+/// training mode, the encoder's running statistics change: they end as they were at the best
+/// validation loss.
 pub fn linear_eval(
     gpu: &Gpu,
     encoder: &dyn Encoder,
@@ -131,12 +124,15 @@ pub fn linear_eval(
             config.val_fraction, config.epochs
         )));
     }
+    if config.protocol == ProbeProtocol::Fast && config.backbone_bn == BackboneBn::Train {
+        return Err(Error::InvalidArgument(
+            "batch norm in training mode needs the paper protocol (the fast one computes the \
+             features once, in evaluation mode); use --protocol paper or --backbone-bn eval"
+                .into(),
+        ));
+    }
     let dim = encoder.feature_dim();
     let classes = train.classes();
-    let mut train_f = features_of(gpu, encoder, train, pipeline)?;
-    let mut test_f = features_of(gpu, encoder, test, pipeline)?;
-    standardize(&mut train_f, &mut test_f, dim);
-
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let mut order: Vec<usize> = (0..train.len()).collect();
     order.shuffle(&mut rng);
@@ -144,8 +140,32 @@ pub fn linear_eval(
         ((train.len() as f64 * config.val_fraction).round() as usize).clamp(1, train.len() - 1);
     let (val_rows, fit_rows) = order.split_at(n_val);
     let mut fit_rows = fit_rows.to_vec();
-    let val_x = gather(gpu, &train_f, dim, val_rows)?;
     let val_y = labels_of(gpu, train.labels(), val_rows)?;
+
+    let (train_images, test_images) = (train.upload(gpu)?, test.upload(gpu)?);
+    let mut inputs: Box<dyn ProbeInputs + '_> = match config.protocol {
+        ProbeProtocol::Fast => Box::new(Precomputed::new(
+            encoder,
+            &train_images,
+            &test_images,
+            pipeline,
+            val_rows,
+            config.standardize,
+        )?),
+        ProbeProtocol::Paper => Box::new(Augmented::new(
+            encoder,
+            &train_images,
+            &test_images,
+            pipeline,
+            val_rows,
+            ProbeAugmentation {
+                pad: config.pad,
+                flip: config.flip,
+                backbone_bn_train: config.backbone_bn == BackboneBn::Train,
+            },
+            config.standardize,
+        )?),
+    };
 
     let probe = Linear::new(gpu, &mut rng, "probe", dim, classes)?;
     let mut sgd = Sgd::new(
@@ -167,13 +187,14 @@ pub fn linear_eval(
         fit_rows.shuffle(&mut rng);
         for rows in fit_rows.chunks(config.batch) {
             let g = Graph::new(gpu);
-            let x = g.input(gather(gpu, &train_f, dim, rows)?);
+            let x = g.input(inputs.fit_batch(rows, &mut rng)?);
             let y = labels_of(gpu, train.labels(), rows)?;
             let loss = cross_entropy(&g, probe.forward(&g, x)?, &y)?;
             g.backward(loss)?;
             sgd.step()?;
         }
         epochs_run = epoch + 1;
+        let val_x = inputs.validation()?;
         let logits = linear_forward(&val_x, &probe.weight.value, Some(&probe.bias.value))?;
         let val_loss = cross_entropy_forward(&logits, &val_y)?.item()? as f64;
         if !val_loss.is_finite() {
@@ -188,15 +209,16 @@ pub fn linear_eval(
                 probe.weight.value.to_vec()?,
                 probe.bias.value.to_vec()?,
             );
+            inputs.keep_best()?;
         } else if epochs_run - best.1 >= config.patience {
             break;
         }
     }
     probe.weight.value.write(&best.2)?;
     probe.bias.value.write(&best.3)?;
-    let all_test: Vec<usize> = (0..test.len()).collect();
+    inputs.restore_best()?;
     let logits = linear_forward(
-        &gather(gpu, &test_f, dim, &all_test)?,
+        &inputs.test()?,
         &probe.weight.value,
         Some(&probe.bias.value),
     )?

@@ -6,7 +6,8 @@ pub mod features;
 pub mod knn;
 pub mod linear_eval;
 pub mod pretrain;
+mod probe_inputs;
 
 pub use config::{OptimizerKind, PretrainConfig};
-pub use linear_eval::{linear_eval, LinearEvalConfig, LinearEvalResult};
+pub use linear_eval::{linear_eval, BackboneBn, LinearEvalConfig, LinearEvalResult, ProbeProtocol};
 pub use pretrain::{load_trained, pretrain, EpochRecord, RunOptions, Trained};
