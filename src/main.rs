@@ -4,15 +4,19 @@ use std::process::ExitCode;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use taming::augment::{Normalization, ViewPipeline};
 use taming::crop::{CropSpec, Method, PadMode};
 use taming::data::fetch::fetch_cifar10;
-use taming::data::{idx, load_dir, subset::balanced_subset, Split};
+use taming::data::{idx, load_dir, subset::balanced_subset, write_atomically, Split};
 use taming::experiment::crop_preview;
+use taming::experiment::preset::{Overrides, Preset, SweepSpec};
+use taming::experiment::slurm::slurm_script;
 use taming::experiment::smoke::smoke;
+use taming::experiment::sweep::{run_shard, Shard, SweepOptions};
+use taming::experiment::{write_report, REPORT_MD};
 use taming::gpu::{list_adapters, Gpu};
 use taming::nn::ModelKind;
 use taming::simclr::{
@@ -36,6 +40,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the paper's experiment (a preset sweep of crop strategies x crop sizes x seeds, plus
+    /// the random-encoder baseline) and write results.json, results.csv, report.md and
+    /// accuracy_vs_crop.svg/.png into --out. Finished runs in --out are skipped.
+    Reproduce(ReproduceArgs),
+    /// Merge the results in --out (of every shard) into results.json/.csv, report.md and the
+    /// figure.
+    Report {
+        #[arg(long, default_value = "reproduction")]
+        out: PathBuf,
+    },
     /// List the GPU adapters this machine offers, best first.
     Devices,
     /// Train a model on one fixed random batch and check that the loss falls.
@@ -171,6 +185,53 @@ struct CropArgs {
     /// Where a box leaves the image: centre (the authors' code) or window.
     #[arg(long, default_value = "centre")]
     pad: PadMode,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// quick: the shipped sample, small CNN, smoke scale (under 30 min on a 2-core CPU);
+    /// paper: CIFAR-10 and ResNet-18 as published (a real GPU); full-fmnist: the full
+    /// Fashion-MNIST (/usr/share/datasets/fashion-mnist).
+    #[arg(long, value_enum, default_value = "quick")]
+    preset: Preset,
+    /// A data set folder instead of the preset's.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value = "reproduction")]
+    out: PathBuf,
+    /// Pre-training epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Adam's learning rate (the paper's: 0.01).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Pre-train and probe on the first N training images.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Crop strategies, e.g. rc,gcc,cgcc,mgcc.
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<Method>>,
+    /// Crop sizes, e.g. 0.2,0.4,0.6,0.8.
+    #[arg(long, value_delimiter = ',')]
+    crops: Option<Vec<f64>>,
+    /// The GCC family's alpha: one value, or one per crop size (default: the paper's best).
+    #[arg(long, value_delimiter = ',')]
+    alphas: Option<Vec<f64>>,
+    #[arg(long, value_delimiter = ',')]
+    seeds: Option<Vec<u64>>,
+    /// Linear-evaluation epochs (at most; early stopping may end it sooner).
+    #[arg(long)]
+    probe_epochs: Option<usize>,
+    #[arg(long, value_enum)]
+    probe_protocol: Option<ProbeProtocol>,
+    /// Run only slice i of n of the sweep (0 <= i < n), e.g. from a SLURM array task.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Write an sbatch array script of N shards into --out instead of running.
+    #[arg(long, value_name = "N")]
+    emit_slurm: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -393,16 +454,24 @@ fn run(cli: Cli) -> taming::Result<()> {
             // Only the normalisation of the pipeline is used: features see whole images.
             let pipeline = ViewPipeline::paper(CropSpec::new(Method::Rc, 1.0, 1.0)?, normalization);
             println!(
-                "linear evaluation of {what}; {:?} protocol, backbone batch norm {:?}, {} features",
-                probe.protocol,
-                probe.backbone_bn,
+                "linear evaluation of {what}; {} protocol, backbone batch norm {}, {} features",
+                probe.protocol.name(),
+                probe.backbone_bn.name(),
                 if probe.standardize {
                     "standardised"
                 } else {
                     "raw"
                 }
             );
-            let result = linear_eval(&gpu, encoder.as_ref(), &train, &test, &pipeline, &probe)?;
+            let result = linear_eval(
+                &gpu,
+                encoder.as_ref(),
+                &train,
+                &test,
+                &pipeline,
+                &probe,
+                true,
+            )?;
             println!(
                 "probe: {} train / {} validation images, best validation loss {:.4} at epoch {} of {}",
                 result.train_images,
@@ -412,6 +481,17 @@ fn run(cli: Cli) -> taming::Result<()> {
                 result.epochs_run
             );
             println!("test accuracy: {:.2}", 100.0 * result.test_accuracy);
+            Ok(())
+        }
+        Command::Reproduce(args) => reproduce(cli.device.as_deref(), args),
+        Command::Report { out } => {
+            let results = write_report(&out)?;
+            println!(
+                "report of {} runs ({} missing) in {}",
+                results.runs.len(),
+                results.missing.len(),
+                out.join(REPORT_MD).display()
+            );
             Ok(())
         }
         Command::Smoke {
@@ -438,6 +518,65 @@ fn run(cli: Cli) -> taming::Result<()> {
             Ok(())
         }
     }
+}
+
+fn reproduce(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
+    let overrides = Overrides {
+        data: a.data,
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        train_limit: a.train_limit,
+        methods: a.methods,
+        crops: a.crops,
+        alphas: a.alphas,
+        seeds: a.seeds,
+        probe_epochs: a.probe_epochs,
+        probe_protocol: a.probe_protocol,
+    };
+    let spec = SweepSpec::with(a.preset, overrides)?;
+    let runs = spec.runs().len();
+    if let Some(shards) = a.emit_slurm {
+        if shards == 0 || shards > runs {
+            return Err(taming::Error::InvalidArgument(format!(
+                "--emit-slurm {shards}: give between 1 and {runs} shards (the sweep has {runs} runs)"
+            )));
+        }
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("taming"));
+        let path = a.out.join(format!("{}.sbatch", spec.preset.name()));
+        std::fs::create_dir_all(&a.out).map_err(|e| taming::Error::File {
+            path: a.out.clone(),
+            detail: format!("cannot create the output folder: {e}"),
+        })?;
+        write_atomically(&path, slurm_script(&spec, &a.out, shards, &exe).as_bytes())?;
+        println!(
+            "wrote {} ({runs} runs in {shards} array tasks)",
+            path.display()
+        );
+        return Ok(());
+    }
+    let gpu = Gpu::new(device)?;
+    println!("adapter: {}", gpu.adapter());
+    let shard = a.shard.unwrap_or(Shard::ALL);
+    println!(
+        "{} preset: {runs} runs ({} in this shard) into {}",
+        spec.preset.name(),
+        shard.select(&spec.runs()).len(),
+        a.out.display()
+    );
+    let options = SweepOptions {
+        shard,
+        progress: true,
+        stop_after_runs: None,
+    };
+    run_shard(&gpu, &spec, &a.out, &options)?;
+    let results = write_report(&a.out)?;
+    println!(
+        "{} of {runs} runs finished; report in {}",
+        results.runs.len(),
+        a.out.join(REPORT_MD).display()
+    );
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -152,7 +152,7 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that an interrupted
 /// write never leaves a partial file behind.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let fail = |e: std::io::Error| Error::File {
         path: path.to_path_buf(),

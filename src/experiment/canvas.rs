@@ -104,22 +104,25 @@ impl Canvas {
 
     /// Writes the canvas as an RGB PNG (through a temporary file).
     pub fn save_png(&self, path: &Path) -> Result<()> {
-        let mut bytes = Vec::new();
-        {
-            let mut encoder = png::Encoder::new(&mut bytes, self.width as u32, self.height as u32);
-            encoder.set_color(png::ColorType::Rgb);
-            encoder.set_depth(png::BitDepth::Eight);
-            let fail = |e: png::EncodingError| Error::File {
-                path: path.to_path_buf(),
-                detail: format!("cannot encode the PNG: {e}"),
-            };
-            let mut writer = encoder.write_header().map_err(fail)?;
-            writer
-                .write_image_data(self.pixels.as_flattened())
-                .map_err(fail)?;
-        }
-        write_atomically(path, &bytes)
+        save_rgb_png(path, self.width, self.height, self.pixels.as_flattened())
     }
+}
+
+/// Writes `rgb` (row-major, 3 bytes per pixel) as a PNG, through a temporary file.
+pub fn save_rgb_png(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Result<()> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let fail = |e: png::EncodingError| Error::File {
+            path: path.to_path_buf(),
+            detail: format!("cannot encode the PNG: {e}"),
+        };
+        let mut writer = encoder.write_header().map_err(fail)?;
+        writer.write_image_data(rgb).map_err(fail)?;
+    }
+    write_atomically(path, &bytes)
 }
 
 /// A dark-to-bright colour ramp for heat maps (black, purple, orange, pale yellow), t in [0, 1].

@@ -6,6 +6,7 @@
 //! with RandomCrop(pad 4) + flip views through the frozen backbone at every step, and a fast
 //! one that computes whole-image features once.
 
+use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -34,14 +35,34 @@ pub enum ProbeProtocol {
     Paper,
 }
 
-/// The frozen backbone's batch norm while the probe trains (paper protocol only).
+impl ProbeProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeProtocol::Fast => "fast",
+            ProbeProtocol::Paper => "paper",
+        }
+    }
+}
+
+/// The frozen backbone's batch norm while the probe trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackboneBn {
     /// Running statistics, untouched (the usual protocol).
     Eval,
-    /// Batch statistics, running statistics updated (the authors' code).
+    /// Batch statistics, running statistics updated (the authors' code). With the fast
+    /// protocol: the running statistics are first re-estimated on the training images, then
+    /// the features computed once with them (what the paper protocol's statistics converge to).
     Train,
+}
+
+impl BackboneBn {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackboneBn::Eval => "eval",
+            BackboneBn::Train => "train",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -108,7 +129,7 @@ fn labels_of(gpu: &Gpu, labels: &[u32], rows: &[usize]) -> Result<Tensor> {
 /// Trains and tests the linear probe on `encoder`'s frozen features. `pipeline` supplies the
 /// normalisation the encoder was trained with. With the paper protocol and batch norm in
 /// training mode, the encoder's running statistics change: they end as they were at the best
-/// validation loss.
+/// validation loss. `progress` draws a bar over the probe's epochs.
 pub fn linear_eval(
     gpu: &Gpu,
     encoder: &dyn Encoder,
@@ -116,6 +137,7 @@ pub fn linear_eval(
     test: &Dataset,
     pipeline: &ViewPipeline,
     config: &LinearEvalConfig,
+    progress: bool,
 ) -> Result<LinearEvalResult> {
     if !(config.val_fraction > 0.0 && config.val_fraction < 1.0) || config.epochs == 0 {
         return Err(Error::InvalidArgument(format!(
@@ -123,13 +145,6 @@ pub fn linear_eval(
              {} and {}",
             config.val_fraction, config.epochs
         )));
-    }
-    if config.protocol == ProbeProtocol::Fast && config.backbone_bn == BackboneBn::Train {
-        return Err(Error::InvalidArgument(
-            "batch norm in training mode needs the paper protocol (the fast one computes the \
-             features once, in evaluation mode); use --protocol paper or --backbone-bn eval"
-                .into(),
-        ));
     }
     let dim = encoder.feature_dim();
     let classes = train.classes();
@@ -150,6 +165,7 @@ pub fn linear_eval(
             &test_images,
             pipeline,
             val_rows,
+            config.backbone_bn == BackboneBn::Train,
             config.standardize,
         )?),
         ProbeProtocol::Paper => Box::new(Augmented::new(
@@ -181,6 +197,15 @@ pub fn linear_eval(
         probe.bias.value.to_vec()?,
     );
     let mut epochs_run = 0;
+    let bar = match progress {
+        true => ProgressBar::new(config.epochs as u64),
+        false => ProgressBar::hidden(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template("probe [{bar:30}] {pos}/{len} epochs {msg} ({elapsed})")
+            .map_err(|e| Error::InvalidArgument(format!("progress bar: {e}")))?
+            .progress_chars("=> "),
+    );
     for epoch in 0..config.epochs {
         let drops = config.milestones.iter().filter(|&&m| epoch >= m).count();
         sgd.lr = (config.lr * 0.1f64.powi(drops as i32)) as f32;
@@ -213,7 +238,13 @@ pub fn linear_eval(
         } else if epochs_run - best.1 >= config.patience {
             break;
         }
+        bar.set_message(format!(
+            "validation loss {val_loss:.4} (best {:.4})",
+            best.0
+        ));
+        bar.set_position(epochs_run as u64);
     }
+    bar.finish_and_clear();
     probe.weight.value.write(&best.2)?;
     probe.bias.value.write(&best.3)?;
     inputs.restore_best()?;

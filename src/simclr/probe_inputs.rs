@@ -125,10 +125,14 @@ impl Precomputed {
         test: &PackedImages,
         pipeline: &ViewPipeline,
         val_rows: &[usize],
+        recalibrate_bn: bool,
         standardize: bool,
     ) -> Result<Precomputed> {
         let gpu = train.gpu().clone();
         let dim = encoder.feature_dim();
+        if recalibrate_bn {
+            recalibrate_batch_norm(encoder, train, pipeline)?;
+        }
         let of = |images: &PackedImages| {
             let n = images.shape()[0];
             extract_features(encoder, images, &all_rows(n), pipeline, EXTRACT_BATCH)?.to_vec()
@@ -177,6 +181,28 @@ pub(crate) struct ProbeAugmentation {
     pub flip: bool,
     /// Batch norm of the frozen backbone in training mode while the probe trains.
     pub backbone_bn_train: bool,
+}
+
+/// Batches of the recalibration pass: with batch norm's momentum 0.1, the statistics of the last
+/// ~10 batches of this size dominate the running ones.
+const RECALIBRATION_BATCH: usize = 128;
+
+/// Re-estimates the backbone's batch-norm running statistics on whole training images (one
+/// training-mode pass in a fixed order): the fast protocol's stand-in for the paper protocol,
+/// whose backbone updates its statistics on the probe's images while the probe trains. Without
+/// it, the statistics are those of the pre-training crops (or, for a random encoder, the
+/// initial 0 and 1).
+fn recalibrate_batch_norm(
+    encoder: &dyn Encoder,
+    images: &PackedImages,
+    pipeline: &ViewPipeline,
+) -> Result<()> {
+    let [n, _, h, w] = images.shape();
+    for chunk in all_rows(n).chunks(RECALIBRATION_BATCH) {
+        let plan = ViewPlan::whole_images(chunk, [w, h]);
+        view_features(encoder, images, &plan, pipeline, true)?;
+    }
+    Ok(())
 }
 
 /// Whole-image features of every image with batch norm on batch statistics, leaving the

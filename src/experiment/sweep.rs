@@ -1,0 +1,378 @@
+//! Running a sweep: the grid of runs of a [`SweepSpec`], the deterministic split into shards,
+//! and the execution of one shard. Every run lives in its own folder `runs/<id>/` (the
+//! pre-training checkpoint, then `result.json`); a run whose result exists is skipped and a run
+//! with only a checkpoint resumes from it, so an interrupted sweep continues where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::augment::{Normalization, ViewPipeline};
+use crate::crop::{CropSpec, Method};
+use crate::data::{load_dir, read_file, write_atomically, Dataset, Split};
+use crate::error::{Error, Result};
+use crate::experiment::preset::SweepSpec;
+use crate::experiment::results::RunResult;
+use crate::gpu::Gpu;
+use crate::simclr::{
+    linear_eval, load_trained, pretrain, LinearEvalConfig, PretrainConfig, RunOptions,
+};
+
+/// The sweep's settings, written into the output folder by every shard.
+pub const SWEEP_FILE: &str = "sweep.json";
+/// The folder of the runs, inside the output folder.
+pub const RUNS_DIR: &str = "runs";
+/// A finished run's record, inside its folder.
+pub const RESULT_FILE: &str = "result.json";
+
+/// One run of the grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The crop strategy pre-trained with; None for the random-encoder baseline.
+    pub method: Option<Method>,
+    pub crop: Option<f64>,
+    /// The GCC family's alpha (None for RC and the baseline).
+    pub alpha: Option<f64>,
+    pub seed: u64,
+}
+
+impl RunSpec {
+    /// The run's folder name, e.g. `gcc-crop0.4-alpha1.5-seed0`, `random-seed1`.
+    pub fn id(&self) -> String {
+        let mut id = self.method_name().to_string();
+        if let Some(c) = self.crop {
+            id += &format!("-crop{c}");
+        }
+        if let Some(a) = self.alpha {
+            id += &format!("-alpha{a}");
+        }
+        id + &format!("-seed{}", self.seed)
+    }
+
+    /// `rc`, `gcc`, ... or `random`.
+    pub fn method_name(&self) -> &'static str {
+        self.method.map_or("random", |m| m.name())
+    }
+}
+
+impl SweepSpec {
+    /// Every run, in a fixed order: per seed, the random baseline, then each crop size's
+    /// methods.
+    pub fn runs(&self) -> Vec<RunSpec> {
+        let mut runs = Vec::new();
+        for &seed in &self.seeds {
+            runs.push(RunSpec {
+                method: None,
+                crop: None,
+                alpha: None,
+                seed,
+            });
+            for (&crop, &alpha) in self.crops.iter().zip(&self.alphas) {
+                for &m in &self.methods {
+                    runs.push(RunSpec {
+                        method: Some(m),
+                        crop: Some(crop),
+                        alpha: m.uses_alpha().then_some(alpha),
+                        seed,
+                    });
+                }
+            }
+        }
+        runs
+    }
+
+    /// The pre-training configuration of a run (None for the baseline).
+    pub fn pretrain_config(&self, run: &RunSpec) -> Option<PretrainConfig> {
+        let method = run.method?;
+        let crop = run.crop.unwrap_or(1.0);
+        let mut c = PretrainConfig::new(method, crop, run.alpha.unwrap_or(1.0), self.epochs);
+        c.batch = self.batch;
+        c.lr = self.lr;
+        c.model = self.model;
+        c.data = self.data.clone();
+        c.train_limit = self.train_limit;
+        c.seed = run.seed;
+        Some(c)
+    }
+
+    /// The linear evaluation of a run: the sweep's, seeded with the run's seed.
+    pub fn probe_config(&self, run: &RunSpec) -> LinearEvalConfig {
+        LinearEvalConfig {
+            seed: run.seed,
+            ..self.probe.clone()
+        }
+    }
+}
+
+/// Which slice of the grid a process runs: runs `index`, `index + count`, ... (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// The runs of this shard; the shards of one count are disjoint and cover the grid.
+    pub fn select(self, runs: &[RunSpec]) -> Vec<RunSpec> {
+        runs.iter()
+            .skip(self.index)
+            .step_by(self.count)
+            .cloned()
+            .collect()
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    /// `i/n` with 0 <= i < n.
+    fn from_str(s: &str) -> std::result::Result<Shard, String> {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if count > 0 && index < count => Ok(Shard { index, count }),
+            _ => Err(format!(
+                "--shard {s:?} is not i/n with 0 <= i < n (e.g. 0/4 for the first of 4 shards)"
+            )),
+        }
+    }
+}
+
+/// How to run a shard, beyond what is run.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    pub shard: Shard,
+    /// Draw the pre-training progress bars.
+    pub progress: bool,
+    /// Stop after executing this many runs (skipped runs do not count); for tests.
+    pub stop_after_runs: Option<usize>,
+}
+
+/// What a shard did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardOutcome {
+    /// Ids of the runs executed now, in order.
+    pub executed: Vec<String>,
+    /// Ids of the runs found finished in the output folder.
+    pub skipped: Vec<String>,
+}
+
+/// The folder of a run.
+pub fn run_dir(out: &Path, run: &RunSpec) -> PathBuf {
+    out.join(RUNS_DIR).join(run.id())
+}
+
+/// Writes `sweep.json`, or checks that the one already in `out` has the same settings.
+pub fn record_sweep(out: &Path, spec: &SweepSpec) -> Result<()> {
+    std::fs::create_dir_all(out.join(RUNS_DIR)).map_err(|e| Error::File {
+        path: out.to_path_buf(),
+        detail: format!("cannot create the output folder: {e}"),
+    })?;
+    let path = out.join(SWEEP_FILE);
+    if path.is_file() {
+        let existing = load_sweep(out)?;
+        if existing != *spec {
+            return Err(Error::File {
+                path,
+                detail: "holds a sweep with other settings; use another --out, or the same \
+                         preset and options as before"
+                    .into(),
+            });
+        }
+        return Ok(());
+    }
+    write_atomically(&path, &to_json(spec)?)
+}
+
+/// The sweep settings recorded in `out`.
+pub fn load_sweep(out: &Path) -> Result<SweepSpec> {
+    let path = out.join(SWEEP_FILE);
+    let bytes = read_file(&path)?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::File {
+        path,
+        detail: format!("is not a sweep description: {e}"),
+    })
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::InvalidArgument(format!("cannot serialise to JSON: {e}")))
+}
+
+/// The training images the sweep's runs pre-train and probe on (limited) and the test images.
+fn sweep_data(spec: &SweepSpec) -> Result<(Dataset, Dataset)> {
+    let mut train = load_dir(spec.data.as_deref(), Split::Train)?;
+    if let Some(limit) = spec.train_limit {
+        let keep: Vec<usize> = (0..limit.min(train.len())).collect();
+        train = train.select(&keep);
+    }
+    Ok((train, load_dir(spec.data.as_deref(), Split::Test)?))
+}
+
+/// Runs the runs of `options.shard` that `out` does not hold yet, writing each result as it
+/// finishes. Prints one line per run with the estimated time left.
+pub fn run_shard(
+    gpu: &Gpu,
+    spec: &SweepSpec,
+    out: &Path,
+    options: &SweepOptions,
+) -> Result<ShardOutcome> {
+    spec.validate()?;
+    record_sweep(out, spec)?;
+    let runs = options.shard.select(&spec.runs());
+    let (train, test) = sweep_data(spec)?;
+    let mut outcome = ShardOutcome {
+        executed: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut clock = RunClock::default();
+    for (k, run) in runs.iter().enumerate() {
+        let dir = run_dir(out, run);
+        let tag = format!("[{}/{}] {}", k + 1, runs.len(), run.id());
+        if let Some(done) = finished_result(&dir, spec, run)? {
+            println!("{tag}: finished before, {:.2} %", done.test_accuracy);
+            outcome.skipped.push(run.id());
+            continue;
+        }
+        if options.stop_after_runs == Some(outcome.executed.len()) {
+            break;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::File {
+            path: dir.clone(),
+            detail: format!("cannot create the run's folder: {e}"),
+        })?;
+        let start = Instant::now();
+        let result = execute(gpu, spec, run, &dir, &train, &test, options.progress)?;
+        write_atomically(&dir.join(RESULT_FILE), &to_json(&result)?)?;
+        clock.record(run, &result, start.elapsed().as_secs_f64());
+        let left = &runs[k + 1..];
+        let eta = clock.estimate(left);
+        println!(
+            "{tag}: test accuracy {:.2} % (pre-training {:.0} s, probe {:.0} s); {}",
+            result.test_accuracy,
+            result.pretrain_seconds,
+            result.probe_seconds,
+            match (left.len(), eta) {
+                (0, _) => "no runs left in this shard".into(),
+                (n, Some(s)) => format!("{n} runs left in this shard, about {:.0} min", s / 60.0),
+                (n, None) => format!("{n} runs left in this shard"),
+            }
+        );
+        outcome.executed.push(run.id());
+    }
+    Ok(outcome)
+}
+
+/// The time runs took so far, for the estimate of the time left: every run pays for its probe
+/// (and set-up); pre-training costs about in proportion to the crop area (the view's pixels).
+#[derive(Default)]
+struct RunClock {
+    /// Seconds per run outside pre-training.
+    other: Vec<f64>,
+    /// Pre-training seconds per unit of crop size.
+    pretrain_per_crop: Vec<f64>,
+}
+
+impl RunClock {
+    fn record(&mut self, run: &RunSpec, result: &RunResult, seconds: f64) {
+        // A resumed run's pre-training seconds include epochs run before this process.
+        self.other
+            .push((seconds - result.pretrain_seconds).max(0.0));
+        if let Some(crop) = run.crop.filter(|_| run.method.is_some()) {
+            self.pretrain_per_crop.push(result.pretrain_seconds / crop);
+        }
+    }
+
+    /// Seconds left for `left` (None until a pre-training run has finished, if one is left).
+    fn estimate(&self, left: &[RunSpec]) -> Option<f64> {
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let other = mean(&self.other)?;
+        left.iter()
+            .map(|r| match (r.method, r.crop) {
+                (Some(_), Some(crop)) => mean(&self.pretrain_per_crop).map(|p| other + p * crop),
+                _ => Some(other),
+            })
+            .sum()
+    }
+}
+
+/// The result in `dir` if the run finished there; an error if it was made with other settings.
+fn finished_result(dir: &Path, spec: &SweepSpec, run: &RunSpec) -> Result<Option<RunResult>> {
+    let path = dir.join(RESULT_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let result = RunResult::load(&path)?;
+    if result.run != *run
+        || result.pretrain != spec.pretrain_config(run)
+        || result.probe != spec.probe_config(run)
+    {
+        return Err(Error::File {
+            path,
+            detail: "is the result of a run with other settings; use another --out".into(),
+        });
+    }
+    Ok(Some(result))
+}
+
+/// Pre-trains (resuming a checkpoint in `dir` if there is one) and evaluates one run.
+fn execute(
+    gpu: &Gpu,
+    spec: &SweepSpec,
+    run: &RunSpec,
+    dir: &Path,
+    train: &Dataset,
+    test: &Dataset,
+    progress: bool,
+) -> Result<RunResult> {
+    let pretrain_config = spec.pretrain_config(run);
+    let (encoder, normalization, history) = match &pretrain_config {
+        Some(config) => {
+            let options = RunOptions {
+                resume: true,
+                progress,
+                stop_after: None,
+            };
+            pretrain(gpu, config, dir, &options)?;
+            let trained = load_trained(gpu, dir)?;
+            (trained.encoder, trained.normalization, trained.history)
+        }
+        None => {
+            // The same initial weights as the seed's pre-training runs start from.
+            let mut init = ChaCha8Rng::seed_from_u64(run.seed);
+            let encoder = spec.model.build(gpu, &mut init, train.shape()[0], 128)?;
+            (encoder, Normalization::of_dataset(train)?, Vec::new())
+        }
+    };
+    // Only the normalisation of the pipeline is used: the probe sees whole images.
+    let pipeline = ViewPipeline::paper(CropSpec::new(Method::Rc, 1.0, 1.0)?, normalization);
+    let probe = spec.probe_config(run);
+    let start = Instant::now();
+    let eval = linear_eval(
+        gpu,
+        encoder.as_ref(),
+        train,
+        test,
+        &pipeline,
+        &probe,
+        progress,
+    )?;
+    Ok(RunResult {
+        id: run.id(),
+        run: run.clone(),
+        test_accuracy: 100.0 * eval.test_accuracy,
+        pretrain_seconds: history.iter().fold(0.0, |sum, e| sum + e.seconds),
+        probe_seconds: start.elapsed().as_secs_f64(),
+        pretrain: pretrain_config,
+        history,
+        probe,
+        linear_eval: eval,
+        adapter: gpu.adapter().to_string(),
+        finished: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    })
+}
