@@ -180,7 +180,7 @@ fn padded_crops_are_torchvision_pad_crop_and_flip() {
                     let want = (raw - norm.mean[ch] as f64) / norm.std[ch] as f64;
                     let at = ((k * c + ch) * h + y) * w + x;
                     assert!(
-                        (got[at] as f64 - want).abs() < 1e-5,
+                        (got[at] - want).abs() < 1e-5,
                         "view {k} channel {ch} ({x}, {y}): {} vs {want}",
                         got[at]
                     );

@@ -15,8 +15,8 @@ use taming::nn::ModelKind;
 use taming::simclr::checkpoint::Checkpoint;
 use taming::simclr::knn::knn_accuracy;
 use taming::simclr::{
-    linear_eval, load_trained, pretrain, BackboneBn, LinearEvalConfig, PretrainConfig,
-    ProbeProtocol, RunOptions,
+    linear_eval, load_trained, pretrain, BackboneBn, LinearEvalConfig, LinearEvalResult,
+    PretrainConfig, ProbeProtocol, RunOptions,
 };
 use taming::{Error, Tensor};
 
@@ -209,34 +209,64 @@ fn knn_matches_a_brute_force_vote() {
     assert!(got > 0.5, "neighbours should mostly agree: {got}");
 }
 
+/// The probes' shared set-up: 600 training and 300 test images of the shipped sample, a random
+/// small CNN.
+struct ProbeSetup {
+    train: taming::data::Dataset,
+    test: taming::data::Dataset,
+    encoder: Box<dyn taming::nn::Encoder>,
+    pipeline: ViewPipeline,
+}
+
+impl ProbeSetup {
+    fn new(gpu: &taming::gpu::Gpu) -> ProbeSetup {
+        let train = load_dir(None, Split::Train).unwrap().first(Some(600));
+        let test = load_dir(None, Split::Test).unwrap().first(Some(300));
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let encoder = ModelKind::SmallCnn.build(gpu, &mut rng, 1, 128).unwrap();
+        let pipeline = ViewPipeline::paper(
+            CropSpec::new(Method::Rc, 1.0, 1.0).unwrap(),
+            Normalization::of_dataset(&train).unwrap(),
+        );
+        ProbeSetup {
+            train,
+            test,
+            encoder,
+            pipeline,
+        }
+    }
+
+    fn probe(&self, gpu: &taming::gpu::Gpu, config: &LinearEvalConfig) -> LinearEvalResult {
+        let s = self;
+        linear_eval(
+            gpu,
+            s.encoder.as_ref(),
+            &s.train,
+            &s.test,
+            &s.pipeline,
+            config,
+            false,
+        )
+        .unwrap()
+    }
+
+    /// The encoder's batch-norm running statistics.
+    fn running(&self) -> Vec<Vec<f32>> {
+        let buffers = self.encoder.buffers();
+        buffers.iter().map(|(_, t)| t.to_vec().unwrap()).collect()
+    }
+}
+
 #[test]
 fn the_linear_probe_learns_from_frozen_features() {
     let Some(gpu) = gpu() else { return };
     gpu.set_poison(false);
-    let train = load_dir(None, Split::Train).unwrap();
-    let test = load_dir(None, Split::Test).unwrap();
-    let train = train.select(&(0..600).collect::<Vec<_>>());
-    let test = test.select(&(0..300).collect::<Vec<_>>());
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let encoder = ModelKind::SmallCnn.build(&gpu, &mut rng, 1, 128).unwrap();
-    let pipeline = ViewPipeline::paper(
-        CropSpec::new(Method::Rc, 1.0, 1.0).unwrap(),
-        Normalization::of_dataset(&train).unwrap(),
-    );
+    let setup = ProbeSetup::new(&gpu);
     let config = LinearEvalConfig {
         epochs: 15,
         ..LinearEvalConfig::default()
     };
-    let result = linear_eval(
-        &gpu,
-        encoder.as_ref(),
-        &train,
-        &test,
-        &pipeline,
-        &config,
-        false,
-    )
-    .unwrap();
+    let result = setup.probe(&gpu, &config);
     assert_eq!(
         (result.train_images, result.val_images, result.test_images),
         (480, 120, 300)
@@ -250,34 +280,11 @@ fn the_linear_probe_learns_from_frozen_features() {
     );
 }
 
-/// The probe's shared set-up: 600 training and 300 test images of the shipped sample, a random
-/// small CNN.
-fn probe_setup(
-    gpu: &taming::gpu::Gpu,
-) -> (
-    taming::data::Dataset,
-    taming::data::Dataset,
-    Box<dyn taming::nn::Encoder>,
-    ViewPipeline,
-) {
-    let train = load_dir(None, Split::Train).unwrap();
-    let test = load_dir(None, Split::Test).unwrap();
-    let train = train.select(&(0..600).collect::<Vec<_>>());
-    let test = test.select(&(0..300).collect::<Vec<_>>());
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let encoder = ModelKind::SmallCnn.build(gpu, &mut rng, 1, 128).unwrap();
-    let pipeline = ViewPipeline::paper(
-        CropSpec::new(Method::Rc, 1.0, 1.0).unwrap(),
-        Normalization::of_dataset(&train).unwrap(),
-    );
-    (train, test, encoder, pipeline)
-}
-
 #[test]
 fn the_paper_probe_without_augmentation_matches_the_fast_probe() {
     let Some(gpu) = gpu() else { return };
     gpu.set_poison(false);
-    let (train, test, encoder, pipeline) = probe_setup(&gpu);
+    let setup = ProbeSetup::new(&gpu);
     let fast = LinearEvalConfig {
         epochs: 6,
         ..LinearEvalConfig::default()
@@ -290,26 +297,8 @@ fn the_paper_probe_without_augmentation_matches_the_fast_probe() {
         flip: false,
         ..fast.clone()
     };
-    let a = linear_eval(
-        &gpu,
-        encoder.as_ref(),
-        &train,
-        &test,
-        &pipeline,
-        &fast,
-        false,
-    )
-    .unwrap();
-    let b = linear_eval(
-        &gpu,
-        encoder.as_ref(),
-        &train,
-        &test,
-        &pipeline,
-        &paper,
-        false,
-    )
-    .unwrap();
+    let a = setup.probe(&gpu, &fast);
+    let b = setup.probe(&gpu, &paper);
     assert_eq!((a.best_epoch, a.epochs_run), (b.best_epoch, b.epochs_run));
     assert!(
         (a.best_val_loss - b.best_val_loss).abs() < 1e-4 * a.best_val_loss,
@@ -329,14 +318,8 @@ fn the_paper_probe_without_augmentation_matches_the_fast_probe() {
 fn probes_learn_and_train_the_backbone_batch_norm_only_when_asked() {
     let Some(gpu) = gpu() else { return };
     gpu.set_poison(false);
-    let (train, test, encoder, pipeline) = probe_setup(&gpu);
-    let running = |e: &dyn taming::nn::Encoder| -> Vec<Vec<f32>> {
-        e.buffers()
-            .iter()
-            .map(|(_, t)| t.to_vec().unwrap())
-            .collect()
-    };
-    let initial = running(encoder.as_ref());
+    let setup = ProbeSetup::new(&gpu);
+    let initial = setup.running();
     let mut config = LinearEvalConfig {
         epochs: 4,
         batch: 32,
@@ -344,37 +327,15 @@ fn probes_learn_and_train_the_backbone_batch_norm_only_when_asked() {
         backbone_bn: BackboneBn::Eval,
         ..LinearEvalConfig::default()
     };
-    let frozen = linear_eval(
-        &gpu,
-        encoder.as_ref(),
-        &train,
-        &test,
-        &pipeline,
-        &config,
-        false,
-    )
-    .unwrap();
+    let frozen = setup.probe(&gpu, &config);
     assert_eq!(
-        running(encoder.as_ref()),
+        setup.running(),
         initial,
         "evaluation mode keeps the statistics"
     );
     config.backbone_bn = BackboneBn::Train;
-    let trained = linear_eval(
-        &gpu,
-        encoder.as_ref(),
-        &train,
-        &test,
-        &pipeline,
-        &config,
-        false,
-    )
-    .unwrap();
-    assert_ne!(
-        running(encoder.as_ref()),
-        initial,
-        "training mode updates them"
-    );
+    let trained = setup.probe(&gpu, &config);
+    assert_ne!(setup.running(), initial, "training mode updates them");
     for (r, bn) in [(&frozen, "eval"), (&trained, "train")] {
         assert_eq!(
             (r.train_images, r.val_images, r.test_images),
@@ -383,21 +344,15 @@ fn probes_learn_and_train_the_backbone_batch_norm_only_when_asked() {
         assert!(r.test_accuracy > 0.4, "batch norm {bn}: {r:?}");
     }
     // The fast protocol's stand-in: statistics re-estimated on the training images once.
-    for ((_, t), v) in encoder.buffers().iter().zip(&initial) {
+    for ((_, t), v) in setup.encoder.buffers().iter().zip(&initial) {
         t.write(v).unwrap();
     }
     config.protocol = ProbeProtocol::Fast;
-    let recalibrated = linear_eval(
-        &gpu,
-        encoder.as_ref(),
-        &train,
-        &test,
-        &pipeline,
-        &config,
-        false,
-    )
-    .unwrap();
-    let after = running(encoder.as_ref());
-    assert_ne!(after, initial, "recalibration updates the statistics");
+    let recalibrated = setup.probe(&gpu, &config);
+    assert_ne!(
+        setup.running(),
+        initial,
+        "recalibration updates the statistics"
+    );
     assert!(recalibrated.test_accuracy > 0.4, "{recalibrated:?}");
 }

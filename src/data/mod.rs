@@ -104,6 +104,14 @@ impl Dataset {
         &self.images[i * size..(i + 1) * size]
     }
 
+    /// The first `limit` images (all when None or when there are fewer).
+    pub fn first(self, limit: Option<usize>) -> Dataset {
+        match limit {
+            Some(n) if n < self.len() => self.select(&(0..n).collect::<Vec<_>>()),
+            _ => self,
+        }
+    }
+
     /// The images at `indices`, in that order.
     pub fn select(&self, indices: &[usize]) -> Dataset {
         let images = indices

@@ -18,6 +18,14 @@ const SIZE: (u32, u32) = (720, 480);
 /// the fonts it is given, and a fresh machine may have none.
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
+/// One colour per method, in the sweep's method order.
+const COLORS: [RGBColor; 5] = [
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+];
 
 fn register_font() {
     static ONCE: Once = Once::new();
@@ -27,8 +35,11 @@ fn register_font() {
     });
 }
 
-/// (crop, mean, std) of each crop size that has runs of `method`.
-fn series(r: &SweepResults, method: &str) -> Vec<(f64, f64, f64)> {
+/// (crop size, mean accuracy, std) points of one method.
+type Points = Vec<(f64, f64, f64)>;
+
+/// The points of each crop size that has runs of `method`.
+fn series(r: &SweepResults, method: &str) -> Points {
     r.sweep
         .crops
         .iter()
@@ -41,7 +52,7 @@ fn draw<DB: DrawingBackend>(
     r: &SweepResults,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let lines: Vec<(String, Vec<(f64, f64, f64)>)> = r
+    let lines: Vec<(String, Points)> = r
         .sweep
         .methods
         .iter()
@@ -82,7 +93,7 @@ fn draw<DB: DrawingBackend>(
         .label_style((FAMILY, 14))
         .draw()?;
     for (i, (name, points)) in lines.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()].to_rgba();
         chart
             .draw_series(LineSeries::new(
                 points.iter().map(|&(c, m, _)| (c, m)),
@@ -120,7 +131,7 @@ fn draw<DB: DrawingBackend>(
         .label_font((FAMILY, 14))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()?;
     root.present()
 }

@@ -206,11 +206,7 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 /// The training images the sweep's runs pre-train and probe on (limited) and the test images.
 fn sweep_data(spec: &SweepSpec) -> Result<(Dataset, Dataset)> {
-    let mut train = load_dir(spec.data.as_deref(), Split::Train)?;
-    if let Some(limit) = spec.train_limit {
-        let keep: Vec<usize> = (0..limit.min(train.len())).collect();
-        train = train.select(&keep);
-    }
+    let train = load_dir(spec.data.as_deref(), Split::Train)?.first(spec.train_limit);
     Ok((train, load_dir(spec.data.as_deref(), Split::Test)?))
 }
 
@@ -250,8 +246,12 @@ pub fn run_shard(
         let result = execute(gpu, spec, run, &dir, &train, &test, options.progress)?;
         write_atomically(&dir.join(RESULT_FILE), &to_json(&result)?)?;
         clock.record(run, &result, start.elapsed().as_secs_f64());
-        let left = &runs[k + 1..];
-        let eta = clock.estimate(left);
+        let left: Vec<RunSpec> = runs[k + 1..]
+            .iter()
+            .filter(|r| !run_dir(out, r).join(RESULT_FILE).is_file())
+            .cloned()
+            .collect();
+        let eta = clock.estimate(&left);
         println!(
             "{tag}: test accuracy {:.2} % (pre-training {:.0} s, probe {:.0} s); {}",
             result.test_accuracy,

@@ -66,11 +66,7 @@ fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
 
 /// The training split (limited to `train_limit` images) and the test split of the run's data.
 pub fn load_data(config: &PretrainConfig) -> Result<(Dataset, Dataset)> {
-    let mut train = load_dir(config.data.as_deref(), Split::Train)?;
-    if let Some(limit) = config.train_limit {
-        let keep: Vec<usize> = (0..limit.min(train.len())).collect();
-        train = train.select(&keep);
-    }
+    let train = load_dir(config.data.as_deref(), Split::Train)?.first(config.train_limit);
     let test = load_dir(config.data.as_deref(), Split::Test)?;
     if train.len() < config.batch {
         return Err(Error::InvalidArgument(format!(
