@@ -197,11 +197,13 @@ struct ReproduceArgs {
     /// A data set folder instead of the preset's.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The sweep's folder: runs/, results, report and figure (shards share one).
     #[arg(long, default_value = "reproduction")]
     out: PathBuf,
     /// Pre-training epochs.
     #[arg(long)]
     epochs: Option<usize>,
+    /// Pre-training batch size (images; each gives two views).
     #[arg(long)]
     batch: Option<usize>,
     /// Adam's learning rate (the paper's: 0.01).
@@ -219,6 +221,7 @@ struct ReproduceArgs {
     /// The GCC family's alpha: one value, or one per crop size (default: the paper's best).
     #[arg(long, value_delimiter = ',')]
     alphas: Option<Vec<f64>>,
+    /// Seeds, e.g. 0,1,2: every run of the grid once per seed, plus a random baseline each.
     #[arg(long, value_delimiter = ',')]
     seeds: Option<Vec<u64>>,
     /// Linear-evaluation epochs (at most; early stopping may end it sooner).
