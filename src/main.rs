@@ -5,8 +5,6 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use taming::augment::{Normalization, ViewPipeline};
 use taming::crop::{CropSpec, Method, PadMode};
 use taming::data::fetch::fetch_cifar10;
@@ -20,8 +18,8 @@ use taming::experiment::{write_report, REPORT_MD};
 use taming::gpu::{list_adapters, Gpu};
 use taming::nn::ModelKind;
 use taming::simclr::{
-    linear_eval, load_trained, pretrain, BackboneBn, LinearEvalConfig, OptimizerKind,
-    PretrainConfig, ProbeProtocol, RunOptions,
+    initial_encoder, linear_eval, load_trained, pretrain, BackboneBn, LinearEvalConfig,
+    OptimizerKind, PretrainConfig, ProbeProtocol, RunOptions,
 };
 
 #[derive(Parser)]
@@ -404,7 +402,7 @@ fn run(cli: Cli) -> taming::Result<()> {
         }
         Command::LinearEval {
             checkpoint,
-            random_init,
+            random_init: _,
             data,
             model,
             seed,
@@ -426,36 +424,34 @@ fn run(cli: Cli) -> taming::Result<()> {
                 standardize: !no_standardize,
                 ..LinearEvalConfig::default()
             };
-            let (encoder, data, normalization, what) = match (&checkpoint, random_init) {
-                (Some(dir), _) => {
-                    let trained = load_trained(&gpu, dir)?;
-                    let data = data.or(trained.config.data.clone());
-                    let what = format!(
-                        "{} pre-trained with {} crop {} for {} epochs ({})",
-                        trained.config.model.name(),
-                        trained.config.method,
-                        trained.config.crop,
-                        trained.history.len(),
-                        dir.display()
-                    );
-                    (trained.encoder, data, Some(trained.normalization), what)
-                }
-                (None, _) => {
-                    let shape = load_dir(data.as_deref(), Split::Test)?.shape();
-                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                    let encoder = model.build(&gpu, &mut rng, shape[0], 128)?;
-                    let what = format!("{} with random weights (seed {seed})", model.name());
-                    (encoder, data, None, what)
-                }
+            let trained = match &checkpoint {
+                Some(dir) => Some(load_trained(&gpu, dir)?),
+                None => None,
             };
+            // The checkpoint's data set unless --data says otherwise.
+            let data = data.or(trained.as_ref().and_then(|t| t.config.data.clone()));
             let train = load_dir(data.as_deref(), Split::Train)?;
             let test = load_dir(data.as_deref(), Split::Test)?;
-            let normalization = match normalization {
-                Some(n) => n,
-                None => Normalization::of_dataset(&train)?,
+            let (encoder, normalization, what) = match (trained, &checkpoint) {
+                (Some(t), Some(dir)) => {
+                    let what = format!(
+                        "{} pre-trained with {} crop {} for {} epochs ({})",
+                        t.config.model.name(),
+                        t.config.method,
+                        t.config.crop,
+                        t.history.len(),
+                        dir.display()
+                    );
+                    (t.encoder, t.normalization, what)
+                }
+                _ => {
+                    let channels = train.shape()[0];
+                    let encoder = initial_encoder(&gpu, model, seed, channels, 128)?;
+                    let what = format!("{} with random weights (seed {seed})", model.name());
+                    (encoder, Normalization::of_dataset(&train)?, what)
+                }
             };
-            // Only the normalisation of the pipeline is used: features see whole images.
-            let pipeline = ViewPipeline::paper(CropSpec::new(Method::Rc, 1.0, 1.0)?, normalization);
+            let pipeline = ViewPipeline::evaluation(normalization);
             println!(
                 "linear evaluation of {what}; {} protocol, backbone batch norm {}, {} features",
                 probe.protocol.name(),

@@ -110,6 +110,17 @@ impl ViewPipeline {
         }
     }
 
+    /// A pipeline for whole images (frozen features, the linear probe): only its normalisation
+    /// is used, no crop, flip or blur.
+    pub fn evaluation(normalization: Normalization) -> ViewPipeline {
+        ViewPipeline {
+            crop: CropSpec::whole(),
+            flip: false,
+            blur_sigma: None,
+            normalization,
+        }
+    }
+
     /// Draws the two views of each image `indices[k]` of a data set of `image_wh` images.
     /// Per image, in order: the pair of boxes, the two flips, the two sigmas.
     pub fn plan<R: Rng>(

@@ -95,6 +95,19 @@ impl CropSpec {
         .validated()
     }
 
+    /// The whole image (RC at crop 1: the only box is the image itself).
+    pub fn whole() -> CropSpec {
+        CropSpec {
+            method: Method::Rc,
+            crop: 1.0,
+            alpha: 1.0,
+            mgcc_range: (0.25, 0.75),
+            pad: PadMode::Centre,
+            rrc_scale: (0.08, 1.0),
+            rrc_ratio: (3.0 / 4.0, 4.0 / 3.0),
+        }
+    }
+
     /// Checks every field; the error names the field, its value and the allowed range.
     pub fn validated(self) -> Result<CropSpec> {
         let bad = |what: String| Err(Error::InvalidArgument(what));

@@ -109,7 +109,7 @@ pub fn report_markdown(r: &SweepResults) -> String {
         finished.iter().min().unwrap_or(&"-"),
         finished.iter().max().unwrap_or(&"-")
     );
-    let pretrain_min: f64 = r
+    let run_seconds: f64 = r
         .runs
         .iter()
         .map(|x| x.pretrain_seconds + x.probe_seconds)
@@ -119,7 +119,7 @@ pub fn report_markdown(r: &SweepResults) -> String {
         "- {} of {} runs finished; {:.1} min of pre-training and probing in all\n",
         r.runs.len(),
         r.runs.len() + r.missing.len(),
-        pretrain_min / 60.0
+        run_seconds / 60.0
     );
 
     let seeds = s.seeds.len();

@@ -6,19 +6,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::{Normalization, ViewPipeline};
-use crate::crop::{CropSpec, Method};
+use crate::crop::Method;
 use crate::data::{load_dir, read_file, write_atomically, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::experiment::preset::SweepSpec;
 use crate::experiment::results::RunResult;
 use crate::gpu::Gpu;
 use crate::simclr::{
-    linear_eval, load_trained, pretrain, LinearEvalConfig, PretrainConfig, RunOptions,
+    initial_encoder, linear_eval, load_trained, pretrain, LinearEvalConfig, PretrainConfig,
+    RunOptions,
 };
 
 /// The sweep's settings, written into the output folder by every shard.
@@ -343,14 +342,11 @@ fn execute(
             (trained.encoder, trained.normalization, trained.history)
         }
         None => {
-            // The same initial weights as the seed's pre-training runs start from.
-            let mut init = ChaCha8Rng::seed_from_u64(run.seed);
-            let encoder = spec.model.build(gpu, &mut init, train.shape()[0], 128)?;
+            let encoder = initial_encoder(gpu, spec.model, run.seed, train.shape()[0], 128)?;
             (encoder, Normalization::of_dataset(train)?, Vec::new())
         }
     };
-    // Only the normalisation of the pipeline is used: the probe sees whole images.
-    let pipeline = ViewPipeline::paper(CropSpec::new(Method::Rc, 1.0, 1.0)?, normalization);
+    let pipeline = ViewPipeline::evaluation(normalization);
     let probe = spec.probe_config(run);
     let start = Instant::now();
     let eval = linear_eval(

@@ -24,14 +24,16 @@ pub fn view_features(
     Ok(g.value(f))
 }
 
-/// Pooled backbone features `[indices.len(), feature_dim]` of whole images `indices`, batch norm
-/// in evaluation mode. `pipeline` supplies the normalisation; its crop is not used.
+/// Pooled backbone features `[indices.len(), feature_dim]` of whole images `indices`, `batch`
+/// images per pass; `training` as in [`view_features`]. `pipeline` supplies the normalisation;
+/// its crop is not used.
 pub fn extract_features(
     encoder: &dyn Encoder,
     images: &PackedImages,
     indices: &[u32],
     pipeline: &ViewPipeline,
     batch: usize,
+    training: bool,
 ) -> Result<Tensor> {
     let [_, _, h, w] = images.shape();
     let gpu = images.gpu();
@@ -40,7 +42,7 @@ pub fn extract_features(
     let out = Tensor::uninit(gpu, &[indices.len(), dim], "frozen features")?;
     for (k, chunk) in indices.chunks(batch).enumerate() {
         let plan = ViewPlan::whole_images(chunk, [w, h]);
-        let f = view_features(encoder, images, &plan, pipeline, false)?;
+        let f = view_features(encoder, images, &plan, pipeline, training)?;
         let offset = (k * batch * dim * 4) as u64;
         gpu.copy(
             f.buffer(),

@@ -10,4 +10,4 @@ mod probe_inputs;
 
 pub use config::{OptimizerKind, PretrainConfig};
 pub use linear_eval::{linear_eval, BackboneBn, LinearEvalConfig, LinearEvalResult, ProbeProtocol};
-pub use pretrain::{load_trained, pretrain, EpochRecord, RunOptions, Trained};
+pub use pretrain::{initial_encoder, load_trained, pretrain, EpochRecord, RunOptions, Trained};

@@ -18,7 +18,7 @@ use crate::autograd::Graph;
 use crate::data::{load_dir, write_atomically, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::nn::Encoder;
+use crate::nn::{Encoder, ModelKind};
 use crate::ops::affine_sample::PackedImages;
 use crate::ops::elementwise::accumulate;
 use crate::ops::ntxent::nt_xent;
@@ -64,6 +64,23 @@ fn epoch_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     rng
 }
 
+/// The weights a run of `seed` starts from; with no training, the random-encoder baseline of
+/// that seed.
+pub fn initial_encoder(
+    gpu: &Gpu,
+    model: ModelKind,
+    seed: u64,
+    channels: usize,
+    embedding: usize,
+) -> Result<Box<dyn Encoder>> {
+    model.build(
+        gpu,
+        &mut ChaCha8Rng::seed_from_u64(seed),
+        channels,
+        embedding,
+    )
+}
+
 /// The training split (limited to `train_limit` images) and the test split of the run's data.
 pub fn load_data(config: &PretrainConfig) -> Result<(Dataset, Dataset)> {
     let train = load_dir(config.data.as_deref(), Split::Train)?.first(config.train_limit);
@@ -84,10 +101,7 @@ fn build(
     config: &PretrainConfig,
     channels: usize,
 ) -> Result<(Box<dyn Encoder>, Optimizer)> {
-    let mut init = ChaCha8Rng::seed_from_u64(config.seed);
-    let encoder = config
-        .model
-        .build(gpu, &mut init, channels, config.embedding)?;
+    let encoder = initial_encoder(gpu, config.model, config.seed, channels, config.embedding)?;
     let lr = config.lr as f32;
     let optimizer = match config.optimizer {
         OptimizerKind::Adam => {
@@ -368,10 +382,22 @@ pub fn pretrain(
             {
                 let bank_idx: Vec<u32> = (0..train.len() as u32).collect();
                 let query_idx: Vec<u32> = (0..test.len() as u32).collect();
-                let bank =
-                    extract_features(encoder.as_ref(), &train_images, &bank_idx, &pipeline, 512)?;
-                let queries =
-                    extract_features(encoder.as_ref(), test_images, &query_idx, &pipeline, 512)?;
+                let bank = extract_features(
+                    encoder.as_ref(),
+                    &train_images,
+                    &bank_idx,
+                    &pipeline,
+                    512,
+                    false,
+                )?;
+                let queries = extract_features(
+                    encoder.as_ref(),
+                    test_images,
+                    &query_idx,
+                    &pipeline,
+                    512,
+                    false,
+                )?;
                 Some(knn_accuracy(
                     &bank,
                     train.labels(),

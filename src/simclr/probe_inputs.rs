@@ -135,7 +135,15 @@ impl Precomputed {
         }
         let of = |images: &PackedImages| {
             let n = images.shape()[0];
-            extract_features(encoder, images, &all_rows(n), pipeline, EXTRACT_BATCH)?.to_vec()
+            extract_features(
+                encoder,
+                images,
+                &all_rows(n),
+                pipeline,
+                EXTRACT_BATCH,
+                false,
+            )?
+            .to_vec()
         };
         let (mut train_f, mut test_f) = (of(train)?, of(test)?);
         if standardize {
@@ -197,11 +205,15 @@ fn recalibrate_batch_norm(
     images: &PackedImages,
     pipeline: &ViewPipeline,
 ) -> Result<()> {
-    let [n, _, h, w] = images.shape();
-    for chunk in all_rows(n).chunks(RECALIBRATION_BATCH) {
-        let plan = ViewPlan::whole_images(chunk, [w, h]);
-        view_features(encoder, images, &plan, pipeline, true)?;
-    }
+    let n = images.shape()[0];
+    extract_features(
+        encoder,
+        images,
+        &all_rows(n),
+        pipeline,
+        RECALIBRATION_BATCH,
+        true,
+    )?;
     Ok(())
 }
 
@@ -213,14 +225,10 @@ fn training_mode_features(
     pipeline: &ViewPipeline,
 ) -> Result<Vec<f32>> {
     let kept = running_statistics(encoder)?;
-    let [n, _, h, w] = images.shape();
-    let mut features = Vec::with_capacity(n * encoder.feature_dim());
-    for chunk in all_rows(n).chunks(EXTRACT_BATCH) {
-        let plan = ViewPlan::whole_images(chunk, [w, h]);
-        features.extend(view_features(encoder, images, &plan, pipeline, true)?.to_vec()?);
-    }
+    let n = images.shape()[0];
+    let features = extract_features(encoder, images, &all_rows(n), pipeline, EXTRACT_BATCH, true)?;
     set_running_statistics(encoder, &kept)?;
-    Ok(features)
+    features.to_vec()
 }
 
 fn running_statistics(encoder: &dyn Encoder) -> Result<Vec<Vec<f32>>> {
@@ -266,7 +274,8 @@ impl<'a> Augmented<'a> {
                 training_mode_features(encoder, train, pipeline)?
             } else {
                 let n = train.shape()[0];
-                extract_features(encoder, train, &all_rows(n), pipeline, EXTRACT_BATCH)?.to_vec()?
+                extract_features(encoder, train, &all_rows(n), pipeline, EXTRACT_BATCH, false)?
+                    .to_vec()?
             };
             let moments = Moments::of(&features, encoder.feature_dim());
             Some(GpuStandardizer::new(train.gpu(), &moments)?)
@@ -294,7 +303,14 @@ impl<'a> Augmented<'a> {
     }
 
     fn whole(&self, images: &PackedImages, rows: &[u32]) -> Result<Tensor> {
-        let f = extract_features(self.encoder, images, rows, self.pipeline, EXTRACT_BATCH)?;
+        let f = extract_features(
+            self.encoder,
+            images,
+            rows,
+            self.pipeline,
+            EXTRACT_BATCH,
+            false,
+        )?;
         self.standardized(f)
     }
 }
