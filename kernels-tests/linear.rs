@@ -14,8 +14,12 @@ fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
         (3, 7, 10),
         (5, 512, 128),
         (64, 3, 33),
-        // Widths that are multiples of 4: the weight gradient takes the vec4 kernel.
+        // Widths that are multiples of 4: the weight gradient takes matmul_broadcast, lanes
+        // along the output features (20 > 8), or along the input features (12 > 4, 36 > 8;
+        // 36 leaves lanes of the workgroup without a row).
         (7, 8, 20),
+        (5, 12, 4),
+        (3, 36, 8),
     ] {
         let (x, w, b, dy) = (
             data(&mut r, n * fin),

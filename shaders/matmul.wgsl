@@ -1,7 +1,8 @@
 // C[m, n] = sum over k of A[m, k] * B[k, n]  (+ bias[n]), A and B read through strides so that
 // transposed operands cost nothing: A[m, k] = a[m*a_sm + k*a_sk], B[k, n] = b[k*b_sk + n*b_sn].
-// C is dense row-major [M, N]. Linear layers use it for their forward pass and both gradients.
-// Invocation -> a 4x4 block of C (4 rows, 4 consecutive columns); columns vary fastest.
+// C is dense row-major [M, N]. Linear layers and convolutions by im2col use it.
+// matmul: invocation -> a 4x4 block of C (4 rows, 4 consecutive columns); columns vary fastest.
+// matmul_broadcast (contiguous operands): see below.
 
 struct Params {
     m: u32, n: u32, k: u32, has_bias: u32,
@@ -52,40 +53,85 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     }
 }
 
-// The same product when A's rows and B's columns are contiguous (a_sm = b_sn = 1, the other
-// strides, M and N multiples of 4): the weight gradients dW = dy^T x. Each k then needs one
-// vec4 load of A and one of B for 16 multiply-adds, instead of eight scalar loads.
+// matmul_broadcast reads contiguous operands as vec4s.
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 
+// The product when A's rows and B's columns are contiguous (a_sm = b_sn = 1; M, N and the
+// k strides multiples of 4), with one operand's loads shared by the whole workgroup, for
+// devices that run a workgroup's invocations as SIMD lanes (a CPU device: lavapipe). There a
+// load whose address differs between lanes runs as a loop over the lanes, while a load whose
+// address is the same for every lane (built from the workgroup id, uniforms and loop counters)
+// is one scalar load broadcast to all of them. So the workgroup -> a block of 16 columns
+// (the B loads are shared), lane -> 4 rows (one vec4 load of A per k, its own): per k one
+// lane-varying load serves 64 multiply-adds (`matmul` needs 8 for 16). C is written through
+// strides (c_sm, c_sn), so the caller can compute C^T = B^T A^T with the roles swapped and
+// give the lanes whichever dimension is larger. No bias.
+struct BroadcastParams {
+    m: u32, n: u32, k: u32, a_sk: u32,
+    b_sk: u32, c_sm: u32, c_sn: u32, _p0: u32,
+}
+
+@group(0) @binding(0) var<uniform> q: BroadcastParams;
+
 @compute @workgroup_size(WG)
-fn matmul_contiguous(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let id = gid.x + gid.y * nwg.x * WG;
-    let col_blocks = p.n / 4u;
-    if (id >= (p.m / 4u) * col_blocks) { return; }
-    let r0 = (id / col_blocks) * 4u;
-    let c0 = (id % col_blocks) * 4u;
-    var acc: array<vec4<f32>, 4>;
-    for (var r = 0u; r < 4u; r++) { acc[r] = vec4<f32>(0.0); }
-    let a_step = p.a_sk / 4u;
-    let b_step = p.b_sk / 4u;
-    var ai = r0 / 4u;
+fn matmul_broadcast(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(num_workgroups) nwg: vec3u,
+) {
+    // Everything up to r0 is the same for every lane of the workgroup.
+    let group = wg.x + wg.y * nwg.x;
+    let row_groups = (q.m + 4u * WG - 1u) / (4u * WG);
+    let col_groups = (q.n + 15u) / 16u;
+    if (group >= row_groups * col_groups) { return; }
+    let c0 = (group / row_groups) * 16u;
+    let r0 = ((group % row_groups) * WG + lane) * 4u;
+    // Lanes past the last row read the last rows again and store nothing.
+    let ra = min(r0, q.m - 4u);
+    // acc[4j + r]: row r0 + r, columns c0 + 4j .. c0 + 4j + 3.
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
+    let a_step = q.a_sk / 4u;
+    let b_step = q.b_sk / 4u;
+    var ai = ra / 4u;
     var bi = c0 / 4u;
-    for (var kk = 0u; kk < p.k; kk++) {
+    let last_b = q.n / 4u - 1u;
+    for (var kk = 0u; kk < q.k; kk++) {
         let av = a4[ai];
-        let bv = b4[bi];
+        // Column blocks past the edge read the last one again; their sums are not stored.
+        let row_end = bi - c0 / 4u + last_b;
+        let b0 = b4[min(bi, row_end)];
+        acc[0] = fma(vec4<f32>(av.x), b0, acc[0]);
+        acc[1] = fma(vec4<f32>(av.y), b0, acc[1]);
+        acc[2] = fma(vec4<f32>(av.z), b0, acc[2]);
+        acc[3] = fma(vec4<f32>(av.w), b0, acc[3]);
+        let b1 = b4[min(bi + 1u, row_end)];
+        acc[4] = fma(vec4<f32>(av.x), b1, acc[4]);
+        acc[5] = fma(vec4<f32>(av.y), b1, acc[5]);
+        acc[6] = fma(vec4<f32>(av.z), b1, acc[6]);
+        acc[7] = fma(vec4<f32>(av.w), b1, acc[7]);
+        let b2 = b4[min(bi + 2u, row_end)];
+        acc[8] = fma(vec4<f32>(av.x), b2, acc[8]);
+        acc[9] = fma(vec4<f32>(av.y), b2, acc[9]);
+        acc[10] = fma(vec4<f32>(av.z), b2, acc[10]);
+        acc[11] = fma(vec4<f32>(av.w), b2, acc[11]);
+        let b3 = b4[min(bi + 3u, row_end)];
+        acc[12] = fma(vec4<f32>(av.x), b3, acc[12]);
+        acc[13] = fma(vec4<f32>(av.y), b3, acc[13]);
+        acc[14] = fma(vec4<f32>(av.z), b3, acc[14]);
+        acc[15] = fma(vec4<f32>(av.w), b3, acc[15]);
         ai += a_step;
         bi += b_step;
-        acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
-        acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
-        acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
-        acc[3] = fma(vec4<f32>(av.w), bv, acc[3]);
     }
-    for (var r = 0u; r < 4u; r++) {
-        for (var j = 0u; j < 4u; j++) {
-            var v = acc[r][j];
-            if (p.has_bias != 0u) { v += bias[c0 + j]; }
-            c[(r0 + r) * p.n + c0 + j] = v;
+    if (r0 >= q.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        for (var r = 0u; r < 4u; r++) {
+            let row = r0 + r;
+            for (var t = 0u; t < 4u; t++) {
+                let col = c0 + 4u * j + t;
+                if (col < q.n) { c[row * q.c_sm + col * q.c_sn] = acc[4u * j + r][t]; }
+            }
         }
     }
 }

@@ -20,7 +20,25 @@ struct Params {
     b_sn: u32,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct BroadcastParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    a_sk: u32,
+    b_sk: u32,
+    c_sm: u32,
+    c_sn: u32,
+    _pad: u32,
+}
+
 const MATMUL_WG: u32 = 64;
+/// Lanes of `matmul_broadcast` on a CPU device: 16 lanes x 4 rows = 64 rows per workgroup, so
+/// that a weight gradient's small dimension (e.g. 288 taps) leaves few lanes idle. On lavapipe
+/// 16 and 32 measured alike on large products and 64 was slower on weight-gradient shapes; a
+/// real GPU gets MATMUL_WG (16 would leave half of each 32-wide warp empty).
+const CPU_BROADCAST_WG: u32 = 16;
 
 /// A matrix operand: its buffer and the strides of its logical (row, column) indices.
 struct Operand<'a> {
@@ -40,6 +58,17 @@ fn matmul(
     what: &str,
 ) -> Result<Tensor> {
     let c = Tensor::uninit(a.t.gpu(), &[m, n], what)?;
+    let bias_buf = bias.unwrap_or(b.t);
+    let contiguous = bias.is_none()
+        && a.row_stride == 1
+        && b.col_stride == 1
+        && [m, n, a.col_stride, b.row_stride]
+            .iter()
+            .all(|v| v % 4 == 0);
+    if contiguous {
+        matmul_broadcast(a, b, &c, (m, n, k))?;
+        return Ok(c);
+    }
     let p = Params {
         m: m as u32,
         n: n as u32,
@@ -50,7 +79,6 @@ fn matmul(
         b_sk: b.row_stride as u32,
         b_sn: b.col_stride as u32,
     };
-    let bias_buf = bias.unwrap_or(b.t);
     let bufs = [
         Access::Read(a.t.buffer()),
         Access::Read(b.t.buffer()),
@@ -58,20 +86,59 @@ fn matmul(
         Access::Write(c.buffer()),
     ];
     let blocks = m.div_ceil(4) * n.div_ceil(4);
-    let contiguous = p.a_sm == 1
-        && p.b_sn == 1
-        && [m, n, a.col_stride, b.row_stride]
-            .iter()
-            .all(|v| v % 4 == 0);
-    let entry = if contiguous {
-        "matmul_contiguous"
-    } else {
-        "matmul"
-    };
-    let k = Kernel::new(Shader::Matmul, entry).with("WG", MATMUL_WG);
-    a.t.gpu()
+    let k = Kernel::new(Shader::Matmul, "matmul").with("WG", MATMUL_WG);
+    c.gpu()
         .dispatch(&k, &p, &bufs, (blocks as u32).div_ceil(MATMUL_WG))?;
     Ok(c)
+}
+
+/// `matmul_broadcast`, for operands contiguous along m (A) and n (B) and no bias: the lanes
+/// take the larger of m and n (4 per lane), the workgroups the other (16 per workgroup); when
+/// n is the larger the kernel computes C^T = B^T A^T and writes it transposed.
+fn matmul_broadcast(
+    a: Operand,
+    b: Operand,
+    c: &Tensor,
+    (m, n, k): (usize, usize, usize),
+) -> Result<()> {
+    let swap = n > m;
+    let (lane_op, shared_op) = if swap { (b, a) } else { (a, b) };
+    let (rows, cols) = if swap { (n, m) } else { (m, n) };
+    let q = BroadcastParams {
+        m: rows as u32,
+        n: cols as u32,
+        k: k as u32,
+        // The lane operand's step along k is its stride along k whichever side it came from.
+        a_sk: if swap {
+            lane_op.row_stride
+        } else {
+            lane_op.col_stride
+        } as u32,
+        b_sk: if swap {
+            shared_op.col_stride
+        } else {
+            shared_op.row_stride
+        } as u32,
+        c_sm: if swap { 1 } else { n as u32 },
+        c_sn: if swap { n as u32 } else { 1 },
+        _pad: 0,
+    };
+    // Binding 3 (the bias of `matmul`) is not read; it still needs a buffer.
+    let bufs = [
+        Access::Read(lane_op.t.buffer()),
+        Access::Read(shared_op.t.buffer()),
+        Access::Read(shared_op.t.buffer()),
+        Access::Write(c.buffer()),
+    ];
+    let gpu = c.gpu();
+    let wg = if gpu.is_cpu() {
+        CPU_BROADCAST_WG
+    } else {
+        MATMUL_WG
+    };
+    let kernel = Kernel::new(Shader::Matmul, "matmul_broadcast").with("WG", wg);
+    let groups = rows.div_ceil(4 * wg as usize) * cols.div_ceil(16);
+    gpu.dispatch(&kernel, &q, &bufs, groups as u32)
 }
 
 /// `C[m, n] = A[m, k] B[k, n]` with `A[i, k] = a[i * a_stride.0 + k * a_stride.1]` and
