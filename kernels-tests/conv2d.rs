@@ -4,8 +4,10 @@ use common::*;
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvShape};
 use taming::reference::conv2d as reference;
 
-/// (input NCHW, weight [Cout, Cin, KH, KW], stride, pad): odd sizes, 1x1 to 5x5, both strides
-/// (stride 2 with pad 2 and a 3x3 kernel takes the dilated path, the others the phases).
+/// (input NCHW, weight [Cout, Cin, KH, KW], stride, pad): odd sizes, 1x1 to 5x5, both strides.
+/// Outputs narrower than 16 and not a multiple of 4 take the im2col matmuls for the forward
+/// pass and the weight gradient, the others the direct kernels; a stride-2 input gradient goes
+/// by phases, or by dilation for a 3x3 kernel with pad 2.
 const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([1, 3, 7, 5], [17, 3, 3, 3], 1, 1),
     ([3, 17, 7, 5], [3, 17, 3, 3], 2, 1),
@@ -21,6 +23,12 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     // Stride-2 input gradients by phases: 5x5, and 3x3 without padding.
     ([2, 3, 11, 9], [4, 3, 5, 5], 2, 2),
     ([2, 3, 9, 8], [4, 3, 3, 3], 2, 0),
+    // The same at 8 outputs wide, where the forward pass and the weight gradient take the
+    // direct kernels too: 3x3 pad 1, 5x5 pad 2, 3x3 pad 0, and the dilated path (3x3 pad 2).
+    ([2, 3, 16, 15], [4, 3, 3, 3], 2, 1),
+    ([2, 3, 15, 15], [4, 3, 5, 5], 2, 2),
+    ([2, 3, 17, 17], [4, 3, 3, 3], 2, 0),
+    ([2, 3, 13, 13], [4, 3, 3, 3], 2, 2),
 ];
 
 #[test]

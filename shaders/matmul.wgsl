@@ -74,6 +74,14 @@ struct BroadcastParams {
 
 @group(0) @binding(0) var<uniform> q: BroadcastParams;
 
+// acc[4j + r] += av[r] * bv: 4 rows times column block j.
+fn outer4(acc: ptr<function, array<vec4<f32>, 16>>, j: u32, av: vec4<f32>, bv: vec4<f32>) {
+    (*acc)[4u * j] = fma(vec4<f32>(av.x), bv, (*acc)[4u * j]);
+    (*acc)[4u * j + 1u] = fma(vec4<f32>(av.y), bv, (*acc)[4u * j + 1u]);
+    (*acc)[4u * j + 2u] = fma(vec4<f32>(av.z), bv, (*acc)[4u * j + 2u]);
+    (*acc)[4u * j + 3u] = fma(vec4<f32>(av.w), bv, (*acc)[4u * j + 3u]);
+}
+
 @compute @workgroup_size(WG)
 fn matmul_broadcast(
     @builtin(local_invocation_index) lane: u32,
@@ -101,26 +109,10 @@ fn matmul_broadcast(
         let av = a4[ai];
         // Column blocks past the edge read the last one again; their sums are not stored.
         let row_end = bi - c0 / 4u + last_b;
-        let b0 = b4[min(bi, row_end)];
-        acc[0] = fma(vec4<f32>(av.x), b0, acc[0]);
-        acc[1] = fma(vec4<f32>(av.y), b0, acc[1]);
-        acc[2] = fma(vec4<f32>(av.z), b0, acc[2]);
-        acc[3] = fma(vec4<f32>(av.w), b0, acc[3]);
-        let b1 = b4[min(bi + 1u, row_end)];
-        acc[4] = fma(vec4<f32>(av.x), b1, acc[4]);
-        acc[5] = fma(vec4<f32>(av.y), b1, acc[5]);
-        acc[6] = fma(vec4<f32>(av.z), b1, acc[6]);
-        acc[7] = fma(vec4<f32>(av.w), b1, acc[7]);
-        let b2 = b4[min(bi + 2u, row_end)];
-        acc[8] = fma(vec4<f32>(av.x), b2, acc[8]);
-        acc[9] = fma(vec4<f32>(av.y), b2, acc[9]);
-        acc[10] = fma(vec4<f32>(av.z), b2, acc[10]);
-        acc[11] = fma(vec4<f32>(av.w), b2, acc[11]);
-        let b3 = b4[min(bi + 3u, row_end)];
-        acc[12] = fma(vec4<f32>(av.x), b3, acc[12]);
-        acc[13] = fma(vec4<f32>(av.y), b3, acc[13]);
-        acc[14] = fma(vec4<f32>(av.z), b3, acc[14]);
-        acc[15] = fma(vec4<f32>(av.w), b3, acc[15]);
+        outer4(&acc, 0u, av, b4[min(bi, row_end)]);
+        outer4(&acc, 1u, av, b4[min(bi + 1u, row_end)]);
+        outer4(&acc, 2u, av, b4[min(bi + 2u, row_end)]);
+        outer4(&acc, 3u, av, b4[min(bi + 3u, row_end)]);
         ai += a_step;
         bi += b_step;
     }
