@@ -30,12 +30,31 @@ fn message(e: Error) -> String {
 fn shards_split_the_grid_into_disjoint_covering_slices() {
     let spec = SweepSpec::preset(Preset::Quick);
     let runs = spec.runs();
-    // One random baseline per seed, then methods x crop sizes.
-    assert_eq!(runs.len(), 1 + 3 * 4);
+    // One random baseline per seed, then methods x crop sizes; then the baseline at the
+    // baseline-only seeds.
+    assert_eq!(runs.len(), 1 + 3 * 4 + 2);
     assert_eq!(runs[0].id(), "random-seed0");
     assert_eq!(runs[1].id(), "rc-crop0.2-seed0");
     assert_eq!(runs[2].id(), "gcc-crop0.2-alpha1-seed0");
     assert_eq!(runs[12].id(), "cgcc-crop0.8-alpha2-seed0");
+    assert_eq!(runs[13].id(), "random-seed1");
+    assert_eq!(runs[14].id(), "random-seed2");
+    // A baseline seed that is also a pre-training seed runs once.
+    let two_seeds = SweepSpec::with(
+        Preset::Quick,
+        Overrides {
+            seeds: Some(vec![0, 1]),
+            ..Overrides::default()
+        },
+    )
+    .unwrap()
+    .runs();
+    let randoms: Vec<String> = two_seeds
+        .iter()
+        .filter(|r| r.method.is_none())
+        .map(|r| r.id())
+        .collect();
+    assert_eq!(randoms, ["random-seed0", "random-seed1", "random-seed2"]);
     let mut ids: Vec<String> = (0..3)
         .flat_map(|i| {
             let shard: Shard = format!("{i}/3").parse().unwrap();
@@ -101,6 +120,14 @@ fn presets_and_overrides_are_checked() {
         },
     );
     assert!(message(twice.unwrap_err()).contains("twice"));
+    let twice = SweepSpec::with(
+        Preset::Quick,
+        Overrides {
+            baseline_seeds: Some(vec![2, 2]),
+            ..Overrides::default()
+        },
+    );
+    assert!(message(twice.unwrap_err()).contains("--baseline-seeds names 2 twice"));
     let zero = SweepSpec::with(
         Preset::Quick,
         Overrides {
@@ -122,6 +149,7 @@ fn tiny_spec() -> SweepSpec {
             epochs: Some(2),
             train_limit: Some(300),
             probe_epochs: Some(3),
+            baseline_seeds: Some(vec![1]),
             ..Overrides::default()
         },
     )
@@ -153,7 +181,8 @@ fn a_tiny_sweep_writes_consistent_files_and_resumes_where_it_stopped() {
         [
             "random-seed0",
             "rc-crop0.4-seed0",
-            "gcc-crop0.4-alpha1.5-seed0"
+            "gcc-crop0.4-alpha1.5-seed0",
+            "random-seed1"
         ]
     );
 
@@ -172,9 +201,9 @@ fn a_tiny_sweep_writes_consistent_files_and_resumes_where_it_stopped() {
     let partial_report = write_report(&out).unwrap();
     assert_eq!(
         (partial_report.runs.len(), partial_report.missing.len()),
-        (1, 2)
+        (1, 3)
     );
-    assert!(read(&out.join(REPORT_MD)).contains("Missing (2)"));
+    assert!(read(&out.join(REPORT_MD)).contains("Missing (3)"));
     let baseline_bytes = read(&run_dir(&out, &runs[0]).join(RESULT_FILE));
 
     // The same command again finishes the sweep: the baseline is skipped, the second run
@@ -213,6 +242,10 @@ fn a_tiny_sweep_writes_consistent_files_and_resumes_where_it_stopped() {
     assert_eq!(lines.len(), 1 + ids.len());
     let report = read(&out.join(REPORT_MD));
     assert!(report.contains("Smoke scale"));
+    assert!(
+        report.contains("score above every random encoder (the highest of 2 seeds"),
+        "{report}"
+    );
     for (line, r) in lines[1..].iter().zip(&results.runs) {
         let fields: Vec<&str> = line.split(',').collect();
         assert_eq!(fields[0], r.id);
@@ -233,10 +266,11 @@ fn a_tiny_sweep_writes_consistent_files_and_resumes_where_it_stopped() {
             r.id
         );
     }
-    let random = results.accuracies("random", None)[0];
+    let random = results.accuracies("random", None);
+    let mean = (random[0] + random[1]) / 2.0;
     assert!(
-        report.contains(&format!("**{random:.2}**")),
-        "baseline printed"
+        report.contains(&format!("**{mean:.2} ± ")) && report.contains("(2 seeds)"),
+        "baseline printed over both seeds"
     );
     let svg = read(&out.join(PLOT_SVG));
     assert!(svg.starts_with("<svg") && svg.contains("GCC") && svg.contains("random encoder"));
@@ -250,7 +284,10 @@ fn a_tiny_sweep_writes_consistent_files_and_resumes_where_it_stopped() {
     let mut other = spec.clone();
     other.epochs = 3;
     let err = message(run_shard(&gpu, &other, &out, &options(None)).unwrap_err());
-    assert!(err.contains("other settings"), "{err}");
+    assert!(
+        err.contains("other settings (epochs: 2 there, 3 here)"),
+        "{err}"
+    );
 
     // The SLURM script's command rebuilds exactly this sweep: run as array task 1 of 2 in the
     // finished folder, it finds its runs done (a different sweep would be refused).

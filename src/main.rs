@@ -222,6 +222,10 @@ struct ReproduceArgs {
     /// Seeds, e.g. 0,1,2: every run of the grid once per seed, plus a random baseline each.
     #[arg(long, value_delimiter = ',')]
     seeds: Option<Vec<u64>>,
+    /// Extra seeds of the random-encoder baseline only (a probe each, no pre-training), e.g.
+    /// 1,2; the flag alone for none.
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    baseline_seeds: Option<Vec<u64>>,
     /// Linear-evaluation epochs (at most; early stopping may end it sooner).
     #[arg(long)]
     probe_epochs: Option<usize>,
@@ -530,6 +534,7 @@ fn reproduce(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
         crops: a.crops,
         alphas: a.alphas,
         seeds: a.seeds,
+        baseline_seeds: a.baseline_seeds,
         probe_epochs: a.probe_epochs,
         probe_protocol: a.probe_protocol,
     };

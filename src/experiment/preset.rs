@@ -61,6 +61,10 @@ pub struct SweepSpec {
     /// The GCC family's alpha at each crop size (one per entry of `crops`).
     pub alphas: Vec<f64>,
     pub seeds: Vec<u64>,
+    /// Seeds of the random-encoder baseline besides `seeds`: its seed-to-seed spread, at the cost
+    /// of a probe each and no pre-training.
+    #[serde(default)]
+    pub baseline_seeds: Vec<u64>,
     /// The linear evaluation (its seed is replaced by each run's).
     pub probe: LinearEvalConfig,
     /// A smoke-scale sweep: the report says its table is not the paper's result.
@@ -79,6 +83,7 @@ pub struct Overrides {
     pub crops: Option<Vec<f64>>,
     pub alphas: Option<Vec<f64>>,
     pub seeds: Option<Vec<u64>>,
+    pub baseline_seeds: Option<Vec<u64>>,
     pub probe_epochs: Option<usize>,
     pub probe_protocol: Option<ProbeProtocol>,
 }
@@ -99,6 +104,7 @@ impl SweepSpec {
                 crops: PAPER_CROPS.to_vec(),
                 alphas: PAPER_ALPHAS.to_vec(),
                 seeds: vec![0, 1, 2, 3],
+                baseline_seeds: Vec::new(),
                 // The authors' probe: augmented views, backbone batch norm in training mode,
                 // raw features.
                 probe: LinearEvalConfig {
@@ -127,6 +133,9 @@ impl SweepSpec {
                 crops: PAPER_CROPS.to_vec(),
                 alphas: PAPER_ALPHAS.to_vec(),
                 seeds: vec![0],
+                // One seed of pre-training, three of the random encoder (a probe each, about
+                // 15 s): the report can say whether a run clears the baseline's own spread.
+                baseline_seeds: vec![1, 2],
                 probe: fast_probe,
                 smoke_scale: true,
             },
@@ -142,6 +151,7 @@ impl SweepSpec {
                 crops: PAPER_CROPS.to_vec(),
                 alphas: PAPER_ALPHAS.to_vec(),
                 seeds: vec![0, 1, 2],
+                baseline_seeds: Vec::new(),
                 probe: fast_probe,
                 smoke_scale: false,
             },
@@ -162,6 +172,7 @@ impl SweepSpec {
         s.methods = o.methods.unwrap_or(s.methods);
         s.crops = o.crops.unwrap_or(s.crops);
         s.seeds = o.seeds.unwrap_or(s.seeds);
+        s.baseline_seeds = o.baseline_seeds.unwrap_or(s.baseline_seeds);
         s.probe.epochs = o.probe_epochs.unwrap_or(s.probe.epochs);
         if let Some(protocol) = o.probe_protocol {
             s.probe.protocol = protocol;
@@ -209,6 +220,15 @@ impl SweepSpec {
         for m in &self.methods {
             if !seen.insert(m.name()) {
                 return bad(format!("--methods names {m} twice"));
+            }
+        }
+        for (flag, seeds) in [
+            ("--seeds", &self.seeds),
+            ("--baseline-seeds", &self.baseline_seeds),
+        ] {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(s) = seeds.iter().find(|s| !seen.insert(**s)) {
+                return bad(format!("{flag} names {s} twice"));
             }
         }
         if self.epochs == 0 || self.probe.epochs == 0 {

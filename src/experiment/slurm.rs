@@ -37,6 +37,8 @@ pub fn reproduce_args(spec: &SweepSpec, out: &Path) -> Vec<String> {
     args.push(format!("--crops {}", list(&spec.crops)));
     args.push(format!("--alphas {}", list(&spec.alphas)));
     args.push(format!("--seeds {}", list(&spec.seeds)));
+    // With no values the flag means none.
+    args.push(format!("--baseline-seeds {}", list(&spec.baseline_seeds)));
     args.push(format!("--probe-epochs {}", spec.probe.epochs));
     args.push(format!("--probe-protocol {}", spec.probe.protocol.name()));
     args.push(format!("--out {}", quote(&out.display().to_string())));

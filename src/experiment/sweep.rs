@@ -59,7 +59,7 @@ impl RunSpec {
 
 impl SweepSpec {
     /// Every run, in a fixed order: per seed, the random baseline, then each crop size's
-    /// methods.
+    /// methods; then the baseline at each of `baseline_seeds` not already run.
     pub fn runs(&self) -> Vec<RunSpec> {
         let mut runs = Vec::new();
         for &seed in &self.seeds {
@@ -78,6 +78,16 @@ impl SweepSpec {
                         seed,
                     });
                 }
+            }
+        }
+        for &seed in &self.baseline_seeds {
+            if !self.seeds.contains(&seed) {
+                runs.push(RunSpec {
+                    method: None,
+                    crop: None,
+                    alpha: None,
+                    seed,
+                });
             }
         }
         runs
@@ -178,9 +188,11 @@ pub fn record_sweep(out: &Path, spec: &SweepSpec) -> Result<()> {
         if existing != *spec {
             return Err(Error::File {
                 path,
-                detail: "holds a sweep with other settings; use another --out, or the same \
-                         preset and options as before"
-                    .into(),
+                detail: format!(
+                    "holds a sweep with other settings ({}); use another --out, or the same \
+                     preset and options as before",
+                    differences(&existing, spec)
+                ),
             });
         }
         return Ok(());
@@ -298,6 +310,21 @@ impl RunClock {
             })
             .sum()
     }
+}
+
+/// The fields in which two sweeps differ, as `field: there -> here`.
+fn differences(there: &SweepSpec, here: &SweepSpec) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(there), serde_json::to_value(here))
+    else {
+        return "unreadable".into();
+    };
+    let null = serde_json::Value::Null;
+    b.iter()
+        .filter(|(k, v)| a.get(*k).unwrap_or(&null) != *v)
+        .map(|(k, v)| format!("{k}: {} there, {v} here", a.get(k).unwrap_or(&null)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The result in `dir` if the run finished there; an error if it was made with other settings.
