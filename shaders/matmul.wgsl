@@ -66,7 +66,8 @@ fn matmul(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
 // (the B loads are shared), lane -> 4 rows (one vec4 load of A per k, its own): per k one
 // lane-varying load serves 64 multiply-adds (`matmul` needs 8 for 16). C is written through
 // strides (c_sm, c_sn), so the caller can compute C^T = B^T A^T with the roles swapped and
-// give the lanes whichever dimension is larger. No bias.
+// give the lanes whichever dimension is larger. No bias. A GPU runs it too (64 lanes): there
+// the shared loads are served to a whole warp at once from cache.
 struct BroadcastParams {
     m: u32, n: u32, k: u32, a_sk: u32,
     b_sk: u32, c_sm: u32, c_sn: u32, _p0: u32,
