@@ -428,16 +428,17 @@ fn run(cli: Cli) -> taming::Result<()> {
                 standardize: !no_standardize,
                 ..LinearEvalConfig::default()
             };
+            // With no checkpoint, --random-init (clap requires one of the two).
             let trained = match &checkpoint {
-                Some(dir) => Some(load_trained(&gpu, dir)?),
+                Some(dir) => Some((load_trained(&gpu, dir)?, dir)),
                 None => None,
             };
             // The checkpoint's data set unless --data says otherwise.
-            let data = data.or(trained.as_ref().and_then(|t| t.config.data.clone()));
+            let data = data.or(trained.as_ref().and_then(|(t, _)| t.config.data.clone()));
             let train = load_dir(data.as_deref(), Split::Train)?;
             let test = load_dir(data.as_deref(), Split::Test)?;
-            let (encoder, normalization, what) = match (trained, &checkpoint) {
-                (Some(t), Some(dir)) => {
+            let (encoder, normalization, what) = match trained {
+                Some((t, dir)) => {
                     let what = format!(
                         "{} pre-trained with {} crop {} for {} epochs ({})",
                         t.config.model.name(),
@@ -448,7 +449,7 @@ fn run(cli: Cli) -> taming::Result<()> {
                     );
                     (t.encoder, t.normalization, what)
                 }
-                _ => {
+                None => {
                     let channels = train.shape()[0];
                     let encoder = initial_encoder(&gpu, model, seed, channels, 128)?;
                     let what = format!("{} with random weights (seed {seed})", model.name());

@@ -83,6 +83,10 @@ pub struct CropSpec {
 impl CropSpec {
     /// A spec with the paper's defaults for everything but the method, crop size and alpha.
     pub fn new(method: Method, crop: f64, alpha: f64) -> Result<CropSpec> {
+        CropSpec::with_defaults(method, crop, alpha).validated()
+    }
+
+    fn with_defaults(method: Method, crop: f64, alpha: f64) -> CropSpec {
         CropSpec {
             method,
             crop,
@@ -92,20 +96,11 @@ impl CropSpec {
             rrc_scale: (0.08, 1.0),
             rrc_ratio: (3.0 / 4.0, 4.0 / 3.0),
         }
-        .validated()
     }
 
     /// The whole image (RC at crop 1: the only box is the image itself).
     pub fn whole() -> CropSpec {
-        CropSpec {
-            method: Method::Rc,
-            crop: 1.0,
-            alpha: 1.0,
-            mgcc_range: (0.25, 0.75),
-            pad: PadMode::Centre,
-            rrc_scale: (0.08, 1.0),
-            rrc_ratio: (3.0 / 4.0, 4.0 / 3.0),
-        }
+        CropSpec::with_defaults(Method::Rc, 1.0, 1.0)
     }
 
     /// Checks every field; the error names the field, its value and the allowed range.

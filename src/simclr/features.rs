@@ -54,3 +54,15 @@ pub fn extract_features(
     }
     Ok(out)
 }
+
+/// [`extract_features`] of every image of `images`, in order.
+pub fn all_image_features(
+    encoder: &dyn Encoder,
+    images: &PackedImages,
+    pipeline: &ViewPipeline,
+    batch: usize,
+    training: bool,
+) -> Result<Tensor> {
+    let indices: Vec<u32> = (0..images.shape()[0] as u32).collect();
+    extract_features(encoder, images, &indices, pipeline, batch, training)
+}

@@ -25,7 +25,7 @@ use crate::ops::ntxent::nt_xent;
 use crate::optim::{cosine_lr, Adam, Optimizer, Sgd};
 use crate::simclr::checkpoint::{Checkpoint, CHECKPOINT_FILE, SIDECAR_FILE};
 use crate::simclr::config::{OptimizerKind, PretrainConfig};
-use crate::simclr::features::extract_features;
+use crate::simclr::features::all_image_features;
 use crate::simclr::knn::knn_accuracy;
 use crate::tensor::Tensor;
 
@@ -380,24 +380,10 @@ pub fn pretrain(
             Some(test_images)
                 if (epoch + 1) % config.knn_every == 0 || epoch + 1 == config.epochs =>
             {
-                let bank_idx: Vec<u32> = (0..train.len() as u32).collect();
-                let query_idx: Vec<u32> = (0..test.len() as u32).collect();
-                let bank = extract_features(
-                    encoder.as_ref(),
-                    &train_images,
-                    &bank_idx,
-                    &pipeline,
-                    512,
-                    false,
-                )?;
-                let queries = extract_features(
-                    encoder.as_ref(),
-                    test_images,
-                    &query_idx,
-                    &pipeline,
-                    512,
-                    false,
-                )?;
+                let features = |images: &PackedImages| {
+                    all_image_features(encoder.as_ref(), images, &pipeline, 512, false)
+                };
+                let (bank, queries) = (features(&train_images)?, features(test_images)?);
                 Some(knn_accuracy(
                     &bank,
                     train.labels(),

@@ -12,7 +12,7 @@ use crate::gpu::Gpu;
 use crate::nn::Encoder;
 use crate::ops::affine_sample::PackedImages;
 use crate::ops::batchnorm::{batch_norm_forward, BatchNormState};
-use crate::simclr::features::{extract_features, view_features};
+use crate::simclr::features::{all_image_features, extract_features, view_features};
 use crate::tensor::Tensor;
 
 /// Whole images per batch when features are extracted.
@@ -105,10 +105,6 @@ fn upload_rows(gpu: &Gpu, x: &[f32], dim: usize, rows: &[usize]) -> Result<Tenso
     Tensor::from_slice(gpu, &[rows.len(), dim], &v)
 }
 
-fn all_rows(n: usize) -> Vec<u32> {
-    (0..n as u32).collect()
-}
-
 /// The fast protocol: features computed once, kept on the CPU, uploaded batch by batch.
 pub(crate) struct Precomputed {
     gpu: Gpu,
@@ -134,16 +130,7 @@ impl Precomputed {
             recalibrate_batch_norm(encoder, train, pipeline)?;
         }
         let of = |images: &PackedImages| {
-            let n = images.shape()[0];
-            extract_features(
-                encoder,
-                images,
-                &all_rows(n),
-                pipeline,
-                EXTRACT_BATCH,
-                false,
-            )?
-            .to_vec()
+            all_image_features(encoder, images, pipeline, EXTRACT_BATCH, false)?.to_vec()
         };
         let (mut train_f, mut test_f) = (of(train)?, of(test)?);
         if standardize {
@@ -205,15 +192,7 @@ fn recalibrate_batch_norm(
     images: &PackedImages,
     pipeline: &ViewPipeline,
 ) -> Result<()> {
-    let n = images.shape()[0];
-    extract_features(
-        encoder,
-        images,
-        &all_rows(n),
-        pipeline,
-        RECALIBRATION_BATCH,
-        true,
-    )?;
+    all_image_features(encoder, images, pipeline, RECALIBRATION_BATCH, true)?;
     Ok(())
 }
 
@@ -225,8 +204,7 @@ fn training_mode_features(
     pipeline: &ViewPipeline,
 ) -> Result<Vec<f32>> {
     let kept = running_statistics(encoder)?;
-    let n = images.shape()[0];
-    let features = extract_features(encoder, images, &all_rows(n), pipeline, EXTRACT_BATCH, true)?;
+    let features = all_image_features(encoder, images, pipeline, EXTRACT_BATCH, true)?;
     set_running_statistics(encoder, &kept)?;
     features.to_vec()
 }
@@ -273,9 +251,7 @@ impl<'a> Augmented<'a> {
             let features = if augmentation.backbone_bn_train {
                 training_mode_features(encoder, train, pipeline)?
             } else {
-                let n = train.shape()[0];
-                extract_features(encoder, train, &all_rows(n), pipeline, EXTRACT_BATCH, false)?
-                    .to_vec()?
+                all_image_features(encoder, train, pipeline, EXTRACT_BATCH, false)?.to_vec()?
             };
             let moments = Moments::of(&features, encoder.feature_dim());
             Some(GpuStandardizer::new(train.gpu(), &moments)?)
@@ -343,7 +319,8 @@ impl ProbeInputs for Augmented<'_> {
     }
 
     fn test(&mut self) -> Result<Tensor> {
-        self.whole(self.test, &all_rows(self.test.shape()[0]))
+        let f = all_image_features(self.encoder, self.test, self.pipeline, EXTRACT_BATCH, false)?;
+        self.standardized(f)
     }
 
     fn keep_best(&mut self) -> Result<()> {
