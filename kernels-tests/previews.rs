@@ -52,9 +52,11 @@ fn contact_sheet_and_heatmap_are_written_as_png() {
     assert_eq!(pixels.len(), sheet.width() * sheet.height() * 3);
     // Three rows of 56 * 4 pixels plus header and gaps.
     assert_eq!(sh, 56 + 3 * (224 + 20) + 20);
-    assert!(
-        !dir.join("views.tmp").exists(),
-        "the temporary file was renamed"
-    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,10 +8,13 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use taming::crop::Method;
+use taming::experiment::label_report::{
+    load_label_check, LABEL_CSV, LABEL_MD, LABEL_PNG, LABEL_SVG,
+};
 use taming::experiment::preset::{Overrides, Preset, SweepSpec};
 use taming::experiment::results::SweepResults;
 use taming::experiment::slurm::slurm_script;
-use taming::experiment::sweep::{run_dir, run_shard, Shard, SweepOptions, RESULT_FILE};
+use taming::experiment::sweep::{run_dir, run_shard, Shard, SweepOptions, LABEL_DIR, RESULT_FILE};
 use taming::experiment::{write_report, PLOT_PNG, PLOT_SVG, REPORT_MD, RESULTS_CSV};
 use taming::simclr::{load_trained, pretrain, RunOptions};
 use taming::Error;
@@ -137,9 +140,32 @@ fn presets_and_overrides_are_checked() {
         },
     );
     assert!(message(zero.unwrap_err()).contains("outside (0, 1]"));
+    // Two runs of one crop size would share one folder.
+    let same_crop = SweepSpec::with(
+        Preset::Quick,
+        Overrides {
+            crops: Some(vec![0.4, 0.4]),
+            ..Overrides::default()
+        },
+    );
+    assert!(message(same_crop.unwrap_err()).contains("--crops names 0.4 twice"));
+    // The label check follows the overrides, and 0 view pairs turns it off.
+    let no_check = SweepSpec::with(
+        Preset::Quick,
+        Overrides {
+            label_views: Some(0),
+            ..Overrides::default()
+        },
+    )
+    .unwrap();
+    assert!(no_check.label_check_spec().is_none());
+    let check = SweepSpec::preset(Preset::Quick).label_check_spec().unwrap();
+    assert_eq!((check.views, check.oracle.train_limit), (2, Some(3000)));
+    assert_eq!(check.crops, [0.2, 0.4, 0.6, 0.8]);
 }
 
-/// Two methods x one crop size x one epoch on 300 images, one seed.
+/// Two methods x one crop size x two epochs on 300 images, one seed; a label check of one view
+/// pair per test image with a one-epoch oracle.
 fn tiny_spec() -> SweepSpec {
     SweepSpec::with(
         Preset::Quick,
@@ -150,6 +176,8 @@ fn tiny_spec() -> SweepSpec {
             train_limit: Some(300),
             probe_epochs: Some(3),
             baseline_seeds: Some(vec![1]),
+            label_views: Some(1),
+            oracle_epochs: Some(1),
             ..Overrides::default()
         },
     )
@@ -272,6 +300,23 @@ fn a_tiny_sweep_writes_consistent_files_and_resumes_where_it_stopped() {
         report.contains(&format!("**{mean:.2} ± ")) && report.contains("(2 seeds)"),
         "baseline printed over both seeds"
     );
+    // The label check ran once, after the runs, on the sweep's methods and crop size; its
+    // tables sit in the report beside the accuracy table.
+    let check = load_label_check(&out.join(LABEL_DIR)).unwrap().unwrap();
+    assert_eq!(check.spec, spec.label_check_spec().unwrap());
+    assert_eq!(check.cells.len(), 2);
+    assert_eq!(
+        check.oracle.key.train_images, 300,
+        "the oracle saw the sweep's images"
+    );
+    assert!(
+        report.contains("## Label preservation of the views"),
+        "{report}"
+    );
+    assert!(report.contains("View label accuracy (%)"));
+    for name in [LABEL_CSV, LABEL_MD, LABEL_SVG, LABEL_PNG] {
+        assert!(out.join(LABEL_DIR).join(name).is_file(), "{name}");
+    }
     let svg = read(&out.join(PLOT_SVG));
     assert!(svg.starts_with("<svg") && svg.contains("GCC") && svg.contains("random encoder"));
     let decoder = png::Decoder::new(std::io::BufReader::new(

@@ -2,7 +2,8 @@
 //!
 //! Layers, each using only those above it: `gpu` (device, buffers, kernels); `tensor` and
 //! `autograd` (the tape); `ops` (one file per op family: launchers and tape records);
-//! `reference` (plain CPU versions of every kernel); `nn` and `optim`; `data`, `crop` and `augment`; `experiment`.
+//! `reference` (plain CPU versions of every kernel); `nn` and `optim`; `data`, `crop` and
+//! `augment`; `simclr` and `label_check`; `experiment`.
 //! `shapes` and `error` are shared by all.
 
 pub mod augment;
@@ -12,6 +13,7 @@ pub mod data;
 pub mod error;
 pub mod experiment;
 pub mod gpu;
+pub mod label_check;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -8,14 +8,18 @@ use clap::{Args, Parser, Subcommand};
 use taming::augment::{Normalization, ViewPipeline};
 use taming::crop::{CropSpec, Method, PadMode};
 use taming::data::fetch::fetch_cifar10;
+use taming::data::translate::{translate, TranslateSpec};
 use taming::data::{idx, load_dir, subset::balanced_subset, write_atomically, Split};
 use taming::experiment::crop_preview;
+use taming::experiment::label_report::{self, write_label_check};
+use taming::experiment::preset::paper_alphas_for;
 use taming::experiment::preset::{Overrides, Preset, SweepSpec};
 use taming::experiment::slurm::slurm_script;
 use taming::experiment::smoke::smoke;
 use taming::experiment::sweep::{run_shard, Shard, SweepOptions};
 use taming::experiment::{write_report, REPORT_MD};
 use taming::gpu::{list_adapters, Gpu};
+use taming::label_check::{label_check, LabelCheckSpec, OracleSpec};
 use taming::nn::ModelKind;
 use taming::simclr::{
     initial_encoder, linear_eval, load_trained, pretrain, BackboneBn, LinearEvalConfig,
@@ -162,6 +166,10 @@ enum Command {
         #[arg(long)]
         no_standardize: bool,
     },
+    /// Label preservation: an oracle (a classifier trained with the labels on whole images and
+    /// on views of every strategy) labels the views each strategy draws on the test split;
+    /// writes label_check.json/.csv/.md/.svg/.png into --out, and caches the oracle there.
+    LabelCheck(LabelCheckArgs),
     /// Data set tools.
     Data {
         #[command(subcommand)]
@@ -231,12 +239,61 @@ struct ReproduceArgs {
     probe_epochs: Option<usize>,
     #[arg(long, value_enum)]
     probe_protocol: Option<ProbeProtocol>,
+    /// View pairs per test image of the sweep's label check (run after the runs, by the first
+    /// shard); 0 for no check.
+    #[arg(long)]
+    label_views: Option<usize>,
+    /// Epochs of the label check's oracle.
+    #[arg(long)]
+    oracle_epochs: Option<usize>,
     /// Run only slice i of n of the sweep (0 <= i < n), e.g. from a SLURM array task.
     #[arg(long)]
     shard: Option<Shard>,
     /// Write an sbatch array script of N shards into --out instead of running.
     #[arg(long, value_name = "N")]
     emit_slurm: Option<usize>,
+}
+
+#[derive(Args)]
+struct LabelCheckArgs {
+    /// A data set folder; default: the shipped Fashion-MNIST sample.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Crop strategies, e.g. rc,gcc,cgcc,mgcc,rrc.
+    #[arg(long, value_delimiter = ',', default_value = "rc,gcc,cgcc,mgcc")]
+    methods: Vec<Method>,
+    /// Crop sizes, e.g. 0.2,0.4,0.6,0.8.
+    #[arg(long, value_delimiter = ',', default_value = "0.2,0.4,0.6,0.8")]
+    crops: Vec<f64>,
+    /// The GCC family's alpha: one value, or one per crop size (default: the paper's best).
+    #[arg(long, value_delimiter = ',')]
+    alphas: Option<Vec<f64>>,
+    /// Where a box leaves the image: centre (the authors' code) or window.
+    #[arg(long, default_value = "centre")]
+    pad: PadMode,
+    /// View pairs per test image, strategy and crop size.
+    #[arg(long, default_value_t = 4)]
+    views: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Check on the first N test images only.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Train the oracle on the first N training images only.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// The oracle's network (resnet18 wants a real GPU).
+    #[arg(long, value_enum, default_value = "small-cnn")]
+    oracle_model: ModelKind,
+    #[arg(long, default_value_t = OracleSpec::default().epochs)]
+    oracle_epochs: usize,
+    #[arg(long, default_value_t = OracleSpec::default().batch)]
+    oracle_batch: usize,
+    #[arg(long, default_value_t = OracleSpec::default().lr)]
+    oracle_lr: f64,
+    /// The folder of the check's files and of its cached oracle.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -248,6 +305,11 @@ enum DataCommand {
         dataset: String,
         #[arg(long)]
         to: PathBuf,
+    },
+    /// Make a data set from another one.
+    Make {
+        #[command(subcommand)]
+        kind: MakeCommand,
     },
     /// Write a class-balanced subset of a Fashion-MNIST (IDX) folder as gzip IDX files; this is
     /// how data/fashion-mnist was made from /usr/share/datasets/fashion-mnist.
@@ -262,6 +324,29 @@ enum DataCommand {
         test_per_class: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum MakeCommand {
+    /// Each image at a seeded random position on a larger zero canvas, optionally with clutter
+    /// patches cut from other images, written as IDX files that --data reads (one-channel data).
+    Translated {
+        #[arg(long)]
+        from: PathBuf,
+        /// Side of the square canvas in pixels.
+        #[arg(long, default_value_t = 48)]
+        canvas: usize,
+        /// Clutter patches per image.
+        #[arg(long, default_value_t = 0)]
+        clutter: usize,
+        /// Side of a clutter patch (default: 2/7 of the image width).
+        #[arg(long)]
+        patch: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -284,6 +369,10 @@ fn run(cli: Cli) -> taming::Result<()> {
             fetch_cifar10(&to)?;
             Ok(())
         }
+        Command::Data {
+            command: DataCommand::Make { kind },
+        } => make_data(kind),
+        Command::LabelCheck(args) => run_label_check(cli.device.as_deref(), args),
         Command::Data {
             command:
                 DataCommand::Subset {
@@ -538,6 +627,8 @@ fn reproduce(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
         baseline_seeds: a.baseline_seeds,
         probe_epochs: a.probe_epochs,
         probe_protocol: a.probe_protocol,
+        label_views: a.label_views,
+        oracle_epochs: a.oracle_epochs,
     };
     let spec = SweepSpec::with(a.preset, overrides)?;
     let runs = spec.runs().len();
@@ -580,6 +671,102 @@ fn reproduce(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
         "{} of {runs} runs finished; report in {}",
         results.runs.len(),
         a.out.join(REPORT_MD).display()
+    );
+    Ok(())
+}
+
+fn make_data(kind: MakeCommand) -> taming::Result<()> {
+    let MakeCommand::Translated {
+        from,
+        canvas,
+        clutter,
+        patch,
+        seed,
+        to,
+    } = kind;
+    let spec = TranslateSpec {
+        canvas,
+        clutter,
+        patch,
+        seed,
+    };
+    if idx::idx_paths(&to, Split::Train).is_ok() || idx::idx_paths(&to, Split::Test).is_ok() {
+        return Err(taming::Error::File {
+            path: to,
+            detail: "already holds a data set; choose another --to".into(),
+        });
+    }
+    // Both splits are read and checked before anything is written.
+    let mut made = Vec::new();
+    for split in [Split::Train, Split::Test] {
+        let source = load_dir(Some(&from), split)?;
+        let [c, _, _] = source.shape();
+        if c != 1 {
+            return Err(taming::Error::InvalidArgument(format!(
+                "{} has {c}-channel images; `data make translated` writes IDX files, which hold                  one-channel images",
+                from.display()
+            )));
+        }
+        let (translated, _) = translate(&source, &spec, split)?;
+        made.push((split, source.len(), translated));
+    }
+    for (split, n, translated) in &made {
+        idx::write_idx_gz(translated, &to, *split)?;
+        println!(
+            "{split:?}: {n} images of {} placed on {canvas}x{canvas} canvases{} -> {}",
+            from.display(),
+            match clutter {
+                0 => String::new(),
+                k => format!(" with {k} clutter patches each"),
+            },
+            to.display()
+        );
+    }
+    let record =
+        serde_json::json!({ "made_by": "taming data make translated", "from": from, "spec": spec });
+    write_atomically(&to.join("translated.json"), record.to_string().as_bytes())
+}
+
+fn run_label_check(device: Option<&str>, a: LabelCheckArgs) -> taming::Result<()> {
+    // Crop sizes first: the alpha looked up for a crop size outside (0, 1] would hide why.
+    for &crop in &a.crops {
+        CropSpec::new(Method::Rc, crop, 1.0)?;
+    }
+    let alphas = match a.alphas {
+        Some(v) if v.len() == 1 => vec![v[0]; a.crops.len()],
+        Some(v) => v,
+        None if a.methods.iter().any(|m| m.uses_alpha()) => paper_alphas_for(&a.crops)?,
+        None => vec![1.0; a.crops.len()],
+    };
+    let mut spec = LabelCheckSpec::new(a.methods, a.crops, alphas);
+    spec.data = a.data;
+    spec.pad = a.pad;
+    spec.views = a.views;
+    spec.seed = a.seed;
+    spec.test_limit = a.test_limit;
+    spec.oracle = OracleSpec {
+        model: a.oracle_model,
+        epochs: a.oracle_epochs,
+        batch: a.oracle_batch,
+        lr: a.oracle_lr,
+        train_limit: a.train_limit,
+    };
+    spec.validate()?;
+    let gpu = Gpu::new(device)?;
+    println!("adapter: {}", gpu.adapter());
+    let result = label_check(&gpu, &spec, &a.out, true)?;
+    write_label_check(&a.out, &result)?;
+    print!("{}", label_report::tables_markdown(&result));
+    println!(
+        "oracle: {:.2} % on whole test images ({}); label check in {:.0} s -> {}",
+        result.whole_image_accuracy,
+        if result.oracle_reused {
+            "from its cache"
+        } else {
+            "trained now"
+        },
+        result.seconds,
+        a.out.join(label_report::LABEL_MD).display()
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod subset;
+pub mod translate;
 
 pub use detect::load_dir;
 
@@ -159,14 +160,27 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so that an interrupted
-/// write never leaves a partial file behind.
+/// write never leaves a partial file behind. The temporary name is the target's name plus
+/// `.tmp` and the process id, so files written side by side (results.json and results.csv, an
+/// SVG and its PNG) or by two processes never share one; it is flushed to disk before the
+/// rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp{}", std::process::id()));
+    let tmp = path.with_file_name(name);
     let fail = |e: std::io::Error| Error::File {
         path: path.to_path_buf(),
         detail: format!("cannot write: {e}"),
     };
-    std::fs::write(&tmp, bytes).map_err(fail)?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, bytes)?;
+        f.sync_all()
+    };
+    if let Err(e) = write() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
     std::fs::rename(&tmp, path).map_err(fail)
 }
 

@@ -3,6 +3,7 @@
 
 pub mod canvas;
 pub mod crop_preview;
+pub mod label_report;
 pub mod plot;
 pub mod preset;
 pub mod report;
@@ -24,15 +25,17 @@ pub const PLOT_SVG: &str = "accuracy_vs_crop.svg";
 pub const PLOT_PNG: &str = "accuracy_vs_crop.png";
 
 /// Gathers every finished run in `out` (all shards) and writes results.json, results.csv,
-/// report.md and the figure, each through a temporary file.
+/// report.md (with the label check's tables when `out/label_check` holds them) and the figure,
+/// each through a temporary file.
 pub fn write_report(out: &Path) -> Result<SweepResults> {
     let sweep = sweep::load_sweep(out)?;
     let results = SweepResults::gather(out, &sweep)?;
     results.write_json(&out.join(RESULTS_JSON))?;
     write_atomically(&out.join(RESULTS_CSV), results.csv().as_bytes())?;
+    let label_check = label_report::load_label_check(&out.join(sweep::LABEL_DIR))?;
     write_atomically(
         &out.join(REPORT_MD),
-        report::report_markdown(&results).as_bytes(),
+        report::report_markdown(&results, label_check.as_ref()).as_bytes(),
     )?;
     plot::write_plots(&results, &out.join(PLOT_SVG), &out.join(PLOT_PNG))?;
     Ok(results)

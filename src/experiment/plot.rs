@@ -1,5 +1,5 @@
-//! `accuracy_vs_crop.svg` and `.png`: test accuracy against crop size, one line per method
-//! with +-1 std error bars, and the random encoder as a dashed line (plotters).
+//! Charts against crop size (plotters): `accuracy_vs_crop.svg`/`.png` (test accuracy, one line
+//! per method with +-1 std error bars, the random encoder dashed) and the label check's figure.
 
 use std::path::Path;
 use std::sync::Once;
@@ -35,34 +35,72 @@ fn register_font() {
     });
 }
 
-/// (crop size, mean accuracy, std) points of one method.
-type Points = Vec<(f64, f64, f64)>;
+/// One line of a chart: its legend and its points (x, y, lower and upper end of the bar).
+pub struct Line {
+    pub name: String,
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
 
-/// The points of each crop size that has runs of `method`.
-fn series(r: &SweepResults, method: &str) -> Points {
+/// A chart of lines with error bars against crop size, and an optional dashed reference level.
+pub struct Chart {
+    pub title: String,
+    pub y_desc: String,
+    pub lines: Vec<Line>,
+    pub reference: Option<(String, f64)>,
+    /// Where the legend goes: where the lines are not.
+    pub legend: SeriesLabelPosition,
+}
+
+/// The points of each crop size that has runs of `method`: mean +- 1 std over seeds.
+fn series(r: &SweepResults, method: &str) -> Vec<(f64, f64, f64, f64)> {
     r.sweep
         .crops
         .iter()
-        .filter_map(|&c| mean_std(&r.accuracies(method, Some(c))).map(|(m, s)| (c, m, s)))
+        .filter_map(|&c| {
+            mean_std(&r.accuracies(method, Some(c))).map(|(m, s)| (c, m, m - s, m + s))
+        })
         .collect()
+}
+
+/// The sweep's figure: accuracy against crop size per method, the random encoder dashed.
+fn sweep_chart(r: &SweepResults) -> Chart {
+    Chart {
+        title: format!(
+            "{} preset{}: linear-eval accuracy vs crop size",
+            r.sweep.preset.name(),
+            if r.sweep.smoke_scale {
+                " (smoke scale)"
+            } else {
+                ""
+            }
+        ),
+        y_desc: "test accuracy (%)".into(),
+        lines: r
+            .sweep
+            .methods
+            .iter()
+            .map(|m| Line {
+                name: m.name().to_uppercase(),
+                points: series(r, m.name()),
+            })
+            .collect(),
+        reference: mean_std(&r.accuracies("random", None))
+            .map(|(m, _)| ("random encoder".into(), m)),
+        legend: SeriesLabelPosition::UpperRight,
+    }
 }
 
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
-    r: &SweepResults,
+    c: &Chart,
 ) -> std::result::Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
-    let lines: Vec<(String, Points)> = r
-        .sweep
-        .methods
+    let values: Vec<f64> = c
+        .lines
         .iter()
-        .map(|m| (m.name().to_uppercase(), series(r, m.name())))
-        .collect();
-    let random = mean_std(&r.accuracies("random", None));
-    let values: Vec<f64> = lines
-        .iter()
-        .flat_map(|(_, s)| s.iter().flat_map(|&(_, m, d)| [m - d, m + d]))
-        .chain(random.map(|(m, _)| m))
+        .flat_map(|l| l.points.iter().flat_map(|&(_, _, lo, hi)| [lo, hi]))
+        .chain(c.reference.as_ref().map(|(_, y)| *y))
+        .filter(|v| v.is_finite())
         .collect();
     let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
     let hi = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -71,59 +109,53 @@ fn draw<DB: DrawingBackend>(
     } else {
         (0.0, 100.0)
     };
-    let title = format!(
-        "{} preset{}: linear-eval accuracy vs crop size",
-        r.sweep.preset.name(),
-        if r.sweep.smoke_scale {
-            " (smoke scale)"
-        } else {
-            ""
-        }
-    );
+    let xs = c.lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
+    let x_lo = xs.clone().fold(0.1f64, |a, x| a.min(x - 0.1));
+    let x_hi = xs.fold(0.9f64, |a, x| a.max(x + 0.1));
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FAMILY, 20))
+        .caption(&c.title, (FAMILY, 20))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(55)
-        .build_cartesian_2d(0.1f64..0.9f64, lo..hi)?;
+        .build_cartesian_2d(x_lo..x_hi, lo..hi)?;
     chart
         .configure_mesh()
         .x_desc("crop size p (fraction of the image area)")
-        .y_desc("test accuracy (%)")
+        .y_desc(&c.y_desc)
         .label_style((FAMILY, 14))
         .draw()?;
-    for (i, (name, points)) in lines.iter().enumerate() {
+    for (i, line) in c.lines.iter().enumerate() {
         let color = COLORS[i % COLORS.len()].to_rgba();
         chart
             .draw_series(LineSeries::new(
-                points.iter().map(|&(c, m, _)| (c, m)),
+                line.points.iter().map(|&(x, y, _, _)| (x, y)),
                 color.stroke_width(2),
             ))?
-            .label(name.as_str())
+            .label(line.name.as_str())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
         chart.draw_series(
-            points
+            line.points
                 .iter()
-                .map(|&(c, m, s)| ErrorBar::new_vertical(c, m - s, m, m + s, color.filled(), 8)),
+                .map(|&(x, y, lo, hi)| ErrorBar::new_vertical(x, lo, y, hi, color.filled(), 8)),
         )?;
         chart.draw_series(
-            points
+            line.points
                 .iter()
-                .map(|&(c, m, _)| Circle::new((c, m), 4, color.filled())),
+                .map(|&(x, y, _, _)| Circle::new((x, y), 4, color.filled())),
         )?;
     }
-    if let Some((m, _)) = random {
+    if let Some((label, y)) = &c.reference {
         let grey = RGBColor(110, 110, 110);
         chart
             .draw_series(DashedLineSeries::new(
-                [(0.1, m), (0.9, m)],
+                [(x_lo, *y), (x_hi, *y)],
                 6,
                 4,
                 grey.stroke_width(2),
             ))?
-            .label("random encoder")
+            .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
     }
     chart
@@ -131,7 +163,7 @@ fn draw<DB: DrawingBackend>(
         .label_font((FAMILY, 14))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .position(c.legend.clone())
         .draw()?;
     root.present()
 }
@@ -143,13 +175,18 @@ fn failed(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Writes the figure as SVG and PNG, each through a temporary file.
+/// Writes the sweep's figure as SVG and PNG, each through a temporary file.
 pub fn write_plots(r: &SweepResults, svg: &Path, png: &Path) -> Result<()> {
+    write_chart(&sweep_chart(r), svg, png)
+}
+
+/// Writes a chart as SVG and PNG, each through a temporary file.
+pub fn write_chart(c: &Chart, svg: &Path, png: &Path) -> Result<()> {
     register_font();
     let mut text = String::new();
     draw(
         SVGBackend::with_string(&mut text, SIZE).into_drawing_area(),
-        r,
+        c,
     )
     .map_err(|e| failed(svg, e))?;
     write_atomically(svg, text.as_bytes())?;
@@ -157,7 +194,7 @@ pub fn write_plots(r: &SweepResults, svg: &Path, png: &Path) -> Result<()> {
     let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
     draw(
         BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area(),
-        r,
+        c,
     )
     .map_err(|e| failed(png, e))?;
     save_rgb_png(png, SIZE.0 as usize, SIZE.1 as usize, &rgb)

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crop::Method;
 use crate::error::{Error, Result};
+use crate::label_check::{LabelCheckSpec, OracleSpec};
 use crate::nn::ModelKind;
 use crate::simclr::{BackboneBn, LinearEvalConfig, ProbeProtocol};
 
@@ -69,6 +70,19 @@ pub struct SweepSpec {
     pub probe: LinearEvalConfig,
     /// A smoke-scale sweep: the report says its table is not the paper's result.
     pub smoke_scale: bool,
+    /// The label check run on the sweep's data, methods and crop sizes after its runs (one
+    /// oracle per sweep); None for none.
+    #[serde(default)]
+    pub label_check: Option<SweepLabelCheck>,
+}
+
+/// How a sweep's label check is run (see `label_check`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepLabelCheck {
+    /// View pairs per test image, strategy and crop size.
+    pub views: usize,
+    /// The oracle (trained on the sweep's training images; its train_limit is the sweep's).
+    pub oracle: OracleSpec,
 }
 
 /// Command-line overrides of a preset's fields.
@@ -86,6 +100,9 @@ pub struct Overrides {
     pub baseline_seeds: Option<Vec<u64>>,
     pub probe_epochs: Option<usize>,
     pub probe_protocol: Option<ProbeProtocol>,
+    /// View pairs of the label check per test image; 0 for no check.
+    pub label_views: Option<usize>,
+    pub oracle_epochs: Option<usize>,
 }
 
 impl SweepSpec {
@@ -114,6 +131,16 @@ impl SweepSpec {
                     ..fast_probe
                 },
                 smoke_scale: false,
+                label_check: Some(SweepLabelCheck {
+                    views: 4,
+                    oracle: OracleSpec {
+                        model: ModelKind::Resnet18,
+                        epochs: 30,
+                        batch: 256,
+                        lr: 0.001,
+                        train_limit: None,
+                    },
+                }),
             },
             Preset::Quick => SweepSpec {
                 preset,
@@ -138,6 +165,17 @@ impl SweepSpec {
                 baseline_seeds: vec![1, 2],
                 probe: fast_probe,
                 smoke_scale: true,
+                // Two view pairs per image (not the check's default four) to stay inside the
+                // preset's time; an oracle of 6 epochs on the 3,000 images.
+                label_check: Some(SweepLabelCheck {
+                    views: 2,
+                    oracle: OracleSpec {
+                        epochs: 6,
+                        batch: 64,
+                        lr: 0.01,
+                        ..OracleSpec::default()
+                    },
+                }),
             },
             Preset::FullFmnist => SweepSpec {
                 preset,
@@ -154,6 +192,13 @@ impl SweepSpec {
                 baseline_seeds: Vec::new(),
                 probe: fast_probe,
                 smoke_scale: false,
+                label_check: Some(SweepLabelCheck {
+                    views: 4,
+                    oracle: OracleSpec {
+                        epochs: 10,
+                        ..OracleSpec::default()
+                    },
+                }),
             },
         }
     }
@@ -179,6 +224,22 @@ impl SweepSpec {
             if protocol == ProbeProtocol::Fast {
                 s.probe.backbone_bn = BackboneBn::Eval;
             }
+        }
+        match o.label_views {
+            Some(0) => s.label_check = None,
+            Some(views) => {
+                s.label_check = Some(SweepLabelCheck {
+                    views,
+                    ..s.label_check.unwrap_or(SweepLabelCheck {
+                        views,
+                        oracle: OracleSpec::default(),
+                    })
+                })
+            }
+            None => {}
+        }
+        if let (Some(epochs), Some(check)) = (o.oracle_epochs, s.label_check.as_mut()) {
+            check.oracle.epochs = epochs;
         }
         s.alphas = match o.alphas {
             Some(a) if a.len() == 1 => vec![a[0]; s.crops.len()],
@@ -240,12 +301,39 @@ impl SweepSpec {
         if self.batch < 2 {
             return bad(format!("--batch {} is below 2", self.batch));
         }
+        for (i, c) in self.crops.iter().enumerate() {
+            if self.crops[..i].contains(c) {
+                return bad(format!("--crops names {c} twice"));
+            }
+        }
+        if let Some(check) = self.label_check_spec() {
+            check.validate()?;
+        }
         Ok(())
+    }
+
+    /// The label check of the sweep: its data, methods, crop sizes and alphas, seeded with the
+    /// first seed, the oracle trained on the sweep's training images.
+    pub fn label_check_spec(&self) -> Option<LabelCheckSpec> {
+        let settings = self.label_check.as_ref()?;
+        let mut spec = LabelCheckSpec::new(
+            self.methods.clone(),
+            self.crops.clone(),
+            self.alphas.clone(),
+        );
+        spec.data = self.data.clone();
+        spec.views = settings.views;
+        spec.seed = self.seeds.first().copied().unwrap_or(0);
+        spec.oracle = OracleSpec {
+            train_limit: self.train_limit,
+            ..settings.oracle.clone()
+        };
+        Some(spec)
     }
 }
 
 /// GCC's alpha from the paper's table for each crop size; other sizes need --alphas.
-fn paper_alphas_for(crops: &[f64]) -> Result<Vec<f64>> {
+pub fn paper_alphas_for(crops: &[f64]) -> Result<Vec<f64>> {
     crops
         .iter()
         .map(|&c| {

@@ -4,8 +4,10 @@
 
 use std::fmt::Write;
 
+use crate::experiment::label_report;
 use crate::experiment::preset::PAPER_CROPS;
 use crate::experiment::results::SweepResults;
+use crate::label_check::LabelCheckResult;
 
 /// The paper's CIFAR-10 numbers (PAPER.md): 200 epochs, mean of 4 trials, at p = 0.2 .. 0.8.
 const PAPER_RC: [f64; 4] = [63.2, 61.1, 57.6, 54.2];
@@ -42,8 +44,9 @@ fn paper_at(table: &[f64; 4], crop: f64) -> Option<f64> {
         .map(|i| table[i])
 }
 
-/// The whole report as markdown.
-pub fn report_markdown(r: &SweepResults) -> String {
+/// The whole report as markdown; the label check's section follows the accuracy table when
+/// the sweep has one.
+pub fn report_markdown(r: &SweepResults, label_check: Option<&LabelCheckResult>) -> String {
     let s = &r.sweep;
     let mut md = String::new();
     let _ = writeln!(
@@ -203,6 +206,11 @@ pub fn report_markdown(r: &SweepResults) -> String {
     let _ = writeln!(md, "## What the table shows\n");
     for line in findings(r, &gains) {
         let _ = writeln!(md, "- {line}");
+    }
+
+    if let Some(check) = label_check {
+        let _ = writeln!(md);
+        md += &label_report::report_section(check, r);
     }
 
     let _ = writeln!(md, "\n## Runs\n");

@@ -41,6 +41,13 @@ pub fn reproduce_args(spec: &SweepSpec, out: &Path) -> Vec<String> {
     args.push(format!("--baseline-seeds {}", list(&spec.baseline_seeds)));
     args.push(format!("--probe-epochs {}", spec.probe.epochs));
     args.push(format!("--probe-protocol {}", spec.probe.protocol.name()));
+    match &spec.label_check {
+        Some(check) => {
+            args.push(format!("--label-views {}", check.views));
+            args.push(format!("--oracle-epochs {}", check.oracle.epochs));
+        }
+        None => args.push("--label-views 0".into()),
+    }
     args.push(format!("--out {}", quote(&out.display().to_string())));
     args
 }

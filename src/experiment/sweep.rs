@@ -12,9 +12,11 @@ use crate::augment::{Normalization, ViewPipeline};
 use crate::crop::Method;
 use crate::data::{load_dir, read_file, write_atomically, Dataset, Split};
 use crate::error::{Error, Result};
+use crate::experiment::label_report::{load_label_check, write_label_check, LABEL_MD};
 use crate::experiment::preset::SweepSpec;
 use crate::experiment::results::RunResult;
 use crate::gpu::Gpu;
+use crate::label_check::{label_check_on, LabelCheckSpec};
 use crate::simclr::{
     initial_encoder, linear_eval, load_trained, pretrain, LinearEvalConfig, PretrainConfig,
     RunOptions,
@@ -26,6 +28,8 @@ pub const SWEEP_FILE: &str = "sweep.json";
 pub const RUNS_DIR: &str = "runs";
 /// A finished run's record, inside its folder.
 pub const RESULT_FILE: &str = "result.json";
+/// The folder of the sweep's label check (its files and its oracle), inside the output folder.
+pub const LABEL_DIR: &str = "label_check";
 
 /// One run of the grid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -238,6 +242,7 @@ pub fn run_shard(
         skipped: Vec::new(),
     };
     let mut clock = RunClock::default();
+    let mut stopped = false;
     for (k, run) in runs.iter().enumerate() {
         let dir = run_dir(out, run);
         let tag = format!("[{}/{}] {}", k + 1, runs.len(), run.id());
@@ -247,6 +252,7 @@ pub fn run_shard(
             continue;
         }
         if options.stop_after_runs == Some(outcome.executed.len()) {
+            stopped = true;
             break;
         }
         std::fs::create_dir_all(&dir).map_err(|e| Error::File {
@@ -276,7 +282,50 @@ pub fn run_shard(
         );
         outcome.executed.push(run.id());
     }
+    // One label check per sweep: the first shard runs it after its runs.
+    if let (Some(check), 0, false) = (spec.label_check_spec(), options.shard.index, stopped) {
+        run_label_check(
+            gpu,
+            &check,
+            &out.join(LABEL_DIR),
+            &train,
+            &test,
+            options.progress,
+        )?;
+    }
     Ok(outcome)
+}
+
+/// Runs the sweep's label check into `dir` unless it finished there with the same settings.
+fn run_label_check(
+    gpu: &Gpu,
+    check: &LabelCheckSpec,
+    dir: &Path,
+    train: &Dataset,
+    test: &Dataset,
+    progress: bool,
+) -> Result<()> {
+    if let Some(done) = load_label_check(dir)? {
+        if done.spec == *check {
+            println!("label check: finished before, in {}", dir.display());
+            return Ok(());
+        }
+    }
+    println!(
+        "label check: {} strategies x {} crop sizes, {} view pairs per test image",
+        check.methods.len(),
+        check.crops.len(),
+        check.views
+    );
+    let result = label_check_on(gpu, check, train, test, dir, progress)?;
+    write_label_check(dir, &result)?;
+    println!(
+        "label check: oracle {:.2} % on whole test images; {:.0} s; tables in {}",
+        result.whole_image_accuracy,
+        result.seconds,
+        dir.join(LABEL_MD).display()
+    );
+    Ok(())
 }
 
 /// The time runs took so far, for the estimate of the time left: every run pays for its probe
