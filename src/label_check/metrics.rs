@@ -179,10 +179,17 @@ mod tests {
 
     #[test]
     fn the_interval_is_the_standard_error_over_images_clipped_to_percentages() {
-        let e = Estimate::over_images(&[0.0, 100.0, 0.0, 100.0]);
+        // Sample variance 4 x 100 / 3 over 4 images.
+        let e = Estimate::over_images(&[40.0, 60.0, 40.0, 60.0]);
         assert_eq!(e.mean, 50.0);
-        let half = 1.96 * (10000.0 / 3.0 / 4.0f64).sqrt();
+        let half = 1.96 * (400.0 / 3.0 / 4.0f64).sqrt();
         assert!((e.high - 50.0 - half).abs() < 1e-9 && (50.0 - e.low - half).abs() < 1e-9);
+        let wide = Estimate::over_images(&[0.0, 100.0, 0.0, 100.0]);
+        assert_eq!(
+            (wide.low, wide.high),
+            (0.0, 100.0),
+            "clipped to percentages"
+        );
         let all = Estimate::over_images(&[100.0; 5]);
         assert_eq!((all.low, all.mean, all.high), (100.0, 100.0, 100.0));
     }
