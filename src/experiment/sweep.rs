@@ -195,7 +195,7 @@ pub fn record_sweep(out: &Path, spec: &SweepSpec) -> Result<()> {
                 detail: format!(
                     "holds a sweep with other settings ({}); use another --out, or the same \
                      preset and options as before",
-                    differences(&existing, spec)
+                    crate::json::differences(&existing, spec)
                 ),
             });
         }
@@ -359,21 +359,6 @@ impl RunClock {
             })
             .sum()
     }
-}
-
-/// The fields in which two sweeps differ, as `field: there -> here`.
-fn differences(there: &SweepSpec, here: &SweepSpec) -> String {
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
-        (serde_json::to_value(there), serde_json::to_value(here))
-    else {
-        return "unreadable".into();
-    };
-    let null = serde_json::Value::Null;
-    b.iter()
-        .filter(|(k, v)| a.get(*k).unwrap_or(&null) != *v)
-        .map(|(k, v)| format!("{k}: {} there, {v} here", a.get(k).unwrap_or(&null)))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The result in `dir` if the run finished there; an error if it was made with other settings.

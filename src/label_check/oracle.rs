@@ -137,21 +137,6 @@ fn fingerprint(ds: &Dataset) -> u64 {
     h
 }
 
-/// The fields in which two keys differ, as `field: there, here`.
-fn differences(there: &OracleKey, here: &OracleKey) -> String {
-    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
-        (serde_json::to_value(there), serde_json::to_value(here))
-    else {
-        return "unreadable".into();
-    };
-    let null = serde_json::Value::Null;
-    b.iter()
-        .filter(|(k, v)| a.get(*k).unwrap_or(&null) != *v)
-        .map(|(k, v)| format!("{k}: {} there, {v} here", a.get(k).unwrap_or(&null)))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// The cached oracle's record in `dir`, if there is one; an error if it was made with other
 /// settings than `key` (nothing is changed then).
 pub fn check_cache(dir: &Path, key: &OracleKey) -> Result<Option<OracleRecord>> {
@@ -170,7 +155,7 @@ pub fn check_cache(dir: &Path, key: &OracleKey) -> Result<Option<OracleRecord>> 
             detail: format!(
                 "holds an oracle trained with other settings ({}); use another --out, or the \
                  same data and options as before",
-                differences(&record.key, key)
+                crate::json::differences(&record.key, key)
             ),
         });
     }
@@ -190,12 +175,7 @@ pub fn load(gpu: &Gpu, dir: &Path, record: &OracleRecord) -> Result<Box<dyn Enco
     let ck = Checkpoint::load(dir)?;
     let path = dir.join(CHECKPOINT_FILE);
     let oracle = build(gpu, &record.key)?;
-    for p in oracle.params() {
-        ck.restore_into(&format!("param/{}", p.name), &p.value, &path)?;
-    }
-    for (name, t) in oracle.buffers() {
-        ck.restore_into(&format!("buffer/{name}"), &t, &path)?;
-    }
+    ck.restore_encoder(oracle.as_ref(), &path)?;
     Ok(oracle)
 }
 
@@ -206,12 +186,7 @@ fn save(dir: &Path, oracle: &dyn Encoder, record: &OracleRecord) -> Result<()> {
         detail: format!("cannot create the oracle's folder: {e}"),
     })?;
     let mut ck = Checkpoint::new();
-    for p in oracle.params() {
-        ck.add(format!("param/{}", p.name), &p.value)?;
-    }
-    for (name, t) in oracle.buffers() {
-        ck.add(format!("buffer/{name}"), &t)?;
-    }
+    ck.add_encoder(oracle)?;
     ck.metadata.insert("format".into(), FORMAT.into());
     ck.save(dir)?;
     let text = serde_json::to_vec_pretty(record)

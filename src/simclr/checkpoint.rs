@@ -12,6 +12,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use crate::data::{read_file, write_atomically};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::nn::Encoder;
 use crate::tensor::Tensor;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -63,6 +64,29 @@ impl Checkpoint {
             ));
         }
         t.write(values)
+    }
+
+    /// Adds an encoder's parameters (`param/<name>`) and batch-norm statistics
+    /// (`buffer/<name>`).
+    pub fn add_encoder(&mut self, encoder: &dyn Encoder) -> Result<()> {
+        for p in encoder.params() {
+            self.add(format!("param/{}", p.name), &p.value)?;
+        }
+        for (name, t) in encoder.buffers() {
+            self.add(format!("buffer/{name}"), &t)?;
+        }
+        Ok(())
+    }
+
+    /// Copies what [`Checkpoint::add_encoder`] stored into `encoder`.
+    pub fn restore_encoder(&self, encoder: &dyn Encoder, path: &Path) -> Result<()> {
+        for p in encoder.params() {
+            self.restore_into(&format!("param/{}", p.name), &p.value, path)?;
+        }
+        for (name, t) in encoder.buffers() {
+            self.restore_into(&format!("buffer/{name}"), &t, path)?;
+        }
+        Ok(())
     }
 
     pub fn meta(&self, key: &str, path: &Path) -> Result<&str> {

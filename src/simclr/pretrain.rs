@@ -132,12 +132,7 @@ fn save_checkpoint(
     history: &[EpochRecord],
 ) -> Result<PathBuf> {
     let mut ck = Checkpoint::new();
-    for p in encoder.params() {
-        ck.add(format!("param/{}", p.name), &p.value)?;
-    }
-    for (name, t) in encoder.buffers() {
-        ck.add(format!("buffer/{name}"), &t)?;
-    }
+    ck.add_encoder(encoder)?;
     let (state, counters) = optimizer.state();
     for (name, t) in &state {
         ck.add(format!("optim/{name}"), t)?;
@@ -211,24 +206,13 @@ pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
     let history: Vec<EpochRecord> = parse(&ck, "history", &path)?;
     let normalization: Normalization = parse(&ck, "normalization", &path)?;
     let (encoder, _) = build(gpu, &config, channels)?;
-    restore_encoder(&ck, encoder.as_ref(), &path)?;
+    ck.restore_encoder(encoder.as_ref(), &path)?;
     Ok(Trained {
         config,
         encoder,
         history,
         normalization,
     })
-}
-
-/// Copies a checkpoint's parameters and batch-norm statistics into `encoder`.
-fn restore_encoder(ck: &Checkpoint, encoder: &dyn Encoder, path: &Path) -> Result<()> {
-    for p in encoder.params() {
-        ck.restore_into(&format!("param/{}", p.name), &p.value, path)?;
-    }
-    for (name, t) in encoder.buffers() {
-        ck.restore_into(&format!("buffer/{name}"), &t, path)?;
-    }
-    Ok(())
 }
 
 /// Restores the encoder and optimiser of the run checkpointed in `out`, which must have been
@@ -252,7 +236,7 @@ fn resume(
             diff.join("; ")
         )));
     }
-    restore_encoder(&ck, encoder, &ck_path)?;
+    ck.restore_encoder(encoder, &ck_path)?;
     let counters: Vec<u32> = parse(&ck, "optimizer_steps", &ck_path)?;
     let find = |name: &str| {
         ck.tensor(gpu, &format!("optim/{name}"))
