@@ -9,14 +9,14 @@ use taming::augment::{Normalization, ViewPipeline};
 use taming::crop::{CropSpec, Method, PadMode};
 use taming::data::fetch::fetch_cifar10;
 use taming::data::translate::{translate, TranslateSpec};
-use taming::data::{idx, load_dir, subset::balanced_subset, write_atomically, Split};
+use taming::data::{idx, load_dir, load_splits, subset::balanced_subset, write_atomically, Split};
 use taming::experiment::crop_preview;
 use taming::experiment::label_report::{self, write_label_check};
 use taming::experiment::preset::paper_alphas_for;
 use taming::experiment::preset::{Overrides, Preset, SweepSpec};
 use taming::experiment::slurm::slurm_script;
 use taming::experiment::smoke::smoke;
-use taming::experiment::sweep::{run_shard, Shard, SweepOptions};
+use taming::experiment::sweep::{check_sweep_folder, run_shard, Shard, SweepOptions};
 use taming::experiment::{write_report, REPORT_MD};
 use taming::gpu::{list_adapters, Gpu};
 use taming::label_check::{label_check, LabelCheckSpec, OracleSpec};
@@ -114,9 +114,9 @@ enum Command {
         resume: bool,
         #[arg(long, value_enum, default_value = "adam")]
         optimizer: OptimizerKind,
-        #[arg(long, default_value_t = 0.01)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0.01)]
         lr: f64,
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
         temperature: f64,
         /// Run the kNN monitor (k = 200 on the test split) every N epochs; 0 = never.
         #[arg(long, default_value_t = 0)]
@@ -183,10 +183,10 @@ struct CropArgs {
     #[arg(long, default_value = "gcc")]
     method: Method,
     /// Crop size as a fraction of the image area, in (0, 1].
-    #[arg(long, default_value_t = 0.4)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.4)]
     crop: f64,
     /// Variance scale of the GCC family (ignored by rc and rrc).
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.5)]
     alpha: f64,
     /// Where a box leaves the image: centre (the authors' code) or window.
     #[arg(long, default_value = "centre")]
@@ -213,7 +213,7 @@ struct ReproduceArgs {
     #[arg(long)]
     batch: Option<usize>,
     /// Adam's learning rate (the paper's: 0.01).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Pre-train and probe on the first N training images.
     #[arg(long)]
@@ -222,10 +222,10 @@ struct ReproduceArgs {
     #[arg(long, value_delimiter = ',')]
     methods: Option<Vec<Method>>,
     /// Crop sizes, e.g. 0.2,0.4,0.6,0.8.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
     crops: Option<Vec<f64>>,
     /// The GCC family's alpha: one value, or one per crop size (default: the paper's best).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
     alphas: Option<Vec<f64>>,
     /// Seeds, e.g. 0,1,2: every run of the grid once per seed, plus a random baseline each.
     #[arg(long, value_delimiter = ',')]
@@ -263,10 +263,15 @@ struct LabelCheckArgs {
     #[arg(long, value_delimiter = ',', default_value = "rc,gcc,cgcc,mgcc")]
     methods: Vec<Method>,
     /// Crop sizes, e.g. 0.2,0.4,0.6,0.8.
-    #[arg(long, value_delimiter = ',', default_value = "0.2,0.4,0.6,0.8")]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_delimiter = ',',
+        default_value = "0.2,0.4,0.6,0.8"
+    )]
     crops: Vec<f64>,
     /// The GCC family's alpha: one value, or one per crop size (default: the paper's best).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
     alphas: Option<Vec<f64>>,
     /// Where a box leaves the image: centre (the authors' code) or window.
     #[arg(long, default_value = "centre")]
@@ -289,7 +294,7 @@ struct LabelCheckArgs {
     oracle_epochs: usize,
     #[arg(long, default_value_t = OracleSpec::default().batch)]
     oracle_batch: usize,
-    #[arg(long, default_value_t = OracleSpec::default().lr)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = OracleSpec::default().lr)]
     oracle_lr: f64,
     /// The folder of the check's files and of its cached oracle.
     #[arg(long)]
@@ -417,6 +422,10 @@ fn run(cli: Cli) -> taming::Result<()> {
             let mut spec = CropSpec::new(method, crop, alpha)?;
             spec.pad = pad;
             let dataset = load_dir(data.as_deref(), Split::Train)?;
+            let [_, h, w] = dataset.shape();
+            if let Some(warning) = taming::crop::degenerate_warning(&spec, w, h)? {
+                eprintln!("warning: {warning}");
+            }
             let gpu = Gpu::new(cli.device.as_deref())?;
             let alpha_text = match method.uses_alpha() {
                 true => format!(" alpha {alpha}"),
@@ -524,8 +533,7 @@ fn run(cli: Cli) -> taming::Result<()> {
             };
             // The checkpoint's data set unless --data says otherwise.
             let data = data.or(trained.as_ref().and_then(|(t, _)| t.config.data.clone()));
-            let train = load_dir(data.as_deref(), Split::Train)?;
-            let test = load_dir(data.as_deref(), Split::Test)?;
+            let (train, test) = load_splits(data.as_deref(), None)?;
             let (encoder, normalization, what) = match trained {
                 Some((t, dir)) => {
                     let what = format!(
@@ -640,11 +648,22 @@ fn reproduce(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
         }
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("taming"));
         let path = a.out.join(format!("{}.sbatch", spec.preset.name()));
+        let script = slurm_script(&spec, &a.out, shards, &exe);
+        // The folder's sweep, if any, must be this one; another script is never overwritten.
+        check_sweep_folder(&a.out, &spec)?;
+        if path.is_file() && std::fs::read(&path).ok().as_deref() != Some(script.as_bytes()) {
+            return Err(taming::Error::File {
+                path,
+                detail: "holds another sbatch script (other settings or shards); use another \
+                         --out, or remove the script"
+                    .into(),
+            });
+        }
         std::fs::create_dir_all(&a.out).map_err(|e| taming::Error::File {
             path: a.out.clone(),
             detail: format!("cannot create the output folder: {e}"),
         })?;
-        write_atomically(&path, slurm_script(&spec, &a.out, shards, &exe).as_bytes())?;
+        write_atomically(&path, script.as_bytes())?;
         println!(
             "wrote {} ({runs} runs in {shards} array tasks)",
             path.display()

@@ -2,8 +2,10 @@
 //! box samplers on the CPU, and the arithmetic that turns a box into what the GPU sampling
 //! kernel reads. Boxes are a few numbers per view; the pixels never leave the GPU.
 
+pub mod degenerate;
 pub mod geometry;
 pub mod strategy;
 
+pub use degenerate::degenerate_warning;
 pub use geometry::{view_geometry, CropBox, PadMode, ViewGeometry};
 pub use strategy::{CropSpec, Method, PairDraw};

@@ -26,12 +26,22 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Decodes a PNG to (channels, height, width, CHW bytes).
 fn decode(path: &Path) -> Result<([usize; 3], Vec<u8>)> {
     let bytes = read_file(path)?;
+    let bytes_len = bytes.len();
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
         .read_info()
         .map_err(|e| file_error(path, format!("not a readable PNG: {e}")))?;
-    let mut buf = vec![0; reader.output_buffer_size().unwrap_or(0)];
+    // Deflate expands at most 1032:1: a header promising more pixels than the file could
+    // hold is damaged, and nothing that large is allocated.
+    let size = reader.output_buffer_size().unwrap_or(usize::MAX);
+    if size as u64 > 1032 * bytes_len as u64 {
+        return Err(file_error(
+            path,
+            format!("damaged: its header promises {size} bytes of pixels, more than this {bytes_len}-byte file can hold"),
+        ));
+    }
+    let mut buf = vec![0; size];
     let info = reader
         .next_frame(&mut buf)
         .map_err(|e| file_error(path, format!("not a readable PNG: {e}")))?;

@@ -28,22 +28,59 @@ fn file_error(path: &Path, detail: impl Into<String>) -> Error {
     }
 }
 
-/// The file's bytes, decompressed when it starts with the gzip magic number.
-fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+/// Deflate expands at most 1032:1, so no gzip file can hold more than this many bytes per byte.
+const MAX_GZIP_RATIO: u64 = 1032;
+
+/// The file's bytes, decompressed when it starts with the gzip magic number. The decompressed
+/// size is bounded before anything is allocated: by what the IDX header of `dims` dimensions
+/// promises (plus one byte, to detect trailing data), and by what the file could hold.
+fn read_maybe_gzip(path: &Path, dims: u8) -> Result<Vec<u8>> {
     let raw = read_file(path)?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| file_error(path, format!("not a valid gzip file: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let not_gzip = |e: std::io::Error| file_error(path, format!("not a valid gzip file: {e}"));
+    let header_len = 4 + 4 * dims as usize;
+    let mut decoder = flate2::read::GzDecoder::new(&raw[..]);
+    let mut head = Vec::with_capacity(header_len);
+    (&mut decoder)
+        .take(header_len as u64)
+        .read_to_end(&mut head)
+        .map_err(not_gzip)?;
+    let promised = match header_len.checked_add(payload_size(path, &head, dims)?) {
+        Some(n) => n as u64,
+        None => return Err(too_large(path)),
+    };
+    let could_hold = (raw.len() as u64).saturating_mul(MAX_GZIP_RATIO);
+    if promised > could_hold {
+        return Err(file_error(
+            path,
+            format!(
+                "truncated: the header promises {promised} bytes, more than this {}-byte gzip \
+                 file can hold",
+                raw.len()
+            ),
+        ));
+    }
+    let mut out = head;
+    decoder
+        .take(promised + 1 - out.len() as u64)
+        .read_to_end(&mut out)
+        .map_err(not_gzip)?;
+    Ok(out)
 }
 
-/// Parses an IDX file of u8 values with `dims` dimensions: returns the dimensions and the data.
-fn parse(path: &Path, bytes: &[u8], dims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
+fn too_large(path: &Path) -> Error {
+    file_error(
+        path,
+        "the IDX header's dimensions multiply past what this machine can address; the file is \
+         damaged or not an IDX file",
+    )
+}
+
+/// The dimensions in an IDX header of `dims` dimensions, after checking its magic number; the
+/// header may be shorter than that (a truncated file), which is an error.
+fn header_shape(path: &Path, bytes: &[u8], dims: u8) -> Result<Vec<usize>> {
     let header = 4 + 4 * dims as usize;
     if bytes.len() < header {
         return Err(file_error(
@@ -63,14 +100,33 @@ fn parse(path: &Path, bytes: &[u8], dims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
             ),
         ));
     }
-    let shape: Vec<usize> = (0..dims as usize)
+    Ok((0..dims as usize)
         .map(|d| {
-            u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes")) as usize
+            let field = [
+                bytes[4 + 4 * d],
+                bytes[5 + 4 * d],
+                bytes[6 + 4 * d],
+                bytes[7 + 4 * d],
+            ];
+            u32::from_be_bytes(field) as usize
         })
-        .collect();
-    let record: usize = shape[1..].iter().product();
-    let want = shape[0] * record;
-    let data = &bytes[header..];
+        .collect())
+}
+
+/// The number of value bytes the header promises, with checked arithmetic.
+fn payload_size(path: &Path, bytes: &[u8], dims: u8) -> Result<usize> {
+    header_shape(path, bytes, dims)?
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| too_large(path))
+}
+
+/// Parses an IDX file of u8 values with `dims` dimensions: returns the dimensions and the data.
+fn parse(path: &Path, bytes: &[u8], dims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
+    let shape = header_shape(path, bytes, dims)?;
+    let want = payload_size(path, bytes, dims)?;
+    let record = want.checked_div(shape[0]).unwrap_or(0);
+    let data = &bytes[4 + 4 * dims as usize..];
     if data.len() < want {
         let complete = data.len() / record.max(1);
         return Err(file_error(
@@ -93,8 +149,8 @@ fn parse(path: &Path, bytes: &[u8], dims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
 
 /// Loads an images file ([N, rows, cols]) and a labels file ([N]) as one-channel images.
 pub fn load_idx(images: &Path, labels: &Path, class_names: &[&str]) -> Result<Dataset> {
-    let (shape, pixels) = parse(images, &read_maybe_gzip(images)?, 3)?;
-    let (lshape, label_bytes) = parse(labels, &read_maybe_gzip(labels)?, 1)?;
+    let (shape, pixels) = parse(images, &read_maybe_gzip(images, 3)?, 3)?;
+    let (lshape, label_bytes) = parse(labels, &read_maybe_gzip(labels, 1)?, 1)?;
     if lshape[0] != shape[0] {
         return Err(file_error(
             labels,
@@ -200,11 +256,11 @@ mod tests {
         write_idx_gz(&ds, &dir, Split::Test).unwrap();
         assert_eq!(load_fashion_mnist(&dir, Split::Test).unwrap(), ds);
         // The same files uncompressed load the same.
-        for kind in ["images-idx3", "labels-idx1"] {
+        for (kind, dims) in [("images-idx3", 3), ("labels-idx1", 1)] {
             let gz = dir.join(format!("t10k-{kind}-ubyte.gz"));
             std::fs::write(
                 dir.join(format!("t10k-{kind}-ubyte")),
-                read_maybe_gzip(&gz).unwrap(),
+                read_maybe_gzip(&gz, dims).unwrap(),
             )
             .unwrap();
             std::fs::remove_file(gz).unwrap();
@@ -218,8 +274,8 @@ mod tests {
         let ds = tiny();
         write_idx_gz(&ds, &dir, Split::Train).unwrap();
         let (images, labels) = idx_paths(&dir, Split::Train).unwrap();
-        let raw = read_maybe_gzip(&images).unwrap();
-        let raw_labels = read_maybe_gzip(&labels).unwrap();
+        let raw = read_maybe_gzip(&images, 3).unwrap();
+        let raw_labels = read_maybe_gzip(&labels, 1).unwrap();
         let bad_images = dir.join("bad-images");
         let bad_labels = dir.join("bad-labels");
         let check = |img: &[u8], lab: &[u8], want: &[&str]| {
@@ -247,5 +303,21 @@ mod tests {
         fewer.extend_from_slice(&[1, 2]);
         check(&raw, &fewer, &["bad-labels", "2 labels", "3 images"]);
         check(&[0x1f, 0x8b, 1, 2, 3], &raw_labels, &["bad-images", "gzip"]);
+        // Dimensions whose product passes 64 bits, raw and compressed.
+        let huge = header(&[u32::MAX as usize, u32::MAX as usize, u32::MAX as usize]);
+        check(&huge, &raw_labels, &["bad-images", "multiply past"]);
+        check(
+            &gzip(&huge).unwrap(),
+            &raw_labels,
+            &["bad-images", "multiply past"],
+        );
+        // A small gzip file whose header promises far more than it could decompress to.
+        let mut promise = header(&[1 << 20, 1 << 10, 1]);
+        promise.extend_from_slice(&[0; 64]);
+        check(
+            &gzip(&promise).unwrap(),
+            &raw_labels,
+            &["bad-images", "can hold"],
+        );
     }
 }

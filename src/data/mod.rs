@@ -9,7 +9,7 @@ pub mod idx;
 pub mod subset;
 pub mod translate;
 
-pub use detect::load_dir;
+pub use detect::{load_dir, load_splits};
 
 use std::path::{Path, PathBuf};
 

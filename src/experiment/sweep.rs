@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{Normalization, ViewPipeline};
 use crate::crop::Method;
-use crate::data::{load_dir, read_file, write_atomically, Dataset, Split};
+use crate::data::{load_splits, read_file, write_atomically, Dataset};
 use crate::error::{Error, Result};
 use crate::experiment::label_report::{load_label_check, write_label_check, LABEL_MD};
 use crate::experiment::preset::SweepSpec;
@@ -180,28 +180,37 @@ pub fn run_dir(out: &Path, run: &RunSpec) -> PathBuf {
     out.join(RUNS_DIR).join(run.id())
 }
 
+/// Checks that `out` holds no sweep, or one with the same settings; returns whether it holds
+/// one. Writes nothing.
+pub fn check_sweep_folder(out: &Path, spec: &SweepSpec) -> Result<bool> {
+    let path = out.join(SWEEP_FILE);
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let existing = load_sweep(out)?;
+    if existing != *spec {
+        return Err(Error::File {
+            path,
+            detail: format!(
+                "holds a sweep with other settings ({}); use another --out, or the same \
+                 preset and options as before",
+                crate::json::differences(&existing, spec)
+            ),
+        });
+    }
+    Ok(true)
+}
+
 /// Writes `sweep.json`, or checks that the one already in `out` has the same settings.
 pub fn record_sweep(out: &Path, spec: &SweepSpec) -> Result<()> {
+    if check_sweep_folder(out, spec)? {
+        return Ok(());
+    }
     std::fs::create_dir_all(out.join(RUNS_DIR)).map_err(|e| Error::File {
         path: out.to_path_buf(),
         detail: format!("cannot create the output folder: {e}"),
     })?;
-    let path = out.join(SWEEP_FILE);
-    if path.is_file() {
-        let existing = load_sweep(out)?;
-        if existing != *spec {
-            return Err(Error::File {
-                path,
-                detail: format!(
-                    "holds a sweep with other settings ({}); use another --out, or the same \
-                     preset and options as before",
-                    crate::json::differences(&existing, spec)
-                ),
-            });
-        }
-        return Ok(());
-    }
-    write_atomically(&path, &to_json(spec)?)
+    write_atomically(&out.join(SWEEP_FILE), &to_json(spec)?)
 }
 
 /// The sweep settings recorded in `out`.
@@ -221,8 +230,7 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 /// The training images the sweep's runs pre-train and probe on (limited) and the test images.
 fn sweep_data(spec: &SweepSpec) -> Result<(Dataset, Dataset)> {
-    let train = load_dir(spec.data.as_deref(), Split::Train)?.first(spec.train_limit);
-    Ok((train, load_dir(spec.data.as_deref(), Split::Test)?))
+    load_splits(spec.data.as_deref(), spec.train_limit)
 }
 
 /// Runs the runs of `options.shard` that `out` does not hold yet, writing each result as it
@@ -234,9 +242,35 @@ pub fn run_shard(
     options: &SweepOptions,
 ) -> Result<ShardOutcome> {
     spec.validate()?;
-    record_sweep(out, spec)?;
-    let runs = options.shard.select(&spec.runs());
+    let grid = spec.runs();
+    if options.shard.index >= grid.len() {
+        return Err(Error::InvalidArgument(format!(
+            "--shard {}/{}: the sweep has only {} runs, so this shard would run nothing; use \
+             at most {} shards",
+            options.shard.index,
+            options.shard.count,
+            grid.len(),
+            grid.len()
+        )));
+    }
+    // Everything is checked before the folder is made or sweep.json is written.
     let (train, test) = sweep_data(spec)?;
+    let [_, h, w] = train.shape();
+    for run in &grid {
+        if let Some(config) = spec.pretrain_config(run) {
+            config.validate()?;
+            config.crop_spec()?.view_size(w, h)?;
+            if train.len() < config.batch {
+                return Err(Error::InvalidArgument(format!(
+                    "--batch {} is larger than the {} training images",
+                    config.batch,
+                    train.len()
+                )));
+            }
+        }
+    }
+    record_sweep(out, spec)?;
+    let runs = options.shard.select(&grid);
     let mut outcome = ShardOutcome {
         executed: Vec::new(),
         skipped: Vec::new(),

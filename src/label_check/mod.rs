@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{Normalization, ViewPipeline};
 use crate::crop::{CropSpec, Method, PadMode};
-use crate::data::{load_dir, Dataset, Split};
+use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::Encoder;
@@ -196,9 +196,8 @@ pub fn label_check(
     progress: bool,
 ) -> Result<LabelCheckResult> {
     spec.validate()?;
-    let train = load_dir(spec.data.as_deref(), Split::Train)?.first(spec.oracle.train_limit);
-    let test = load_dir(spec.data.as_deref(), Split::Test)?.first(spec.test_limit);
-    check_splits_agree(&train, &test)?;
+    let (train, test) = load_splits(spec.data.as_deref(), spec.oracle.train_limit)?;
+    let test = test.first(spec.test_limit);
     label_check_on(gpu, spec, &train, &test, out, progress)
 }
 
@@ -314,19 +313,4 @@ fn tally_cell(
         }
     }
     Ok(tallies)
-}
-
-/// The oracle learns one split's classes and is scored on the other's: they must agree.
-fn check_splits_agree(train: &Dataset, test: &Dataset) -> Result<()> {
-    if train.shape() != test.shape() || train.class_names() != test.class_names() {
-        return Err(Error::InvalidArgument(format!(
-            "the training split has {:?} images of {} classes, the test split {:?} images of {} \
-             classes; both splits of --data must hold the same classes and image size",
-            train.shape(),
-            train.classes(),
-            test.shape(),
-            test.classes()
-        )));
-    }
-    Ok(())
 }

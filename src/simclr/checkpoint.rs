@@ -54,6 +54,16 @@ impl Checkpoint {
             .iter()
             .find(|(n, _, _)| n == name)
             .ok_or_else(|| corrupt(path, format!("has no tensor {name}")))?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(corrupt(
+                path,
+                format!(
+                    "{name} holds {} at element {i}: the file is damaged or was written by a \
+                     run that diverged",
+                    values[i]
+                ),
+            ));
+        }
         if shape.as_slice() != t.shape() {
             return Err(corrupt(
                 path,

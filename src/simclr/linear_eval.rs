@@ -139,11 +139,30 @@ pub fn linear_eval(
     config: &LinearEvalConfig,
     progress: bool,
 ) -> Result<LinearEvalResult> {
-    if !(config.val_fraction > 0.0 && config.val_fraction < 1.0) || config.epochs == 0 {
+    if !(config.val_fraction > 0.0 && config.val_fraction < 1.0)
+        || config.epochs == 0
+        || config.batch == 0
+    {
         return Err(Error::InvalidArgument(format!(
-            "linear evaluation needs a validation fraction in (0, 1) and at least one epoch; got \
-             {} and {}",
-            config.val_fraction, config.epochs
+            "linear evaluation needs a validation fraction in (0, 1), at least one epoch and a \
+             positive batch; got {}, {} and {}",
+            config.val_fraction, config.epochs, config.batch
+        )));
+    }
+    // The split below keeps one validation image and one training image at the least.
+    if train.len() < 2 || test.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "the linear probe needs at least 2 training images (one to fit, one to validate) \
+             and 1 test image; got {} and {}",
+            train.len(),
+            test.len()
+        )));
+    }
+    if train.classes() != test.classes() {
+        return Err(Error::InvalidArgument(format!(
+            "the training images have {} classes but the test images {}",
+            train.classes(),
+            test.classes()
         )));
     }
     let dim = encoder.feature_dim();

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{Normalization, ViewPipeline};
 use crate::autograd::Graph;
-use crate::data::{load_dir, write_atomically, Dataset, Split};
+use crate::crop::degenerate_warning;
+use crate::data::{load_splits, write_atomically, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{Encoder, ModelKind};
@@ -83,8 +84,7 @@ pub fn initial_encoder(
 
 /// The training split (limited to `train_limit` images) and the test split of the run's data.
 pub fn load_data(config: &PretrainConfig) -> Result<(Dataset, Dataset)> {
-    let train = load_dir(config.data.as_deref(), Split::Train)?.first(config.train_limit);
-    let test = load_dir(config.data.as_deref(), Split::Test)?;
+    let (train, test) = load_splits(config.data.as_deref(), config.train_limit)?;
     if train.len() < config.batch {
         return Err(Error::InvalidArgument(format!(
             "--batch {} is larger than the {} training images",
@@ -280,10 +280,6 @@ pub fn pretrain(
 ) -> Result<Vec<EpochRecord>> {
     config.validate()?;
     let spec = config.crop_spec()?;
-    std::fs::create_dir_all(out).map_err(|e| Error::File {
-        path: out.to_path_buf(),
-        detail: format!("cannot create the output folder: {e}"),
-    })?;
     let ck_path = out.join(CHECKPOINT_FILE);
     if ck_path.is_file() && !options.resume {
         return Err(Error::File {
@@ -295,6 +291,15 @@ pub fn pretrain(
     }
     let (train, test) = load_data(config)?;
     let [channels, h, w] = train.shape();
+    spec.view_size(w, h)?;
+    if let Some(warning) = degenerate_warning(&spec, w, h)? {
+        eprintln!("warning: {warning}");
+    }
+    // Only now that the inputs are known to be good: a refused run leaves no folder behind.
+    std::fs::create_dir_all(out).map_err(|e| Error::File {
+        path: out.to_path_buf(),
+        detail: format!("cannot create the output folder: {e}"),
+    })?;
     let (encoder, mut optimizer) = build(gpu, config, channels)?;
     let mut history: Vec<EpochRecord> = Vec::new();
     if options.resume && ck_path.is_file() {
