@@ -155,6 +155,16 @@ fn png(path: &Path, side: u32) {
         .unwrap();
 }
 
+fn rgb_png(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut enc = png::Encoder::new(std::fs::File::create(path).unwrap(), 4, 4);
+    enc.set_color(png::ColorType::Rgb);
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&[60; 48])
+        .unwrap();
+}
+
 /// PNG folders `dir/name/{train,test}/<class>/a.png`.
 fn png_set(dir: &Path, name: &str, train: &[&str], test: &[&str], test_side: u32) {
     for (split, classes, side) in [("train", train, 8), ("test", test, test_side)] {
@@ -673,6 +683,97 @@ fn cases() -> Vec<Case> {
             |d| std::fs::create_dir_all(d.join("out")).unwrap(),
             &["report", "--out", "out"],
             &["sweep.json"],
+        ),
+        // Data set tools.
+        case(
+            "subset of a folder without its test split",
+            |d| {
+                idx_set(d, "src", |_| {});
+                std::fs::remove_file(d.join("src/t10k-images-idx3-ubyte")).unwrap();
+            },
+            &[
+                "data",
+                "subset",
+                "--from",
+                "src",
+                "--to",
+                "dst",
+                "--train-per-class",
+                "1",
+                "--test-per-class",
+                "1",
+            ],
+            &["t10k-images-idx3-ubyte"],
+        ),
+        case(
+            "subset into a data set",
+            |d| {
+                idx_set(d, "src", |_| {});
+                idx_set(d, "dst", |_| {});
+            },
+            &[
+                "data",
+                "subset",
+                "--from",
+                "src",
+                "--to",
+                "dst",
+                "--train-per-class",
+                "1",
+                "--test-per-class",
+                "1",
+            ],
+            &["dst", "already holds a data set"],
+        ),
+        case(
+            "subset of more than a class holds",
+            |d| idx_set(d, "src", |_| {}),
+            &[
+                "data",
+                "subset",
+                "--from",
+                "src",
+                "--to",
+                "dst",
+                "--train-per-class",
+                "5",
+            ],
+            &["5"],
+        ),
+        case(
+            "translated into a data set",
+            |d| {
+                idx_set(d, "src", |_| {});
+                idx_set(d, "dst", |_| {});
+            },
+            &["data", "make", "translated", "--from", "src", "--to", "dst"],
+            &["dst", "already holds a data set"],
+        ),
+        case(
+            "translated onto a smaller canvas",
+            |d| idx_set(d, "src", |_| {}),
+            &[
+                "data",
+                "make",
+                "translated",
+                "--from",
+                "src",
+                "--canvas",
+                "3",
+                "--to",
+                "dst",
+            ],
+            &["--canvas 3"],
+        ),
+        case(
+            "translated colour images",
+            |d| {
+                for split in ["train", "test"] {
+                    rgb_png(&d.join("src").join(split).join("cat/a.png"));
+                }
+            },
+            &["data", "make", "translated", "--from", "src", "--to", "dst"],
+            &["src"],
         ),
         // IDX files, raw and gzip.
         data_case(

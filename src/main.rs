@@ -388,17 +388,29 @@ fn run(cli: Cli) -> taming::Result<()> {
                     seed,
                 },
         } => {
-            for (split, per_class) in [
-                (Split::Train, train_per_class),
-                (Split::Test, test_per_class),
+            if idx::idx_paths(&to, Split::Train).is_ok() || idx::idx_paths(&to, Split::Test).is_ok()
+            {
+                return Err(taming::Error::File {
+                    path: to,
+                    detail: "already holds a data set; choose another --to".into(),
+                });
+            }
+            // Both splits are read, and both subsets made, before anything is written.
+            let train = idx::load_fashion_mnist(&from, Split::Train)?;
+            let test = idx::load_fashion_mnist(&from, Split::Test)?;
+            let mut parts = Vec::new();
+            for (split, full, per_class) in [
+                (Split::Train, train, train_per_class),
+                (Split::Test, test, test_per_class),
             ] {
-                let full = idx::load_fashion_mnist(&from, split)?;
                 let part = balanced_subset(&full, per_class, seed)?;
+                parts.push((split, per_class, part, full.len()));
+            }
+            for (split, per_class, part, full) in parts {
                 idx::write_idx_gz(&part, &to, split)?;
                 println!(
-                    "{split:?}: {} of {} images, {per_class} per class -> {}",
+                    "{split:?}: {} of {full} images, {per_class} per class -> {}",
                     part.len(),
-                    full.len(),
                     to.display()
                 );
             }
