@@ -181,7 +181,40 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(fail(e));
     }
+    pause_before_rename();
     std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// `TAMING_WRITE_DELAY_MS=N` holds every atomic write for N ms between its complete temporary
+/// file and the rename: the kill test (kernels-tests/kill_resume.rs) uses it so that its
+/// random kills land inside writes too. Unset, it costs nothing.
+fn pause_before_rename() {
+    static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| std::env::var("TAMING_WRITE_DELAY_MS").ok()?.parse().ok());
+    if let Some(ms) = delay {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
+}
+
+/// Removes the temporary files that writes of `names` in `dir` left when their process was
+/// killed (`NAME.tmp<pid>`). Only for folders that one process owns at a time (a run's folder),
+/// never for one that shards share.
+pub fn remove_stale_temporaries(dir: &Path, names: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let stale = names.iter().any(|n| {
+            file.strip_prefix(n)
+                .and_then(|rest| rest.strip_prefix(".tmp"))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]

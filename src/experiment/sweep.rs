@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{Normalization, ViewPipeline};
 use crate::crop::Method;
-use crate::data::{load_splits, read_file, write_atomically, Dataset};
+use crate::data::{load_splits, read_file, remove_stale_temporaries, write_atomically, Dataset};
 use crate::error::{Error, Result};
 use crate::experiment::label_report::{load_label_check, write_label_check, LABEL_MD};
 use crate::experiment::preset::SweepSpec;
@@ -293,6 +293,7 @@ pub fn run_shard(
             path: dir.clone(),
             detail: format!("cannot create the run's folder: {e}"),
         })?;
+        remove_stale_temporaries(&dir, &[RESULT_FILE]);
         let start = Instant::now();
         let result = execute(gpu, spec, run, &dir, &train, &test, options.progress)?;
         write_atomically(&dir.join(RESULT_FILE), &to_json(&result)?)?;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::augment::{Normalization, ViewPipeline};
 use crate::autograd::Graph;
 use crate::crop::degenerate_warning;
-use crate::data::{load_splits, write_atomically, Dataset};
+use crate::data::{load_splits, remove_stale_temporaries, write_atomically, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::{Encoder, ModelKind};
@@ -300,6 +300,7 @@ pub fn pretrain(
         path: out.to_path_buf(),
         detail: format!("cannot create the output folder: {e}"),
     })?;
+    remove_stale_temporaries(out, &[CHECKPOINT_FILE, SIDECAR_FILE]);
     let (encoder, mut optimizer) = build(gpu, config, channels)?;
     let mut history: Vec<EpochRecord> = Vec::new();
     if options.resume && ck_path.is_file() {
