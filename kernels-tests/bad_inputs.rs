@@ -496,6 +496,32 @@ fn cases() -> Vec<Case> {
             &["at least one image"],
         ),
         case(
+            "crops of too many images",
+            none,
+            &["crops", "--images", "100000", "--out", "v.png"],
+            &["--images 100000", "at most 256"],
+        ),
+        case(
+            "crops heat map of no draws",
+            none,
+            &[
+                "crops",
+                "--heatmap",
+                "h.png",
+                "--draws",
+                "0",
+                "--out",
+                "v.png",
+            ],
+            &["--draws 0"],
+        ),
+        case(
+            "smoke batch beyond the device",
+            none,
+            &["smoke", "--batch", "100000000"],
+            &["smoke batch", "storage binding"],
+        ),
+        case(
             "crops of size two",
             none,
             &["crops", "--crop", "2", "--out", "v.png"],
@@ -939,6 +965,32 @@ fn cases() -> Vec<Case> {
             &["a.png", "can hold"],
         ),
         // Checkpoints.
+        Case {
+            name: "checkpoint evaluated on colour images",
+            setup: Box::new(|d: &Path| {
+                for f in ["checkpoint.safetensors", "checkpoint.json"] {
+                    let bytes = std::fs::read(fixtures().ck().join(f)).unwrap();
+                    write(&d.join("ck").join(f), &bytes);
+                }
+                for split in ["train", "test"] {
+                    for name in ["a.png", "b.png"] {
+                        rgb_png(&d.join("rgb").join(split).join("cat").join(name));
+                    }
+                }
+            }),
+            args: [
+                "linear-eval",
+                "--checkpoint",
+                "ck",
+                "--data",
+                "rgb",
+                "--epochs",
+                "1",
+            ]
+            .map(String::from)
+            .to_vec(),
+            expect: vec!["1-channel", "3-channel"],
+        },
         case(
             "checkpoint missing",
             |d| std::fs::create_dir_all(d.join("ck")).unwrap(),

@@ -433,6 +433,9 @@ fn run(cli: Cli) -> taming::Result<()> {
         } => {
             let mut spec = CropSpec::new(method, crop, alpha)?;
             spec.pad = pad;
+            if heatmap.is_some() {
+                crop_preview::check_heatmap_draws(draws)?;
+            }
             let dataset = load_dir(data.as_deref(), Split::Train)?;
             let [_, h, w] = dataset.shape();
             if let Some(warning) = taming::crop::degenerate_warning(&spec, w, h)? {
@@ -546,6 +549,16 @@ fn run(cli: Cli) -> taming::Result<()> {
             // The checkpoint's data set unless --data says otherwise.
             let data = data.or(trained.as_ref().and_then(|(t, _)| t.config.data.clone()));
             let (train, test) = load_splits(data.as_deref(), None)?;
+            if let Some((t, dir)) = &trained {
+                let (want, got) = (t.normalization.mean.len(), train.shape()[0]);
+                if want != got {
+                    return Err(taming::Error::InvalidArgument(format!(
+                        "the encoder in {} was trained on {want}-channel images, but the data \
+                         set has {got}-channel images; evaluate it on data like its own",
+                        dir.display()
+                    )));
+                }
+            }
             let (encoder, normalization, what) = match trained {
                 Some((t, dir)) => {
                     let what = format!(

@@ -23,6 +23,21 @@ fn scale_for(side: usize, target: usize) -> usize {
 }
 
 /// The `count` images shown: the first image of each class in class order, then the second...
+/// A contact sheet taller than this many rows of views is no longer a picture to look at.
+pub const MAX_SHEET_IMAGES: usize = 256;
+/// Enough for a smooth heat map; more only takes longer.
+pub const MAX_HEATMAP_DRAWS: usize = 10_000_000;
+
+/// Whether `draws` makes a heat map (checked before any picture is written).
+pub fn check_heatmap_draws(draws: usize) -> Result<()> {
+    if draws == 0 || draws > MAX_HEATMAP_DRAWS {
+        return Err(Error::InvalidArgument(format!(
+            "--draws {draws}: the heat map needs between 1 and {MAX_HEATMAP_DRAWS} draws"
+        )));
+    }
+    Ok(())
+}
+
 fn pick_images(data: &Dataset, count: usize) -> Vec<usize> {
     let mut by_class = vec![Vec::new(); data.classes()];
     for (i, &l) in data.labels().iter().enumerate() {
@@ -69,6 +84,11 @@ pub fn contact_sheet(
         return Err(Error::InvalidArgument(
             "the contact sheet needs at least one image".into(),
         ));
+    }
+    if count > MAX_SHEET_IMAGES {
+        return Err(Error::InvalidArgument(format!(
+            "--images {count}: a contact sheet shows at most {MAX_SHEET_IMAGES} images"
+        )));
     }
     let [c, h, w] = data.shape();
     let picked = pick_images(data, count);
@@ -147,6 +167,7 @@ pub fn centre_heatmap(
     draws: usize,
     seed: u64,
 ) -> Result<Canvas> {
+    check_heatmap_draws(draws)?;
     let [w, h] = image_wh;
     let (gw, gh) = (3 * w, 3 * h);
     let s = scale_for(gw.max(gh), 256) as i64;

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::{Normalization, ViewPipeline};
-use crate::crop::{CropSpec, Method, PadMode};
+use crate::crop::{degenerate_warning, CropSpec, Method, PadMode};
 use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -221,6 +221,9 @@ pub fn label_check_on(
     let [_, h, w] = test.shape();
     for p in &pipelines {
         p.crop.view_size(w, h)?;
+        if let Some(warning) = degenerate_warning(&p.crop, w, h)? {
+            eprintln!("warning: {warning}");
+        }
     }
     let key = OracleKey::new(
         &spec.oracle,
