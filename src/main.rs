@@ -541,6 +541,13 @@ fn run(cli: Cli) -> taming::Result<()> {
                 standardize: !no_standardize,
                 ..LinearEvalConfig::default()
             };
+            // The folder `taming pretrain` wrote; its checkpoint file names it too.
+            let checkpoint = checkpoint.map(|p| match p.file_name() {
+                Some(n) if p.is_file() && n == taming::simclr::checkpoint::CHECKPOINT_FILE => {
+                    p.parent().map(PathBuf::from).unwrap_or(p)
+                }
+                _ => p,
+            });
             // With no checkpoint, --random-init (clap requires one of the two).
             let trained = match &checkpoint {
                 Some(dir) => Some((load_trained(&gpu, dir)?, dir)),
