@@ -24,6 +24,45 @@ fn a_tensor_above_the_storage_binding_limit_is_a_clear_error() {
     );
 }
 
+#[test]
+fn a_backward_returning_the_wrong_number_of_gradients_is_an_error_naming_the_op() {
+    let Some(gpu) = gpu() else { return };
+    let param = std::rc::Rc::new(taming::autograd::Param::new(
+        "w",
+        Tensor::full(&gpu, &[1], 1.0).unwrap(),
+    ));
+    for returned in [0, 2] {
+        let g = Graph::new(&gpu);
+        let x = g.param(&param);
+        let value = g.value(x);
+        // One input, but `returned` gradients.
+        let y = g.record("broken_op", value, &[x], move |grad, _| {
+            Ok(vec![Some(grad.clone()); returned])
+        });
+        let msg = g.backward(y).unwrap_err().to_string();
+        assert!(
+            msg.contains("broken_op") && msg.contains(&format!("{returned} gradients")),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn gradients_of_a_value_used_twice_are_summed() {
+    let Some(gpu) = gpu() else { return };
+    let param = std::rc::Rc::new(taming::autograd::Param::new(
+        "w",
+        Tensor::full(&gpu, &[1], 1.0).unwrap(),
+    ));
+    let g = Graph::new(&gpu);
+    let x = g.param(&param);
+    // y = x + x: each input receives the upstream gradient (ones), so x's gradient is 2.
+    let y = taming::ops::elementwise::add(&g, x, x).unwrap();
+    g.backward(y).unwrap();
+    let grad = param.grad().expect("a gradient").to_vec().unwrap();
+    assert_eq!(grad, vec![2.0]);
+}
+
 /// Four training steps of the small CNN; returns the losses and, per step, the buffers created
 /// and the submits.
 fn train(seed: u64) -> Option<(Vec<f32>, Vec<usize>, Vec<u64>)> {

@@ -161,6 +161,20 @@ impl Tensor {
     pub fn buffer(&self) -> &GpuBuffer {
         &self.buf
     }
+    /// `self + other`, element-wise, as a new tensor (how the tape sums gradients).
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        if self.shape != other.shape {
+            return Err(Error::shape(
+                "add",
+                format!("shapes differ: {:?} and {:?}", self.shape, other.shape),
+            ));
+        }
+        let out = self.like("sum")?;
+        self.gpu
+            .add_f32(&self.buf, &other.buf, &out.buf, self.numel())?;
+        Ok(out)
+    }
+
     /// True when both tensors share one buffer.
     pub fn same_buffer(&self, other: &Tensor) -> bool {
         Rc::ptr_eq(&self.buf, &other.buf)

@@ -3,7 +3,6 @@
 use std::cell::{Cell, RefCell};
 
 use crate::error::Result;
-use crate::ops::elementwise::add_forward;
 use crate::tensor::Tensor;
 
 pub struct Param {
@@ -51,7 +50,7 @@ impl Param {
     pub(crate) fn accumulate_grad(&self, g: Tensor) -> Result<()> {
         let next = match self.grad.borrow().as_ref() {
             None => g,
-            Some(old) => add_forward(old, &g)?,
+            Some(old) => old.add(&g)?,
         };
         *self.grad.borrow_mut() = Some(next);
         Ok(())

@@ -8,7 +8,6 @@ use std::rc::Rc;
 use crate::autograd::Param;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops::elementwise::add_forward;
 use crate::tensor::Tensor;
 
 /// Maps the output gradient to one gradient per input (`None` where not needed); the flags say
@@ -181,11 +180,20 @@ impl Graph {
                 .map(|&j| self.nodes.borrow()[j].requires_grad)
                 .collect();
             let input_grads = backward(&grad, &needs)?;
+            if input_grads.len() != inputs.len() {
+                let op = self.nodes.borrow()[i].op;
+                return Err(Error::InvalidArgument(format!(
+                    "backward of {op}: {} gradients for its {} inputs; an op's backward returns \
+                     one (or None) per input",
+                    input_grads.len(),
+                    inputs.len()
+                )));
+            }
             for ((&j, g), need) in inputs.iter().zip(input_grads).zip(needs) {
                 let (Some(g), true) = (g, need) else { continue };
                 grads[j] = Some(match grads[j].take() {
                     None => g,
-                    Some(old) => add_forward(&old, &g)?,
+                    Some(old) => old.add(&g)?,
                 });
             }
         }

@@ -244,6 +244,28 @@ impl Gpu {
         self.dispatch(&k, &p, &[Access::Write(buf)], n.div_ceil(WG * 4))
     }
 
+    /// Records `out = a + b` over the first `n` f32 values: the gradient accumulation of the
+    /// tape, which sits below `ops` in the layer order.
+    pub(crate) fn add_f32(
+        &self,
+        a: &GpuBuffer,
+        b: &GpuBuffer,
+        out: &GpuBuffer,
+        n: usize,
+    ) -> Result<()> {
+        let n = u32::try_from(n)
+            .map_err(|_| Error::InvalidArgument(format!("add: {n} elements exceed u32")))?;
+        // The elementwise kernels' parameters: n first, the rest unused by the addition.
+        let p = FillParams {
+            n,
+            bits: 0,
+            _pad: [0; 2],
+        };
+        let k = Kernel::new(Shader::Elementwise, "add_forward").with("WG", WG);
+        let bufs = [Access::Read(a), Access::Read(b), Access::Write(out)];
+        self.dispatch(&k, &p, &bufs, n.div_ceil(WG * 4))
+    }
+
     /// Records a zero fill of `buf`.
     pub(crate) fn clear(&self, buf: &GpuBuffer) {
         let size = buf.raw().size();
