@@ -54,16 +54,6 @@ impl Checkpoint {
             .iter()
             .find(|(n, _, _)| n == name)
             .ok_or_else(|| corrupt(path, format!("has no tensor {name}")))?;
-        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-            return Err(corrupt(
-                path,
-                format!(
-                    "{name} holds {} at element {i}: the file is damaged or was written by a \
-                     run that diverged",
-                    values[i]
-                ),
-            ));
-        }
         if shape.as_slice() != t.shape() {
             return Err(corrupt(
                 path,
@@ -74,6 +64,24 @@ impl Checkpoint {
             ));
         }
         t.write(values)
+    }
+
+    /// An error naming the first tensor that holds a value that is not finite: a checkpoint
+    /// to evaluate must not carry one (resuming one instead ends in the divergence check).
+    pub fn check_finite(&self, path: &Path) -> Result<()> {
+        for (name, _, values) in &self.tensors {
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(corrupt(
+                    path,
+                    format!(
+                        "{name} holds {} at element {i}: the file is damaged or was written by \
+                         a run that diverged",
+                        values[i]
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Adds an encoder's parameters (`param/<name>`) and batch-norm statistics

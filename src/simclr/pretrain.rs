@@ -205,6 +205,7 @@ pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
     let channels: usize = parse(&ck, "channels", &path)?;
     let history: Vec<EpochRecord> = parse(&ck, "history", &path)?;
     let normalization: Normalization = parse(&ck, "normalization", &path)?;
+    ck.check_finite(&path)?;
     let (encoder, _) = build(gpu, &config, channels)?;
     ck.restore_encoder(encoder.as_ref(), &path)?;
     Ok(Trained {
