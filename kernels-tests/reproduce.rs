@@ -11,10 +11,11 @@ use taming::crop::Method;
 use taming::experiment::label_report::{
     load_label_check, LABEL_CSV, LABEL_MD, LABEL_PNG, LABEL_SVG,
 };
+use taming::experiment::preset::{run_dir, LABEL_DIR, RESULT_FILE};
 use taming::experiment::preset::{Overrides, Preset, SweepSpec};
 use taming::experiment::results::SweepResults;
 use taming::experiment::slurm::slurm_script;
-use taming::experiment::sweep::{run_dir, run_shard, Shard, SweepOptions, LABEL_DIR, RESULT_FILE};
+use taming::experiment::sweep::{run_shard, Shard, SweepOptions};
 use taming::experiment::{write_report, PLOT_PNG, PLOT_SVG, REPORT_MD, RESULTS_CSV};
 use taming::simclr::{load_trained, pretrain, RunOptions};
 use taming::Error;

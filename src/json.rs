@@ -1,6 +1,22 @@
-//! Settings compared as JSON: what a refused folder (a sweep, a cached oracle) differs in.
+//! JSON helpers shared by every file the project writes: serialising with one error, and
+//! settings compared field by field (what a refused folder, a sweep, a cached oracle or a
+//! checkpoint to resume, differs in).
 
 use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// `value` as indented JSON bytes, for a file.
+pub fn to_pretty_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::InvalidArgument(format!("cannot serialise to JSON: {e}")))
+}
+
+/// `value` as one line of JSON, for a checkpoint's metadata.
+pub fn to_line<T: Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value)
+        .map_err(|e| Error::InvalidArgument(format!("cannot serialise to JSON: {e}")))
+}
 
 /// The top-level fields in which `here` differs from `there`, as `field: A there, B here`,
 /// joined by "; ".

@@ -13,8 +13,8 @@ use crate::crop::Method;
 use crate::data::{read_file, write_atomically};
 use crate::error::{Error, Result};
 use crate::experiment::plot::{write_chart, Chart, Line};
-use crate::experiment::report::mean_std;
 use crate::experiment::results::SweepResults;
+use crate::experiment::stats::mean_std;
 use crate::label_check::{CellResult, Estimate, LabelCheckResult};
 
 pub const LABEL_JSON: &str = "label_check.json";

@@ -10,6 +10,7 @@ pub mod report;
 pub mod results;
 pub mod slurm;
 pub mod smoke;
+pub mod stats;
 pub mod sweep;
 
 use std::path::Path;
@@ -32,7 +33,7 @@ pub fn write_report(out: &Path) -> Result<SweepResults> {
     let results = SweepResults::gather(out, &sweep)?;
     results.write_json(&out.join(RESULTS_JSON))?;
     write_atomically(&out.join(RESULTS_CSV), results.csv().as_bytes())?;
-    let label_check = label_report::load_label_check(&out.join(sweep::LABEL_DIR))?;
+    let label_check = label_report::load_label_check(&out.join(preset::LABEL_DIR))?;
     write_atomically(
         &out.join(REPORT_MD),
         report::report_markdown(&results, label_check.as_ref()).as_bytes(),

@@ -10,8 +10,8 @@ use plotters::prelude::*;
 use crate::data::write_atomically;
 use crate::error::{Error, Result};
 use crate::experiment::canvas::save_rgb_png;
-use crate::experiment::report::mean_std;
 use crate::experiment::results::SweepResults;
+use crate::experiment::stats::mean_std;
 
 const SIZE: (u32, u32) = (720, 480);
 /// DejaVu Sans (Bitstream Vera licence, assets/DejaVuSans-LICENSE): plotters draws text with

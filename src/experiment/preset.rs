@@ -1,8 +1,9 @@
 //! The sweeps of `taming reproduce`: named presets (the paper's CIFAR-10 protocol, a quick
-//! smoke-scale sweep on the shipped sample, the full Fashion-MNIST) and the command-line
-//! overrides applied on top of them.
+//! smoke-scale sweep on the shipped sample, the full Fashion-MNIST), the command-line
+//! overrides applied on top of them, and the grid of runs a sweep stands for, with the names
+//! of its files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +11,7 @@ use crate::crop::Method;
 use crate::error::{Error, Result};
 use crate::label_check::{LabelCheckSpec, OracleSpec};
 use crate::nn::ModelKind;
-use crate::simclr::{BackboneBn, LinearEvalConfig, ProbeProtocol};
+use crate::simclr::{BackboneBn, LinearEvalConfig, PretrainConfig, ProbeProtocol};
 
 /// A named sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -330,6 +331,63 @@ impl SweepSpec {
         };
         Some(spec)
     }
+
+    /// Every run, in a fixed order: per seed, the random baseline, then each crop size's
+    /// methods; then the baseline at each of `baseline_seeds` not already run.
+    pub fn runs(&self) -> Vec<RunSpec> {
+        let mut runs = Vec::new();
+        for &seed in &self.seeds {
+            runs.push(RunSpec {
+                method: None,
+                crop: None,
+                alpha: None,
+                seed,
+            });
+            for (&crop, &alpha) in self.crops.iter().zip(&self.alphas) {
+                for &m in &self.methods {
+                    runs.push(RunSpec {
+                        method: Some(m),
+                        crop: Some(crop),
+                        alpha: m.uses_alpha().then_some(alpha),
+                        seed,
+                    });
+                }
+            }
+        }
+        for &seed in &self.baseline_seeds {
+            if !self.seeds.contains(&seed) {
+                runs.push(RunSpec {
+                    method: None,
+                    crop: None,
+                    alpha: None,
+                    seed,
+                });
+            }
+        }
+        runs
+    }
+
+    /// The pre-training configuration of a run (None for the baseline).
+    pub fn pretrain_config(&self, run: &RunSpec) -> Option<PretrainConfig> {
+        let method = run.method?;
+        let crop = run.crop.unwrap_or(1.0);
+        let mut c = PretrainConfig::new(method, crop, run.alpha.unwrap_or(1.0), self.epochs);
+        c.batch = self.batch;
+        c.lr = self.lr;
+        c.model = self.model;
+        c.data = self.data.clone();
+        c.train_limit = self.train_limit;
+        c.seed = run.seed;
+        Some(c)
+    }
+
+    /// The linear evaluation of a run: the sweep's, seeded with the run's seed.
+    pub fn probe_config(&self, run: &RunSpec) -> LinearEvalConfig {
+        LinearEvalConfig {
+            seed: run.seed,
+            ..self.probe.clone()
+        }
+    }
 }
 
 /// GCC's alpha from the paper's table for each crop size; other sizes need --alphas.
@@ -349,4 +407,48 @@ pub fn paper_alphas_for(crops: &[f64]) -> Result<Vec<f64>> {
                 })
         })
         .collect()
+}
+
+/// The sweep's settings, written into the output folder by every shard.
+pub const SWEEP_FILE: &str = "sweep.json";
+/// The folder of the runs, inside the output folder.
+pub const RUNS_DIR: &str = "runs";
+/// A finished run's record, inside its folder.
+pub const RESULT_FILE: &str = "result.json";
+/// The folder of the sweep's label check (its files and its oracle), inside the output folder.
+pub const LABEL_DIR: &str = "label_check";
+
+/// One run of the grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// The crop strategy pre-trained with; None for the random-encoder baseline.
+    pub method: Option<Method>,
+    pub crop: Option<f64>,
+    /// The GCC family's alpha (None for RC and the baseline).
+    pub alpha: Option<f64>,
+    pub seed: u64,
+}
+
+impl RunSpec {
+    /// The run's folder name, e.g. `gcc-crop0.4-alpha1.5-seed0`, `random-seed1`.
+    pub fn id(&self) -> String {
+        let mut id = self.method_name().to_string();
+        if let Some(c) = self.crop {
+            id += &format!("-crop{c}");
+        }
+        if let Some(a) = self.alpha {
+            id += &format!("-alpha{a}");
+        }
+        id + &format!("-seed{}", self.seed)
+    }
+
+    /// `rc`, `gcc`, ... or `random`.
+    pub fn method_name(&self) -> &'static str {
+        self.method.map_or("random", |m| m.name())
+    }
+}
+
+/// The folder of a run.
+pub fn run_dir(out: &Path, run: &RunSpec) -> PathBuf {
+    out.join(RUNS_DIR).join(run.id())
 }

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use crate::experiment::label_report;
 use crate::experiment::preset::PAPER_CROPS;
 use crate::experiment::results::SweepResults;
+use crate::experiment::stats::mean_std;
 use crate::label_check::LabelCheckResult;
 
 /// The paper's CIFAR-10 numbers (PAPER.md): 200 epochs, mean of 4 trials, at p = 0.2 .. 0.8.
@@ -14,20 +15,6 @@ const PAPER_RC: [f64; 4] = [63.2, 61.1, 57.6, 54.2];
 const PAPER_GCC: [f64; 4] = [65.9, 67.8, 67.1, 66.6];
 const PAPER_CGCC: [f64; 4] = [64.4, 62.1, 58.3, 54.8];
 const PAPER_RANDOM: f64 = 31.5;
-
-/// Mean and sample standard deviation (0 for one value).
-pub fn mean_std(v: &[f64]) -> Option<(f64, f64)> {
-    if v.is_empty() {
-        return None;
-    }
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let var = match v.len() {
-        1 => 0.0,
-        _ => v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0),
-    };
-    Some((mean, var.sqrt()))
-}
 
 fn cell(v: &[f64]) -> String {
     match mean_std(v) {

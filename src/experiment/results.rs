@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{read_file, write_atomically};
 use crate::error::{Error, Result};
-use crate::experiment::preset::SweepSpec;
-use crate::experiment::sweep::{run_dir, to_json, RunSpec, RESULT_FILE};
+use crate::experiment::preset::{run_dir, RunSpec, SweepSpec, RESULT_FILE};
 use crate::simclr::{EpochRecord, LinearEvalConfig, LinearEvalResult, PretrainConfig};
 
 /// One finished run.
@@ -87,7 +86,7 @@ impl SweepResults {
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        write_atomically(path, &to_json(self)?)
+        write_atomically(path, &crate::json::to_pretty_bytes(self)?)
     }
 
     /// One row per finished run.

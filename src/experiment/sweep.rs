@@ -3,122 +3,20 @@
 //! pre-training checkpoint, then `result.json`); a run whose result exists is skipped and a run
 //! with only a checkpoint resumes from it, so an interrupted sweep continues where it stopped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::augment::{Normalization, ViewPipeline};
-use crate::crop::Method;
 use crate::data::{load_splits, read_file, remove_stale_temporaries, write_atomically, Dataset};
 use crate::error::{Error, Result};
 use crate::experiment::label_report::{load_label_check, write_label_check, LABEL_MD};
-use crate::experiment::preset::SweepSpec;
+use crate::experiment::preset::{
+    run_dir, RunSpec, SweepSpec, LABEL_DIR, RESULT_FILE, RUNS_DIR, SWEEP_FILE,
+};
 use crate::experiment::results::RunResult;
 use crate::gpu::Gpu;
 use crate::label_check::{label_check_on, LabelCheckSpec};
-use crate::simclr::{
-    initial_encoder, linear_eval, load_trained, pretrain, LinearEvalConfig, PretrainConfig,
-    RunOptions,
-};
-
-/// The sweep's settings, written into the output folder by every shard.
-pub const SWEEP_FILE: &str = "sweep.json";
-/// The folder of the runs, inside the output folder.
-pub const RUNS_DIR: &str = "runs";
-/// A finished run's record, inside its folder.
-pub const RESULT_FILE: &str = "result.json";
-/// The folder of the sweep's label check (its files and its oracle), inside the output folder.
-pub const LABEL_DIR: &str = "label_check";
-
-/// One run of the grid.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunSpec {
-    /// The crop strategy pre-trained with; None for the random-encoder baseline.
-    pub method: Option<Method>,
-    pub crop: Option<f64>,
-    /// The GCC family's alpha (None for RC and the baseline).
-    pub alpha: Option<f64>,
-    pub seed: u64,
-}
-
-impl RunSpec {
-    /// The run's folder name, e.g. `gcc-crop0.4-alpha1.5-seed0`, `random-seed1`.
-    pub fn id(&self) -> String {
-        let mut id = self.method_name().to_string();
-        if let Some(c) = self.crop {
-            id += &format!("-crop{c}");
-        }
-        if let Some(a) = self.alpha {
-            id += &format!("-alpha{a}");
-        }
-        id + &format!("-seed{}", self.seed)
-    }
-
-    /// `rc`, `gcc`, ... or `random`.
-    pub fn method_name(&self) -> &'static str {
-        self.method.map_or("random", |m| m.name())
-    }
-}
-
-impl SweepSpec {
-    /// Every run, in a fixed order: per seed, the random baseline, then each crop size's
-    /// methods; then the baseline at each of `baseline_seeds` not already run.
-    pub fn runs(&self) -> Vec<RunSpec> {
-        let mut runs = Vec::new();
-        for &seed in &self.seeds {
-            runs.push(RunSpec {
-                method: None,
-                crop: None,
-                alpha: None,
-                seed,
-            });
-            for (&crop, &alpha) in self.crops.iter().zip(&self.alphas) {
-                for &m in &self.methods {
-                    runs.push(RunSpec {
-                        method: Some(m),
-                        crop: Some(crop),
-                        alpha: m.uses_alpha().then_some(alpha),
-                        seed,
-                    });
-                }
-            }
-        }
-        for &seed in &self.baseline_seeds {
-            if !self.seeds.contains(&seed) {
-                runs.push(RunSpec {
-                    method: None,
-                    crop: None,
-                    alpha: None,
-                    seed,
-                });
-            }
-        }
-        runs
-    }
-
-    /// The pre-training configuration of a run (None for the baseline).
-    pub fn pretrain_config(&self, run: &RunSpec) -> Option<PretrainConfig> {
-        let method = run.method?;
-        let crop = run.crop.unwrap_or(1.0);
-        let mut c = PretrainConfig::new(method, crop, run.alpha.unwrap_or(1.0), self.epochs);
-        c.batch = self.batch;
-        c.lr = self.lr;
-        c.model = self.model;
-        c.data = self.data.clone();
-        c.train_limit = self.train_limit;
-        c.seed = run.seed;
-        Some(c)
-    }
-
-    /// The linear evaluation of a run: the sweep's, seeded with the run's seed.
-    pub fn probe_config(&self, run: &RunSpec) -> LinearEvalConfig {
-        LinearEvalConfig {
-            seed: run.seed,
-            ..self.probe.clone()
-        }
-    }
-}
+use crate::simclr::{initial_encoder, linear_eval, load_trained, pretrain, RunOptions};
 
 /// Which slice of the grid a process runs: runs `index`, `index + count`, ... (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,11 +73,6 @@ pub struct ShardOutcome {
     pub skipped: Vec<String>,
 }
 
-/// The folder of a run.
-pub fn run_dir(out: &Path, run: &RunSpec) -> PathBuf {
-    out.join(RUNS_DIR).join(run.id())
-}
-
 /// Checks that `out` holds no sweep, or one with the same settings; returns whether it holds
 /// one. Writes nothing.
 pub fn check_sweep_folder(out: &Path, spec: &SweepSpec) -> Result<bool> {
@@ -210,7 +103,7 @@ pub fn record_sweep(out: &Path, spec: &SweepSpec) -> Result<()> {
         path: out.to_path_buf(),
         detail: format!("cannot create the output folder: {e}"),
     })?;
-    write_atomically(&out.join(SWEEP_FILE), &to_json(spec)?)
+    write_atomically(&out.join(SWEEP_FILE), &crate::json::to_pretty_bytes(spec)?)
 }
 
 /// The sweep settings recorded in `out`.
@@ -221,11 +114,6 @@ pub fn load_sweep(out: &Path) -> Result<SweepSpec> {
         path,
         detail: format!("is not a sweep description: {e}"),
     })
-}
-
-pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::InvalidArgument(format!("cannot serialise to JSON: {e}")))
 }
 
 /// The training images the sweep's runs pre-train and probe on (limited) and the test images.
@@ -296,7 +184,10 @@ pub fn run_shard(
         remove_stale_temporaries(&dir, &[RESULT_FILE]);
         let start = Instant::now();
         let result = execute(gpu, spec, run, &dir, &train, &test, options.progress)?;
-        write_atomically(&dir.join(RESULT_FILE), &to_json(&result)?)?;
+        write_atomically(
+            &dir.join(RESULT_FILE),
+            &crate::json::to_pretty_bytes(&result)?,
+        )?;
         clock.record(run, &result, start.elapsed().as_secs_f64());
         let left: Vec<RunSpec> = runs[k + 1..]
             .iter()
