@@ -21,15 +21,32 @@ pub fn to_line<T: Serialize>(value: &T) -> Result<String> {
 /// The top-level fields in which `here` differs from `there`, as `field: A there, B here`,
 /// joined by "; ".
 pub fn differences<T: Serialize>(there: &T, here: &T) -> String {
+    differences_as(there, here, "there", "here").join("; ")
+}
+
+/// The top-level fields in which `here` differs from `there`, one `field: A <there_is>, B
+/// <here_is>` each (e.g. "in the checkpoint" and "now").
+pub fn differences_as<T: Serialize>(
+    there: &T,
+    here: &T,
+    there_is: &str,
+    here_is: &str,
+) -> Vec<String> {
     let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
         (serde_json::to_value(there), serde_json::to_value(here))
     else {
-        return "unreadable".into();
+        return vec!["(unreadable)".into()];
     };
     let null = serde_json::Value::Null;
-    b.iter()
-        .filter(|(k, v)| a.get(*k).unwrap_or(&null) != *v)
-        .map(|(k, v)| format!("{k}: {} there, {v} here", a.get(k).unwrap_or(&null)))
-        .collect::<Vec<_>>()
-        .join("; ")
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} {there_is}, {} {here_is}",
+                a.get(k).unwrap_or(&null),
+                b.get(k).unwrap_or(&null)
+            )
+        })
+        .collect()
 }

@@ -9,7 +9,7 @@ use taming::augment::{Normalization, ViewPipeline};
 use taming::crop::{CropSpec, Method, PadMode};
 use taming::data::fetch::fetch_cifar10;
 use taming::data::translate::{translate, TranslateSpec};
-use taming::data::{idx, load_dir, load_splits, subset::balanced_subset, write_atomically, Split};
+use taming::data::{idx, load_dir, load_splits, subset::balanced_subset, Split};
 use taming::experiment::crop_preview;
 use taming::experiment::label_report::{self, write_label_check};
 use taming::experiment::preset::paper_alphas_for;
@@ -19,6 +19,7 @@ use taming::experiment::smoke::smoke;
 use taming::experiment::sweep::{check_sweep_folder, run_shard, Shard, SweepOptions};
 use taming::experiment::{write_report, REPORT_MD};
 use taming::gpu::{list_adapters, Gpu};
+use taming::io::write_atomically;
 use taming::label_check::{label_check, LabelCheckSpec, OracleSpec};
 use taming::nn::ModelKind;
 use taming::simclr::{

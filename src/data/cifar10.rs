@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{read_file, Dataset, Split};
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
+use crate::io::read_file;
 
 pub const CIFAR10_CLASSES: [&str; 10] = [
     "airplane",

@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{read_file, Dataset};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::io::read_file;
 
 fn file_error(path: &Path, detail: impl Into<String>) -> Error {
     Error::File {

@@ -5,8 +5,9 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::data::{read_file, write_atomically, Dataset, Split};
+use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
+use crate::io::{read_file, write_atomically};
 
 pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "T-shirt/top",

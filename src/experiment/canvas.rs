@@ -5,8 +5,8 @@ use std::path::Path;
 
 use font8x8::legacy::BASIC_LEGACY;
 
-use crate::data::write_atomically;
 use crate::error::{Error, Result};
+use crate::io::write_atomically;
 
 pub type Rgb = [u8; 3];
 

@@ -10,11 +10,11 @@ use std::path::Path;
 use plotters::prelude::SeriesLabelPosition;
 
 use crate::crop::Method;
-use crate::data::{read_file, write_atomically};
 use crate::error::{Error, Result};
 use crate::experiment::plot::{write_chart, Chart, Line};
 use crate::experiment::results::SweepResults;
 use crate::experiment::stats::mean_std;
+use crate::io::{read_file, write_atomically};
 use crate::label_check::{CellResult, Estimate, LabelCheckResult};
 
 pub const LABEL_JSON: &str = "label_check.json";
@@ -29,10 +29,8 @@ pub fn write_label_check(out: &Path, r: &LabelCheckResult) -> Result<()> {
         path: out.to_path_buf(),
         detail: format!("cannot create the output folder: {e}"),
     })?;
-    let json = serde_json::to_vec_pretty(r)
-        .map_err(|e| Error::InvalidArgument(format!("cannot serialise the label check: {e}")))?;
-    write_atomically(&out.join(LABEL_JSON), &json)?;
-    write_atomically(&out.join(LABEL_CSV), csv(r).as_bytes())?;
+    write_atomically(&out.join(LABEL_JSON), &crate::json::to_pretty_bytes(r)?)?;
+    write_atomically(&out.join(LABEL_CSV), csv(r)?.as_bytes())?;
     write_atomically(&out.join(LABEL_MD), label_check_markdown(r).as_bytes())?;
     write_chart(&chart(r), &out.join(LABEL_SVG), &out.join(LABEL_PNG))
 }
@@ -52,28 +50,51 @@ pub fn load_label_check(dir: &Path) -> Result<Option<LabelCheckResult>> {
 }
 
 /// One row per method and crop size, shares in percent.
-pub fn csv(r: &LabelCheckResult) -> String {
-    let mut s = String::from(
-        "method,crop,alpha,view_accuracy,view_accuracy_low,view_accuracy_high,pair_agreement,\
-         false_positive_pairs,padding_share\n",
-    );
-    for c in &r.cells {
-        let v = &c.shares;
-        let _ = writeln!(
-            s,
-            "{},{},{},{:.2},{:.2},{:.2},{:.2},{:.2},{:.2}",
-            c.method,
-            c.crop,
-            c.alpha.map_or(String::new(), |a| a.to_string()),
-            v.view_accuracy.mean,
-            v.view_accuracy.low,
-            v.view_accuracy.high,
-            v.pair_agreement.mean,
-            v.false_positive_pairs.mean,
-            v.padding_share.mean
-        );
-    }
-    s
+pub fn csv(r: &LabelCheckResult) -> Result<String> {
+    let pct = |x: f64| format!("{x:.2}");
+    let rows: Vec<CsvRow> = (r.cells.iter())
+        .map(|c| {
+            let v = &c.shares;
+            CsvRow {
+                method: c.method.to_string(),
+                crop: c.crop.to_string(),
+                alpha: c.alpha.map_or(String::new(), |a| a.to_string()),
+                view_accuracy: pct(v.view_accuracy.mean),
+                view_accuracy_low: pct(v.view_accuracy.low),
+                view_accuracy_high: pct(v.view_accuracy.high),
+                pair_agreement: pct(v.pair_agreement.mean),
+                false_positive_pairs: pct(v.false_positive_pairs.mean),
+                padding_share: pct(v.padding_share.mean),
+            }
+        })
+        .collect();
+    crate::io::csv_text(&CSV_HEADER, &rows)
+}
+
+const CSV_HEADER: [&str; 9] = [
+    "method",
+    "crop",
+    "alpha",
+    "view_accuracy",
+    "view_accuracy_low",
+    "view_accuracy_high",
+    "pair_agreement",
+    "false_positive_pairs",
+    "padding_share",
+];
+
+/// A row of label_check.csv.
+#[derive(serde::Serialize)]
+struct CsvRow {
+    method: String,
+    crop: String,
+    alpha: String,
+    view_accuracy: String,
+    view_accuracy_low: String,
+    view_accuracy_high: String,
+    pair_agreement: String,
+    false_positive_pairs: String,
+    padding_share: String,
 }
 
 fn interval(e: &Estimate) -> String {

@@ -15,9 +15,9 @@ pub mod sweep;
 
 use std::path::Path;
 
-use crate::data::write_atomically;
 use crate::error::Result;
 use crate::experiment::results::SweepResults;
+use crate::io::write_atomically;
 
 pub const RESULTS_JSON: &str = "results.json";
 pub const RESULTS_CSV: &str = "results.csv";
@@ -32,7 +32,7 @@ pub fn write_report(out: &Path) -> Result<SweepResults> {
     let sweep = sweep::load_sweep(out)?;
     let results = SweepResults::gather(out, &sweep)?;
     results.write_json(&out.join(RESULTS_JSON))?;
-    write_atomically(&out.join(RESULTS_CSV), results.csv().as_bytes())?;
+    write_atomically(&out.join(RESULTS_CSV), results.csv()?.as_bytes())?;
     let label_check = label_report::load_label_check(&out.join(preset::LABEL_DIR))?;
     write_atomically(
         &out.join(REPORT_MD),

@@ -7,11 +7,11 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::data::write_atomically;
 use crate::error::{Error, Result};
 use crate::experiment::canvas::save_rgb_png;
 use crate::experiment::results::SweepResults;
 use crate::experiment::stats::mean_std;
+use crate::io::write_atomically;
 
 const SIZE: (u32, u32) = (720, 480);
 /// DejaVu Sans (Bitstream Vera licence, assets/DejaVuSans-LICENSE): plotters draws text with

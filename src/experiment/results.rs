@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{read_file, write_atomically};
 use crate::error::{Error, Result};
 use crate::experiment::preset::{run_dir, RunSpec, SweepSpec, RESULT_FILE};
+use crate::io::{read_file, write_atomically};
 use crate::simclr::{EpochRecord, LinearEvalConfig, LinearEvalResult, PretrainConfig};
 
 /// One finished run.
@@ -90,32 +90,65 @@ impl SweepResults {
     }
 
     /// One row per finished run.
-    pub fn csv(&self) -> String {
-        let mut s = String::from(
-            "id,method,crop,alpha,seed,test_accuracy,final_loss,best_val_loss,probe_best_epoch,\
-             probe_epochs,pretrain_epochs,pretrain_seconds,probe_seconds,adapter,finished\n",
-        );
+    pub fn csv(&self) -> Result<String> {
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
-        for r in &self.runs {
-            s += &format!(
-                "{},{},{},{},{},{:.2},{},{},{},{},{},{:.1},{:.1},\"{}\",{}\n",
-                r.id,
-                r.run.method_name(),
-                opt(r.run.crop),
-                opt(r.run.alpha),
-                r.run.seed,
-                r.test_accuracy,
-                opt(r.final_loss()),
-                r.linear_eval.best_val_loss,
-                r.linear_eval.best_epoch,
-                r.linear_eval.epochs_run,
-                r.history.len(),
-                r.pretrain_seconds,
-                r.probe_seconds,
-                r.adapter.replace('"', "'"),
-                r.finished
-            );
-        }
-        s
+        let rows: Vec<CsvRow> = (self.runs.iter())
+            .map(|r| CsvRow {
+                id: r.id.clone(),
+                method: r.run.method_name(),
+                crop: opt(r.run.crop),
+                alpha: opt(r.run.alpha),
+                seed: r.run.seed,
+                test_accuracy: format!("{:.2}", r.test_accuracy),
+                final_loss: opt(r.final_loss()),
+                best_val_loss: r.linear_eval.best_val_loss.to_string(),
+                probe_best_epoch: r.linear_eval.best_epoch,
+                probe_epochs: r.linear_eval.epochs_run,
+                pretrain_epochs: r.history.len(),
+                pretrain_seconds: format!("{:.1}", r.pretrain_seconds),
+                probe_seconds: format!("{:.1}", r.probe_seconds),
+                adapter: r.adapter.clone(),
+                finished: r.finished.clone(),
+            })
+            .collect();
+        crate::io::csv_text(&CSV_HEADER, &rows)
     }
+}
+
+const CSV_HEADER: [&str; 15] = [
+    "id",
+    "method",
+    "crop",
+    "alpha",
+    "seed",
+    "test_accuracy",
+    "final_loss",
+    "best_val_loss",
+    "probe_best_epoch",
+    "probe_epochs",
+    "pretrain_epochs",
+    "pretrain_seconds",
+    "probe_seconds",
+    "adapter",
+    "finished",
+];
+
+/// A row of results.csv: numbers formatted as the table shows them.
+#[derive(Serialize)]
+struct CsvRow {
+    id: String,
+    method: &'static str,
+    crop: String,
+    alpha: String,
+    seed: u64,
+    test_accuracy: String,
+    final_loss: String,
+    best_val_loss: String,
+    probe_best_epoch: usize,
+    probe_epochs: usize,
+    pretrain_epochs: usize,
+    pretrain_seconds: String,
+    probe_seconds: String,
+    adapter: String,
+    finished: String,
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::augment::{Normalization, ViewPipeline};
-use crate::data::{load_splits, read_file, remove_stale_temporaries, write_atomically, Dataset};
+use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::experiment::label_report::{load_label_check, write_label_check, LABEL_MD};
 use crate::experiment::preset::{
@@ -15,6 +15,7 @@ use crate::experiment::preset::{
 };
 use crate::experiment::results::RunResult;
 use crate::gpu::Gpu;
+use crate::io::{read_file, remove_stale_temporaries, write_atomically};
 use crate::label_check::{label_check_on, LabelCheckSpec};
 use crate::simclr::{initial_encoder, linear_eval, load_trained, pretrain, RunOptions};
 

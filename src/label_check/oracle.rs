@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{Normalization, ViewPipeline, ViewPlan};
 use crate::autograd::Graph;
-use crate::data::{write_atomically, Dataset};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::io::write_atomically;
 use crate::nn::{Encoder, ModelKind};
 use crate::ops::affine_sample::PackedImages;
 use crate::ops::cross_entropy::cross_entropy;
@@ -144,7 +145,7 @@ pub fn check_cache(dir: &Path, key: &OracleKey) -> Result<Option<OracleRecord>> 
     if !path.is_file() || !dir.join(CHECKPOINT_FILE).is_file() {
         return Ok(None);
     }
-    let bytes = crate::data::read_file(&path)?;
+    let bytes = crate::io::read_file(&path)?;
     let record: OracleRecord = serde_json::from_slice(&bytes).map_err(|e| Error::File {
         path: path.clone(),
         detail: format!("is not an oracle record: {e}"),
@@ -189,9 +190,10 @@ fn save(dir: &Path, oracle: &dyn Encoder, record: &OracleRecord) -> Result<()> {
     ck.add_encoder(oracle)?;
     ck.metadata.insert("format".into(), FORMAT.into());
     ck.save(dir)?;
-    let text = serde_json::to_vec_pretty(record)
-        .map_err(|e| Error::InvalidArgument(format!("cannot write the oracle record: {e}")))?;
-    write_atomically(&dir.join(ORACLE_JSON), &text)
+    write_atomically(
+        &dir.join(ORACLE_JSON),
+        &crate::json::to_pretty_bytes(record)?,
+    )
 }
 
 /// Trains the oracle of `key` on `train` (whole images and every pipeline of `views`, one kind

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::data::{read_file, write_atomically};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::io::{read_file, write_atomically};
 use crate::nn::Encoder;
 use crate::tensor::Tensor;
 

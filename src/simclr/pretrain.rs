@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::augment::{Normalization, ViewPipeline};
 use crate::autograd::Graph;
 use crate::crop::degenerate_warning;
-use crate::data::{load_splits, remove_stale_temporaries, write_atomically, Dataset};
+use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::io::{remove_stale_temporaries, write_atomically};
 use crate::nn::{Encoder, ModelKind};
 use crate::ops::affine_sample::PackedImages;
 use crate::ops::elementwise::accumulate;
@@ -139,12 +140,12 @@ fn save_checkpoint(
     }
     let m = &mut ck.metadata;
     m.insert("format".into(), FORMAT.into());
-    m.insert("config".into(), to_json(config)?);
+    m.insert("config".into(), crate::json::to_line(config)?);
     m.insert("channels".into(), channels.to_string());
-    m.insert("normalization".into(), to_json(normalization)?);
+    m.insert("normalization".into(), crate::json::to_line(normalization)?);
     m.insert("epochs_done".into(), history.len().to_string());
-    m.insert("history".into(), to_json(&history)?);
-    m.insert("optimizer_steps".into(), to_json(&counters)?);
+    m.insert("history".into(), crate::json::to_line(&history)?);
+    m.insert("optimizer_steps".into(), crate::json::to_line(&counters)?);
     m.insert(
         "rng".into(),
         format!(
@@ -163,16 +164,11 @@ fn save_checkpoint(
         "history": history,
         "adapter": gpu.adapter().name,
     });
-    let text = serde_json::to_string_pretty(&sidecar)
-        .map_err(|e| Error::InvalidArgument(format!("cannot write the sidecar: {e}")))?;
-    write_atomically(&dir.join(SIDECAR_FILE), text.as_bytes())?;
+    write_atomically(
+        &dir.join(SIDECAR_FILE),
+        &crate::json::to_pretty_bytes(&sidecar)?,
+    )?;
     Ok(path)
-}
-
-/// A value as a JSON string, for the checkpoint's metadata.
-fn to_json<T: Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value)
-        .map_err(|e| Error::InvalidArgument(format!("cannot serialise: {e}")))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(ck: &Checkpoint, key: &str, path: &Path) -> Result<T> {
@@ -228,7 +224,7 @@ fn resume(
     let ck_path = out.join(CHECKPOINT_FILE);
     let ck = Checkpoint::load(out)?;
     let saved: PretrainConfig = parse(&ck, "config", &ck_path)?;
-    let diff = differences(&saved, config);
+    let diff = crate::json::differences_as(&saved, config, "in the checkpoint", "now");
     if !diff.is_empty() {
         return Err(Error::InvalidArgument(format!(
             "--resume: the checkpoint in {} was made with other settings ({}); resume with \
@@ -252,23 +248,6 @@ fn resume(
         config.epochs
     );
     Ok(history)
-}
-
-/// The fields in which two configurations differ, by name.
-fn differences(a: &PretrainConfig, b: &PretrainConfig) -> Vec<String> {
-    let (va, vb) = (serde_json::to_value(a), serde_json::to_value(b));
-    let (Ok(serde_json::Value::Object(va)), Ok(serde_json::Value::Object(vb))) = (va, vb) else {
-        return vec!["(unreadable)".into()];
-    };
-    va.iter()
-        .filter(|(k, v)| vb.get(*k) != Some(v))
-        .map(|(k, v)| {
-            format!(
-                "{k}: {v} in the checkpoint, {} now",
-                vb.get(k).unwrap_or(&serde_json::Value::Null)
-            )
-        })
-        .collect()
 }
 
 /// Pre-trains as configured, writing checkpoints into `out`; returns every epoch's record

@@ -1,0 +1,205 @@
+//! Files in and out, shared by every layer that reads or writes one: whole-file reads whose
+//! error names the file, and atomic writes (a unique temporary file in the target's folder,
+//! flushed to disk, then renamed over the target), so that a reader or a killed process never
+//! sees half a file under its final name.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Reads a whole file, with an error that names it.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::File {
+        path: path.to_path_buf(),
+        detail: format!("cannot read: {e}"),
+    })
+}
+
+/// `rows` as CSV text under `header`: each row a struct whose fields are the header's columns,
+/// in order (checked), values quoted and escaped where they need it.
+pub fn csv_text<R: serde::Serialize>(header: &[&str], rows: &[R]) -> Result<String> {
+    let fail = |e: csv::Error| Error::InvalidArgument(format!("cannot write CSV: {e}"));
+    if let Some(first) = rows.first() {
+        // The row type's own field names must be the header: a column cannot slip.
+        let mut named = csv::Writer::from_writer(Vec::new());
+        named.serialize(first).map_err(fail)?;
+        let text = named
+            .into_inner()
+            .map_err(|e| fail(e.into_error().into()))?;
+        let names = String::from_utf8_lossy(&text);
+        let names = names.lines().next().unwrap_or_default();
+        if names != header.join(",") {
+            return Err(Error::InvalidArgument(format!(
+                "CSV rows have the columns {names}, not {}",
+                header.join(",")
+            )));
+        }
+    }
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.write_record(header).map_err(fail)?;
+    for r in rows {
+        w.serialize(r).map_err(fail)?;
+    }
+    let bytes = w.into_inner().map_err(|e| fail(e.into_error().into()))?;
+    String::from_utf8(bytes).map_err(|e| Error::InvalidArgument(format!("CSV is not UTF-8: {e}")))
+}
+
+/// The suffix of a temporary file: `NAME.tmp` and six random characters.
+const TEMPORARY: &str = ".tmp";
+const RANDOM_CHARS: usize = 6;
+
+/// Writes `bytes` to `path` through a temporary file `NAME.tmpXXXXXX` in the same folder (its
+/// name unique among writers of any file, in any process), flushed to disk before it is
+/// renamed over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |e: std::io::Error| Error::File {
+        path: path.to_path_buf(),
+        detail: format!("cannot write: {e}"),
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut prefix = path.file_name().unwrap_or_default().to_os_string();
+    prefix.push(TEMPORARY);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .rand_bytes(RANDOM_CHARS)
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    pause_before_rename();
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+/// `TAMING_WRITE_DELAY_MS=N` holds every atomic write for N ms between its complete temporary
+/// file and the rename: the kill test (kernels-tests/kill_resume.rs) uses it so that its
+/// random kills land inside writes too. Unset, it costs nothing.
+fn pause_before_rename() {
+    static DELAY: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let delay = DELAY.get_or_init(|| std::env::var("TAMING_WRITE_DELAY_MS").ok()?.parse().ok());
+    if let Some(ms) = delay {
+        std::thread::sleep(std::time::Duration::from_millis(*ms));
+    }
+}
+
+/// Removes the temporary files that writes of `names` in `dir` left when their process was
+/// killed. Only for folders that one process owns at a time (a run's folder), never for one
+/// that shards share.
+pub fn remove_stale_temporaries(dir: &Path, names: &[&str]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let stale = names.iter().any(|n| {
+            file.strip_prefix(n)
+                .and_then(|rest| rest.strip_prefix(TEMPORARY))
+                .is_some_and(|tail| tail.chars().count() == RANDOM_CHARS)
+        });
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::test_dir;
+
+    /// A file's content for write `k` of writer `w`: its length and a checksum in the first
+    /// line, so that a reader can tell a whole file from a part of one.
+    fn content(w: usize, k: usize) -> Vec<u8> {
+        let body: Vec<u8> = (0..20_000 + 37 * k)
+            .map(|i| (i * (w + 3) + k) as u8)
+            .collect();
+        let sum: u64 = body.iter().map(|&b| b as u64).sum();
+        let mut out = format!("{} {sum}\n", body.len()).into_bytes();
+        out.extend(body);
+        out
+    }
+
+    fn whole(bytes: &[u8]) -> bool {
+        let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
+            return false;
+        };
+        let head = String::from_utf8_lossy(&bytes[..nl]).into_owned();
+        let body = &bytes[nl + 1..];
+        let sum: u64 = body.iter().map(|&b| b as u64).sum();
+        head == format!("{} {sum}", body.len())
+    }
+
+    #[test]
+    fn two_writers_of_different_files_in_one_folder_never_show_a_partial_file() {
+        let dir = test_dir::fresh("io-concurrent");
+        let names = ["results.json", "results.csv"];
+        let writers: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(w, name)| {
+                let path = dir.join(name);
+                std::thread::spawn(move || {
+                    for k in 0..150 {
+                        write_atomically(&path, &content(w, k)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut reads = 0;
+        while writers.iter().any(|t| !t.is_finished()) {
+            for name in names {
+                if let Ok(bytes) = std::fs::read(dir.join(name)) {
+                    assert!(whole(&bytes), "{name}: a partial file under its final name");
+                    reads += 1;
+                }
+            }
+        }
+        for t in writers {
+            t.join().unwrap();
+        }
+        for (w, name) in names.iter().enumerate() {
+            assert_eq!(std::fs::read(dir.join(name)).unwrap(), content(w, 149));
+        }
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !names.contains(&n.as_str()))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+        assert!(reads > 0);
+    }
+
+    #[test]
+    fn stale_temporaries_of_the_named_files_are_removed_and_nothing_else() {
+        let dir = test_dir::fresh("io-stale");
+        for name in [
+            "checkpoint.json",
+            "checkpoint.json.tmpAb12Cd",
+            "checkpoint.json.tmpx",
+            "notes.txt.tmpAb12Cd",
+        ] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        remove_stale_temporaries(&dir, &["checkpoint.json"]);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "checkpoint.json",
+                "checkpoint.json.tmpx",
+                "notes.txt.tmpAb12Cd"
+            ]
+        );
+    }
+}
