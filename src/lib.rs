@@ -4,7 +4,7 @@
 //! `autograd` (the tape); `ops` (one file per op family: launchers and tape records);
 //! `reference` (plain CPU versions of every kernel); `nn` and `optim`; `data`, `crop` and
 //! `augment`; `simclr` and `label_check`; `experiment`.
-//! `shapes`, `json`, `io` and `error` are shared by all.
+//! `shapes`, `json`, `io`, `names` and `error` are shared by all.
 
 pub mod augment;
 pub mod autograd;
@@ -16,6 +16,7 @@ pub mod gpu;
 pub mod io;
 pub mod json;
 pub mod label_check;
+pub mod names;
 pub mod nn;
 pub mod ops;
 pub mod optim;

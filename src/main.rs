@@ -181,7 +181,7 @@ enum Command {
 /// The cropping options every command that crops takes.
 #[derive(clap::Args)]
 struct CropArgs {
-    #[arg(long, default_value = "gcc")]
+    #[arg(long, default_value = "gcc", value_parser = parse::<Method>)]
     method: Method,
     /// Crop size as a fraction of the image area, in (0, 1].
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.4)]
@@ -190,7 +190,7 @@ struct CropArgs {
     #[arg(long, allow_negative_numbers = true, default_value_t = 1.5)]
     alpha: f64,
     /// Where a box leaves the image: centre (the authors' code) or window.
-    #[arg(long, default_value = "centre")]
+    #[arg(long, default_value = "centre", value_parser = parse::<PadMode>)]
     pad: PadMode,
 }
 
@@ -220,7 +220,7 @@ struct ReproduceArgs {
     #[arg(long)]
     train_limit: Option<usize>,
     /// Crop strategies, e.g. rc,gcc,cgcc,mgcc.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = parse::<Method>)]
     methods: Option<Vec<Method>>,
     /// Crop sizes, e.g. 0.2,0.4,0.6,0.8.
     #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
@@ -261,7 +261,7 @@ struct LabelCheckArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Crop strategies, e.g. rc,gcc,cgcc,mgcc,rrc.
-    #[arg(long, value_delimiter = ',', default_value = "rc,gcc,cgcc,mgcc")]
+    #[arg(long, value_delimiter = ',', default_value = "rc,gcc,cgcc,mgcc", value_parser = parse::<Method>)]
     methods: Vec<Method>,
     /// Crop sizes, e.g. 0.2,0.4,0.6,0.8.
     #[arg(
@@ -275,7 +275,7 @@ struct LabelCheckArgs {
     #[arg(long, allow_negative_numbers = true, value_delimiter = ',')]
     alphas: Option<Vec<f64>>,
     /// Where a box leaves the image: centre (the authors' code) or window.
-    #[arg(long, default_value = "centre")]
+    #[arg(long, default_value = "centre", value_parser = parse::<PadMode>)]
     pad: PadMode,
     /// View pairs per test image, strategy and crop size.
     #[arg(long, default_value_t = 4)]
@@ -821,6 +821,12 @@ fn run_label_check(device: Option<&str>, a: LabelCheckArgs) -> taming::Result<()
         a.out.join(label_report::LABEL_MD).display()
     );
     Ok(())
+}
+
+/// Parses a value with its own `FromStr`, whose error names the kind of value and lists the
+/// accepted names ("unknown crop method \"xyz\": use rc, gcc, ...").
+fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+    s.parse()
 }
 
 fn main() -> ExitCode {

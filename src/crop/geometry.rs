@@ -1,6 +1,8 @@
 //! From a crop box to what the sampling kernel reads: a pixel matrix and a zero-outside
 //! rectangle, for the two padding modes of PAPER.md and an optional horizontal flip.
 
+use crate::names::string_enum;
+
 /// A crop box in source pixels; it may reach outside the image (GCC, MGCC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CropBox {
@@ -23,36 +25,21 @@ impl CropBox {
     }
 }
 
-/// What a view shows where its box leaves the image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PadMode {
-    /// The authors' behaviour (the published numbers): the box is clipped to the image and the
-    /// clipped content is centred in a zero canvas of the box's size (zeros split evenly, the
-    /// extra one on the bottom/right).
-    #[default]
-    Centre,
-    /// The translated window: zeros exactly where the box left the image.
-    Window,
-}
-
-impl PadMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            PadMode::Centre => "centre",
-            PadMode::Window => "window",
-        }
+string_enum! {
+    /// What a view shows where its box leaves the image.
+    pub enum PadMode as "padding mode" {
+        /// The authors' behaviour (the published numbers): the box is clipped to the image and
+        /// the clipped content is centred in a zero canvas of the box's size (zeros split
+        /// evenly, the extra one on the bottom/right).
+        Centre = "centre" | "center",
+        /// The translated window: zeros exactly where the box left the image.
+        Window = "window",
     }
 }
 
-impl std::str::FromStr for PadMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "centre" | "center" => Ok(PadMode::Centre),
-            "window" => Ok(PadMode::Window),
-            _ => Err(format!("unknown padding mode {s:?}: use centre or window")),
-        }
+impl Default for PadMode {
+    fn default() -> PadMode {
+        PadMode::Centre
     }
 }
 

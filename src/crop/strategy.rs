@@ -6,61 +6,28 @@ use rand_distr::{Distribution, Normal};
 
 use crate::crop::geometry::{CropBox, PadMode};
 use crate::error::{Error, Result};
+use crate::names::string_enum;
 
-/// A cropping strategy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// Random crop: top-left uniform over the positions inside the image.
-    Rc,
-    /// Gaussian-centred crop: centres ~ N(image centre, diag(alpha W, alpha H)), zero padding.
-    Gcc,
-    /// Corrected GCC: GCC boxes shifted back inside the image.
-    Cgcc,
-    /// Multi-object GCC: per image the Gaussian's mean is uniform in [a, b] fractions.
-    Mgcc,
-    /// SimCLR's RandomResizedCrop (scale and ratio ranges), resized to the view size.
-    Rrc,
+string_enum! {
+    /// A cropping strategy.
+    pub enum Method as "crop method" {
+        /// Random crop: top-left uniform over the positions inside the image.
+        Rc = "rc",
+        /// Gaussian-centred crop: centres ~ N(image centre, diag(alpha W, alpha H)), zero padding.
+        Gcc = "gcc",
+        /// Corrected GCC: GCC boxes shifted back inside the image.
+        Cgcc = "cgcc",
+        /// Multi-object GCC: per image the Gaussian's mean is uniform in [a, b] fractions.
+        Mgcc = "mgcc",
+        /// SimCLR's RandomResizedCrop (scale and ratio ranges), resized to the view size.
+        Rrc = "rrc",
+    }
 }
 
 impl Method {
-    pub const ALL: [Method; 5] = [
-        Method::Rc,
-        Method::Gcc,
-        Method::Cgcc,
-        Method::Mgcc,
-        Method::Rrc,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Rc => "rc",
-            Method::Gcc => "gcc",
-            Method::Cgcc => "cgcc",
-            Method::Mgcc => "mgcc",
-            Method::Rrc => "rrc",
-        }
-    }
-
     /// Whether the method has a Gaussian whose variance `alpha` scales.
     pub fn uses_alpha(self) -> bool {
         matches!(self, Method::Gcc | Method::Cgcc | Method::Mgcc)
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Method {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| format!("unknown crop method {s:?}: use rc, gcc, cgcc, mgcc or rrc"))
     }
 }
 

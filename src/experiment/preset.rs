@@ -3,6 +3,7 @@
 //! overrides applied on top of them, and the grid of runs a sweep stands for, with the names
 //! of its files.
 
+use crate::names::string_enum;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -13,27 +14,17 @@ use crate::label_check::{LabelCheckSpec, OracleSpec};
 use crate::nn::ModelKind;
 use crate::simclr::{BackboneBn, LinearEvalConfig, PretrainConfig, ProbeProtocol};
 
-/// A named sweep.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Preset {
-    /// CIFAR-10, ResNet-18, batch 512, 200 epochs, 4 seeds, the paper's linear evaluation: a
-    /// machine with a real GPU.
-    Paper,
-    /// The shipped Fashion-MNIST sample, the small CNN, the fast probe: a smoke-scale sweep
-    /// that finishes in under 30 minutes on a 2-core CPU with a software Vulkan device.
-    Quick,
-    /// The full Fashion-MNIST (the Debian package's folder), the small CNN, 3 seeds.
-    FullFmnist,
-}
-
-impl Preset {
-    pub fn name(self) -> &'static str {
-        match self {
-            Preset::Paper => "paper",
-            Preset::Quick => "quick",
-            Preset::FullFmnist => "full-fmnist",
-        }
+string_enum! {
+    /// A named sweep.
+    pub enum Preset {
+        /// CIFAR-10, ResNet-18, batch 512, 200 epochs, 4 seeds, the paper's linear evaluation:
+        /// a machine with a real GPU.
+        Paper = "paper",
+        /// The shipped Fashion-MNIST sample, the small CNN, the fast probe: a smoke-scale sweep
+        /// that finishes in under 30 minutes on a 2-core CPU with a software Vulkan device.
+        Quick = "quick",
+        /// The full Fashion-MNIST (the Debian package's folder), the small CNN, 3 seeds.
+        FullFmnist = "full-fmnist",
     }
 }
 

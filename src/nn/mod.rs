@@ -4,6 +4,7 @@ pub mod layers;
 pub mod resnet;
 pub mod small_cnn;
 
+use crate::names::string_enum;
 use std::rc::Rc;
 
 use crate::autograd::{Graph, Param, Var};
@@ -14,26 +15,17 @@ use crate::tensor::Tensor;
 pub use resnet::ResNet18;
 pub use small_cnn::SmallCnn;
 
-/// Which encoder to build.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// Three conv-bn-relu stages (32/64/128 channels): the model for CPU devices.
-    SmallCnn,
-    /// ResNet-18, CIFAR variant (the paper's encoder).
-    Resnet18,
+string_enum! {
+    /// Which encoder to build.
+    pub enum ModelKind {
+        /// Three conv-bn-relu stages (32/64/128 channels): the model for CPU devices.
+        SmallCnn = "small-cnn",
+        /// ResNet-18, CIFAR variant (the paper's encoder).
+        Resnet18 = "resnet18",
+    }
 }
 
 impl ModelKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::SmallCnn => "small-cnn",
-            ModelKind::Resnet18 => "resnet18",
-        }
-    }
-
     /// A freshly initialised encoder for `in_channels` images and `embedding` outputs.
     pub fn build(
         self,

@@ -1,6 +1,7 @@
 //! The configuration of a pre-training run, stored in its checkpoint so that a resumed run and
 //! the linear evaluation know exactly what was trained.
 
+use crate::names::string_enum;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -10,13 +11,14 @@ use crate::crop::{CropSpec, Method, PadMode};
 use crate::error::{Error, Result};
 use crate::nn::ModelKind;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// Adam (the paper's choice), betas (0.9, 0.999).
-    Adam,
-    /// SGD with momentum.
-    Sgd,
+string_enum! {
+    /// The pre-training optimiser.
+    pub enum OptimizerKind {
+        /// Adam (the paper's choice), betas (0.9, 0.999).
+        Adam = "adam",
+        /// SGD with momentum.
+        Sgd = "sgd",
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! with RandomCrop(pad 4) + flip views through the frozen backbone at every step, and a fast
 //! one that computes whole-image features once.
 
+use crate::names::string_enum;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -25,43 +26,26 @@ use crate::optim::Sgd;
 use crate::simclr::probe_inputs::{Augmented, Precomputed, ProbeAugmentation, ProbeInputs};
 use crate::tensor::Tensor;
 
-/// How the probe's training images reach it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ProbeProtocol {
-    /// Whole-image features computed once, batch norm in evaluation mode (for CPU devices).
-    Fast,
-    /// The paper's: RandomCrop(pad) + flip views through the frozen backbone at every step.
-    Paper,
-}
-
-impl ProbeProtocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProbeProtocol::Fast => "fast",
-            ProbeProtocol::Paper => "paper",
-        }
+string_enum! {
+    /// How the probe's training images reach it.
+    pub enum ProbeProtocol {
+        /// Whole-image features computed once, batch norm in evaluation mode (for CPU devices).
+        Fast = "fast",
+        /// The paper's: RandomCrop(pad) + flip views through the frozen backbone at every step.
+        Paper = "paper",
     }
 }
 
-/// The frozen backbone's batch norm while the probe trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum BackboneBn {
-    /// Running statistics, untouched (the usual protocol).
-    Eval,
-    /// Batch statistics, running statistics updated (the authors' code). With the fast
-    /// protocol: the running statistics are first re-estimated on the training images, then
-    /// the features computed once with them (what the paper protocol's statistics converge to).
-    Train,
-}
-
-impl BackboneBn {
-    pub fn name(self) -> &'static str {
-        match self {
-            BackboneBn::Eval => "eval",
-            BackboneBn::Train => "train",
-        }
+string_enum! {
+    /// The frozen backbone's batch norm while the probe trains.
+    pub enum BackboneBn {
+        /// Running statistics, untouched (the usual protocol).
+        Eval = "eval",
+        /// Batch statistics, running statistics updated (the authors' code). With the fast
+        /// protocol: the running statistics are first re-estimated on the training images,
+        /// then the features computed once with them (what the paper protocol's statistics
+        /// converge to).
+        Train = "train",
     }
 }
 
