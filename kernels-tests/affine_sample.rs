@@ -1,5 +1,6 @@
 mod common;
 
+use approx::assert_abs_diff_eq;
 use common::*;
 use rand::rngs::StdRng;
 use rand::Rng;
@@ -238,8 +239,8 @@ fn pixel_matrices_are_pytorch_affine_grid_semantics() {
     );
     // The identity theta at the same size reads every pixel in place.
     let id = sample::pixel_matrix_from_theta([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], in_hw, in_hw);
-    for (k, want) in [1.0, 0.0, 0.0, 0.0, 1.0, 0.0].iter().enumerate() {
-        assert!((id[k] - want).abs() < 1e-12, "identity theta gives {id:?}");
+    for (k, want) in [1.0, 0.0, 0.0, 0.0, 1.0, 0.0].into_iter().enumerate() {
+        assert_abs_diff_eq!(id[k], want, epsilon = 1e-12);
     }
     // The gradient with respect to theta, carried over from the pixel form.
     let up = data(&mut r, p.out_len());

@@ -3,6 +3,7 @@
 
 mod common;
 
+use approx::assert_abs_diff_eq;
 use common::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -147,7 +148,7 @@ fn mgcc_means_stay_in_their_range_and_views_centre_on_them() {
             offsets.extend(d.centres.iter().map(|c| c[0] - d.mean[0]));
         }
         let (m, _) = mean_var(&means);
-        assert!((m - (a + b) / 2.0).abs() < 0.005, "mean fraction {m}");
+        assert_abs_diff_eq!(m, (a + b) / 2.0, epsilon = 0.005);
         let (off, var) = mean_var(&offsets);
         assert!(
             off.abs() < 0.05 && (var / 32.0 - 1.0).abs() < 0.02,

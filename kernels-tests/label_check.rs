@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use approx::assert_abs_diff_eq;
 use common::*;
 use taming::crop::Method;
 use taming::data::{load_dir, Dataset, Split};
@@ -132,7 +133,11 @@ fn whole_image_views_score_the_oracles_accuracy_and_the_same_seed_gives_the_same
     let rc = first.cell(Method::Rc, 1.0).unwrap();
     assert_eq!(rc.shares.view_accuracy.mean, whole, "views = images");
     assert_eq!(rc.shares.pair_agreement.mean, 100.0);
-    assert!((rc.shares.false_positive_pairs.mean - (100.0 - whole)).abs() < 1e-9);
+    assert_abs_diff_eq!(
+        rc.shares.false_positive_pairs.mean,
+        100.0 - whole,
+        epsilon = 1e-9
+    );
     // GCC at crop 1 moves the box off the image: padding appears, and labels are lost.
     let gcc = first.cell(Method::Gcc, 1.0).unwrap();
     assert!(gcc.shares.padding_share.mean > 1.0, "{:?}", gcc.shares);

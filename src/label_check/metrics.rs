@@ -134,6 +134,7 @@ impl Shares {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use approx::assert_abs_diff_eq;
 
     fn square(left: i64, top: i64, side: u32) -> CropBox {
         CropBox {
@@ -173,8 +174,8 @@ mod tests {
         assert_eq!((t.padding, t.empty_views), (1.0, 1));
         let s = Shares::of(&[t]);
         assert_eq!(s.view_accuracy.mean, 50.0);
-        assert!((s.false_positive_pairs.mean - 200.0 / 3.0).abs() < 1e-9);
-        assert!((s.empty_views - 100.0 / 6.0).abs() < 1e-9);
+        assert_abs_diff_eq!(s.false_positive_pairs.mean, 200.0 / 3.0, epsilon = 1e-9);
+        assert_abs_diff_eq!(s.empty_views, 100.0 / 6.0, epsilon = 1e-9);
     }
 
     #[test]
@@ -183,7 +184,8 @@ mod tests {
         let e = Estimate::over_images(&[40.0, 60.0, 40.0, 60.0]);
         assert_eq!(e.mean, 50.0);
         let half = 1.96 * (400.0 / 3.0 / 4.0f64).sqrt();
-        assert!((e.high - 50.0 - half).abs() < 1e-9 && (50.0 - e.low - half).abs() < 1e-9);
+        assert_abs_diff_eq!(e.high, 50.0 + half, epsilon = 1e-9);
+        assert_abs_diff_eq!(e.low, 50.0 - half, epsilon = 1e-9);
         let wide = Estimate::over_images(&[0.0, 100.0, 0.0, 100.0]);
         assert_eq!(
             (wide.low, wide.high),

@@ -12,12 +12,13 @@ pub fn cosine_lr(base: f32, step: usize, total: usize) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::cosine_lr;
+    use approx::assert_abs_diff_eq;
 
     #[test]
     fn cosine_starts_at_base_halves_midway_and_ends_at_zero() {
         assert_eq!(cosine_lr(0.01, 0, 100), 0.01);
-        assert!((cosine_lr(0.01, 50, 100) - 0.005).abs() < 1e-9);
-        assert!(cosine_lr(0.01, 100, 100).abs() < 1e-9);
-        assert!(cosine_lr(0.01, 150, 100).abs() < 1e-9);
+        assert_abs_diff_eq!(cosine_lr(0.01, 50, 100), 0.005, epsilon = 1e-9);
+        assert_abs_diff_eq!(cosine_lr(0.01, 100, 100), 0.0, epsilon = 1e-9);
+        assert_abs_diff_eq!(cosine_lr(0.01, 150, 100), 0.0, epsilon = 1e-9);
     }
 }
