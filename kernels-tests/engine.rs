@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use rand::SeedableRng;
 use taming::autograd::Graph;
+use taming::gpu::{Access, Kernel, Shader, WG};
 use taming::nn::{Encoder, SmallCnn};
 use taming::ops::cross_entropy::cross_entropy;
 use taming::optim::Adam;
@@ -45,6 +46,24 @@ fn a_backward_returning_the_wrong_number_of_gradients_is_an_error_naming_the_op(
             "{msg}"
         );
     }
+}
+
+#[test]
+fn a_kernel_that_fails_validation_is_an_error_naming_its_shader_and_entry_point() {
+    let Some(gpu) = gpu() else { return };
+    let out = Tensor::zeros(&gpu, &[4]).unwrap();
+    let params = [4u32, 0, 0, 0];
+    let missing = Kernel::new(Shader::Elementwise, "no_such_entry_point").with("WG", WG);
+    let err = gpu
+        .dispatch(&missing, &params, &[Access::Write(out.buffer())], 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("shaders/elementwise.wgsl") && err.contains("no_such_entry_point"),
+        "{err}"
+    );
+    // The device is still usable afterwards.
+    assert_eq!(out.to_vec().unwrap(), vec![0.0; 4]);
 }
 
 #[test]

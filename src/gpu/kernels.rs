@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::error::{Error, Result};
+
 /// One WGSL file of `shaders/`, holding one kernel family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
@@ -20,23 +22,41 @@ pub enum Shader {
     NtXent,
 }
 
-impl Shader {
-    pub fn source(self) -> &'static str {
-        match self {
-            Shader::Elementwise => include_str!("../../shaders/elementwise.wgsl"),
-            Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
-            Shader::BatchNorm => include_str!("../../shaders/batchnorm.wgsl"),
-            Shader::Pool => include_str!("../../shaders/pool.wgsl"),
-            Shader::Matmul => include_str!("../../shaders/matmul.wgsl"),
-            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
-            Shader::L2Norm => include_str!("../../shaders/l2norm.wgsl"),
-            Shader::CrossEntropy => include_str!("../../shaders/cross_entropy.wgsl"),
-            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
-            Shader::AffineSample => include_str!("../../shaders/affine_sample.wgsl"),
-            Shader::Augment => include_str!("../../shaders/augment.wgsl"),
-            Shader::NtXent => include_str!("../../shaders/ntxent.wgsl"),
+/// Each shader's file name under `shaders/` and its text, compiled in.
+macro_rules! shader_files {
+    ($($shader:ident => $file:literal),+ $(,)?) => {
+        impl Shader {
+            /// Every shader, for tests that look at all of them.
+            pub const ALL: &'static [Shader] = &[$(Shader::$shader),+];
+
+            pub fn file_name(self) -> &'static str {
+                match self {
+                    $(Shader::$shader => $file,)+
+                }
+            }
+
+            pub fn source(self) -> &'static str {
+                match self {
+                    $(Shader::$shader => include_str!(concat!("../../shaders/", $file)),)+
+                }
+            }
         }
-    }
+    };
+}
+
+shader_files! {
+    Elementwise => "elementwise.wgsl",
+    Conv2d => "conv2d.wgsl",
+    BatchNorm => "batchnorm.wgsl",
+    Pool => "pool.wgsl",
+    Matmul => "matmul.wgsl",
+    Reduce => "reduce.wgsl",
+    L2Norm => "l2norm.wgsl",
+    CrossEntropy => "cross_entropy.wgsl",
+    Optim => "optim.wgsl",
+    AffineSample => "affine_sample.wgsl",
+    Augment => "augment.wgsl",
+    NtXent => "ntxent.wgsl",
 }
 
 /// A kernel: an entry point of a shader file plus its `override` constants (tile sizes, modes).
@@ -123,12 +143,15 @@ impl KernelCache {
         })
     }
 
+    /// The pipeline of `kernel` for bindings of `writable`, made on first use. The shader
+    /// module and the pipeline are made inside a validation error scope, so a shader that some
+    /// backend refuses is an error naming the shader and the entry point, not a panic.
     pub fn pipeline(
         &mut self,
         device: &wgpu::Device,
         kernel: &Kernel,
         writable: &[bool],
-    ) -> wgpu::ComputePipeline {
+    ) -> Result<wgpu::ComputePipeline> {
         let key = PipelineKey {
             shader: kernel.shader,
             entry: kernel.entry,
@@ -140,19 +163,32 @@ impl KernelCache {
             writable: writable.to_vec(),
         };
         if let Some(p) = self.pipelines.get(&key) {
-            return p.clone();
+            return Ok(p.clone());
         }
-        let module = self
-            .modules
-            .entry(kernel.shader)
-            .or_insert_with(|| {
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let refused = |what: &str, e: wgpu::Error| {
+            Error::Gpu(format!(
+                "the {what} of shaders/{} (entry point {}) failed validation on this adapter: {e}",
+                kernel.shader.file_name(),
+                kernel.entry
+            ))
+        };
+        let module = match self.modules.get(&kernel.shader) {
+            Some(m) => m.clone(),
+            None => {
+                let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(&format!("{:?}", kernel.shader)),
                     source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
-                })
-            })
-            .clone();
+                });
+                if let Some(e) = pollster::block_on(scope.pop()) {
+                    return Err(refused("module", e));
+                }
+                self.modules.insert(kernel.shader, module.clone());
+                module
+            }
+        };
         let layout = self.layout_pair(device, writable).1.clone();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.entry),
             layout: Some(&layout),
@@ -165,7 +201,10 @@ impl KernelCache {
             },
             cache: None,
         });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(refused("pipeline", e));
+        }
         self.pipelines.insert(key, pipeline.clone());
-        pipeline
+        Ok(pipeline)
     }
 }

@@ -84,6 +84,18 @@ impl Gpu {
         buffers: &[Access],
         groups: u32,
     ) -> Result<()> {
+        // The pipeline first: a kernel that fails validation records nothing.
+        let writable: Vec<bool> = buffers
+            .iter()
+            .map(|b| matches!(b, Access::Write(_)))
+            .collect();
+        let (pipeline, layout) = {
+            let mut cache = self.inner.kernels.borrow_mut();
+            (
+                cache.pipeline(self.device(), kernel, &writable)?,
+                cache.layout(self.device(), &writable),
+            )
+        };
         let bytes = bytemuck::bytes_of(params);
         let offset = {
             let mut rec = self.inner.recorder.borrow_mut();
@@ -98,17 +110,6 @@ impl Gpu {
             rec.staged.extend_from_slice(bytes);
             rec.dispatches += 1;
             offset
-        };
-        let writable: Vec<bool> = buffers
-            .iter()
-            .map(|b| matches!(b, Access::Write(_)))
-            .collect();
-        let (pipeline, layout) = {
-            let mut cache = self.inner.kernels.borrow_mut();
-            (
-                cache.pipeline(self.device(), kernel, &writable),
-                cache.layout(self.device(), &writable),
-            )
         };
         let arena = self.inner.recorder.borrow().arena.clone();
         let mut entries = vec![wgpu::BindGroupEntry {
