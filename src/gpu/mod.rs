@@ -4,8 +4,11 @@ mod device;
 mod kernels;
 mod pool;
 mod recorder;
+mod uniform;
 
 pub use device::{list_adapters, AdapterSummary, Gpu, DEVICE_ENV};
 pub use kernels::{Kernel, Shader};
 pub use pool::GpuBuffer;
 pub use recorder::{Access, WG};
+pub(crate) use uniform::uniform_struct;
+pub use uniform::UniformLayout;

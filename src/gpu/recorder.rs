@@ -2,6 +2,7 @@
 //! needs a result (a readback, an upload into a reused buffer, `Gpu::flush`). Kernel parameters
 //! are packed into one uniform arena, written once per submit, each at an aligned offset.
 
+use crate::gpu::uniform_struct;
 use std::num::NonZeroU64;
 
 use bytemuck::Pod;
@@ -51,13 +52,14 @@ pub enum Access<'a> {
     Write(&'a GpuBuffer),
 }
 
-/// Parameters of the fill kernel of `shaders/elementwise.wgsl`.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct FillParams {
-    n: u32,
-    bits: u32,
-    _pad: [u32; 2],
+uniform_struct! {
+    /// Parameters of the fill kernel of `shaders/elementwise.wgsl`.
+    #[derive(Clone, Copy)]
+    pub(crate) struct FillParams {
+        n: u32,
+        bits: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// Workgroup size of the simple one-dimensional kernels.

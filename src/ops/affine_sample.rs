@@ -11,7 +11,7 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Kernel, Shader, WG};
+use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader, WG};
 use crate::tensor::{DType, Tensor};
 
 /// Words per view in the view-information tensor: the sampling rectangle (x0, y0, x1, y1), the
@@ -160,19 +160,20 @@ impl Source<'_> {
     }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    views: u32,
-    channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    images: u32,
-    images_per_part: u32,
-    value_scale: f32,
-    _pad: [u32; 3],
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        views: u32,
+        channels: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        images: u32,
+        images_per_part: u32,
+        value_scale: f32,
+        _pad: [u32; 3],
+    }
 }
 
 fn kernel(entry: &'static str, u8_source: bool) -> Kernel {

@@ -3,21 +3,22 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader, WG};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    c: u32,
-    hw: u32,
-    training: u32,
-    momentum: f32,
-    eps: f32,
-    /// Lanes of a reduction workgroup that share one image (a power of 2 dividing WG).
-    lanes_per_image: u32,
-    _pad: u32,
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        n: u32,
+        c: u32,
+        hw: u32,
+        training: u32,
+        momentum: f32,
+        eps: f32,
+        /// Lanes of a reduction workgroup that share one image (a power of 2 dividing WG).
+        lanes_per_image: u32,
+        _pad: u32,
+    }
 }
 
 /// The running statistics and hyper-parameters of one batch-norm layer.

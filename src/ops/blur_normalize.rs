@@ -3,21 +3,22 @@
 //! batches as two tensors. Data augmentation only: it has no backward.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader, WG};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::ops::affine_sample::VIEW_INFO_WORDS;
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    views: u32,
-    channels: u32,
-    h: u32,
-    w: u32,
-    split: u32,
-    _pad: [u32; 3],
-    mean: [f32; 4],
-    inv_std: [f32; 4],
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        views: u32,
+        channels: u32,
+        h: u32,
+        w: u32,
+        split: u32,
+        _pad: [u32; 3],
+        mean: [f32; 4],
+        inv_std: [f32; 4],
+    }
 }
 
 /// Channels the kernel normalises (the statistics travel in two vec4 uniforms).

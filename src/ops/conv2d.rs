@@ -3,52 +3,55 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader};
 use crate::ops::linear::{linear_backward_weight, matmul_strided};
 use crate::ops::reduce::{sum_channels, sum_splits};
 use crate::tensor::Tensor;
 
 pub use crate::shapes::{Conv2dConfig, ConvShape};
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct PadParams {
-    planes: u32,
-    h: u32,
-    w: u32,
-    hp: u32,
-    wq: u32,
-    top: u32,
-    left: u32,
-    dil: u32,
+uniform_struct! {
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct PadParams {
+        planes: u32,
+        h: u32,
+        w: u32,
+        hp: u32,
+        wq: u32,
+        top: u32,
+        left: u32,
+        dil: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-struct PackParams {
-    cout: u32,
-    cin: u32,
-    kh: u32,
-    kw: u32,
-    cpad: u32,
-    _pad: [u32; 3],
+uniform_struct! {
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct PackParams {
+        cout: u32,
+        cin: u32,
+        kh: u32,
+        kw: u32,
+        cpad: u32,
+        _pad: [u32; 3],
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct ConvParams {
-    n: u32,
-    cin: u32,
-    hp: u32,
-    wq: u32,
-    cout: u32,
-    ho: u32,
-    wo: u32,
-    kh: u32,
-    cpad: u32,
-    has_bias: u32,
-    rows_per_split: u32,
-    dyq: u32,
+uniform_struct! {
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(crate) struct ConvParams {
+        n: u32,
+        cin: u32,
+        hp: u32,
+        wq: u32,
+        cout: u32,
+        ho: u32,
+        wo: u32,
+        kh: u32,
+        cpad: u32,
+        has_bias: u32,
+        rows_per_split: u32,
+        dyq: u32,
+    }
 }
 
 impl ConvParams {
@@ -70,46 +73,48 @@ impl ConvParams {
     }
 }
 
-/// Parameters of `pack_phase` and `scatter_phase` (stride-2 input gradients).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct PhaseParams {
-    cout: u32,
-    cin: u32,
-    kh: u32,
-    kw: u32,
-    cpad: u32,
-    /// Kernel row and column parity of the phase, and its sub-kernel size.
-    ry: u32,
-    rx: u32,
-    ay: u32,
-    ax: u32,
-    /// scatter: planes, phase output size, full output size, output parity.
-    planes: u32,
-    hy: u32,
-    wx: u32,
-    h: u32,
-    w: u32,
-    py: u32,
-    px: u32,
+uniform_struct! {
+    /// Parameters of `pack_phase` and `scatter_phase` (stride-2 input gradients).
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(crate) struct PhaseParams {
+        cout: u32,
+        cin: u32,
+        kh: u32,
+        kw: u32,
+        cpad: u32,
+        /// Kernel row and column parity of the phase, and its sub-kernel size.
+        ry: u32,
+        rx: u32,
+        ay: u32,
+        ax: u32,
+        /// scatter: planes, phase output size, full output size, output parity.
+        planes: u32,
+        hy: u32,
+        wx: u32,
+        h: u32,
+        w: u32,
+        py: u32,
+        px: u32,
+    }
 }
 
-/// Parameters of `im2col` and `channels_last`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
-struct ColParams {
-    n: u32,
-    cin: u32,
-    h: u32,
-    w: u32,
-    ho: u32,
-    wo: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    transposed: u32,
-    has_bias: u32,
+uniform_struct! {
+    /// Parameters of `im2col` and `channels_last`.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(crate) struct ColParams {
+        n: u32,
+        cin: u32,
+        h: u32,
+        w: u32,
+        ho: u32,
+        wo: u32,
+        kh: u32,
+        kw: u32,
+        stride: u32,
+        pad: u32,
+        transposed: u32,
+        has_bias: u32,
+    }
 }
 
 /// Workgroup size of every convolution kernel.

@@ -2,16 +2,17 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader};
 use crate::ops::reduce::sum_channels;
 use crate::tensor::{DType, Tensor};
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    classes: u32,
-    _pad: [u32; 2],
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        rows: u32,
+        classes: u32,
+        _pad: [u32; 2],
+    }
 }
 
 const CE_WG: u32 = 64;

@@ -2,16 +2,17 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader, WG};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    n: u32,
-    bits: u32,
-    alpha: f32,
-    _pad: u32,
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        n: u32,
+        bits: u32,
+        alpha: f32,
+        _pad: u32,
+    }
 }
 
 fn launch(

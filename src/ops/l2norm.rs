@@ -2,16 +2,17 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    d: u32,
-    eps: f32,
-    _pad: u32,
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        rows: u32,
+        d: u32,
+        eps: f32,
+        _pad: u32,
+    }
 }
 
 /// PyTorch's default: rows with a smaller norm are divided by this instead.

@@ -3,34 +3,36 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader};
 use crate::ops::reduce::sum_channels;
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    has_bias: u32,
-    a_sm: u32,
-    a_sk: u32,
-    b_sk: u32,
-    b_sn: u32,
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        m: u32,
+        n: u32,
+        k: u32,
+        has_bias: u32,
+        a_sm: u32,
+        a_sk: u32,
+        b_sk: u32,
+        b_sn: u32,
+    }
 }
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct BroadcastParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    a_sk: u32,
-    b_sk: u32,
-    c_sm: u32,
-    c_sn: u32,
-    _pad: u32,
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct BroadcastParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        a_sk: u32,
+        b_sk: u32,
+        c_sm: u32,
+        c_sn: u32,
+        _pad: u32,
+    }
 }
 
 const MATMUL_WG: u32 = 64;

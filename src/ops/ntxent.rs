@@ -5,20 +5,21 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader, WG};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::ops::l2norm::l2_normalize;
 use crate::ops::linear::{linear_backward_input, linear_forward};
 use crate::ops::reduce::sum_channels;
 use crate::ops::view::{concat_rows, split_rows};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    half: u32,
-    inv_tau: f32,
-    _pad: u32,
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        rows: u32,
+        half: u32,
+        inv_tau: f32,
+        _pad: u32,
+    }
 }
 
 fn kernel(entry: &'static str) -> Kernel {

@@ -2,15 +2,16 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader, WG};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    rows: u32,
-    hw: u32,
-    _pad: [u32; 2],
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        rows: u32,
+        hw: u32,
+        _pad: [u32; 2],
+    }
 }
 
 fn kernel(entry: &'static str) -> Kernel {

@@ -1,19 +1,20 @@
 //! Sums over axes (`shaders/reduce.wgsl`): bias gradients, split-K partial sums, loss means.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader, WG};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    a: u32,
-    b: u32,
-    c: u32,
-    splits: u32,
-    len: u32,
-    alpha: f32,
-    _pad: [u32; 2],
+uniform_struct! {
+    #[derive(Clone, Copy)]
+    pub(crate) struct Params {
+        a: u32,
+        b: u32,
+        c: u32,
+        splits: u32,
+        len: u32,
+        alpha: f32,
+        _pad: [u32; 2],
+    }
 }
 
 fn u32_of(op: &'static str, v: usize) -> Result<u32> {

@@ -3,7 +3,7 @@
 mod adam;
 mod schedule;
 mod sgd;
-mod update;
+pub(crate) mod update;
 
 pub use adam::Adam;
 pub use schedule::cosine_lr;

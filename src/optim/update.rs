@@ -1,23 +1,24 @@
 //! The launcher of the update kernels of `shaders/optim.wgsl`.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Kernel, Shader, WG};
+use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::tensor::Tensor;
 
-#[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct UpdateParams {
-    pub n: u32,
-    pub first: u32,
-    pub _pad: [u32; 2],
-    pub lr: f32,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub eps: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub bc1: f32,
-    pub bc2: f32,
+uniform_struct! {
+    #[derive(Clone, Copy, Default)]
+    pub(crate) struct UpdateParams {
+        pub n: u32,
+        pub first: u32,
+        pub _pad: [u32; 2],
+        pub lr: f32,
+        pub momentum: f32,
+        pub weight_decay: f32,
+        pub eps: f32,
+        pub beta1: f32,
+        pub beta2: f32,
+        pub bc1: f32,
+        pub bc2: f32,
+    }
 }
 
 /// Runs `entry` on `param` in place with its gradient and one or two state tensors.
