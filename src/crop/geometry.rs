@@ -37,6 +37,8 @@ string_enum! {
     }
 }
 
+// Not derivable: string_enum! declares the variants, so `#[default]` cannot mark one.
+#[allow(clippy::derivable_impls)]
 impl Default for PadMode {
     fn default() -> PadMode {
         PadMode::Centre

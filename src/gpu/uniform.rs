@@ -109,8 +109,11 @@ mod tests {
         ]
     }
 
-    /// The structs a shader binds as `var<uniform>`: name, size and (name, offset) members.
-    fn uniform_structs(shader: Shader) -> Vec<(String, usize, Vec<(String, usize)>)> {
+    /// A WGSL struct: its name, its size and its members' (name, offset).
+    type WgslStruct = (String, usize, Vec<(String, usize)>);
+
+    /// The structs a shader binds as `var<uniform>`.
+    fn uniform_structs(shader: Shader) -> Vec<WgslStruct> {
         let module = naga::front::wgsl::parse_str(shader.source())
             .unwrap_or_else(|e| panic!("{}: {e}", shader.file_name()));
         let mut out = Vec::new();
