@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use taming::augment::{Normalization, ViewPipeline};
+use taming::augment::ViewPipeline;
 use taming::crop::{CropSpec, Method, PadMode};
 use taming::data::fetch::fetch_cifar10;
 use taming::data::translate::{translate, TranslateSpec};
@@ -14,6 +14,7 @@ use taming::experiment::crop_preview;
 use taming::experiment::label_report::{self, write_label_check};
 use taming::experiment::preset::paper_alphas_for;
 use taming::experiment::preset::{Overrides, Preset, SweepSpec};
+use taming::experiment::run::{encoder_to_evaluate, EncoderSource};
 use taming::experiment::slurm::slurm_script;
 use taming::experiment::smoke::smoke;
 use taming::experiment::sweep::{check_sweep_folder, run_shard, Shard, SweepOptions};
@@ -23,8 +24,8 @@ use taming::io::write_atomically;
 use taming::label_check::{label_check, LabelCheckSpec, OracleSpec};
 use taming::nn::ModelKind;
 use taming::simclr::{
-    initial_encoder, linear_eval, load_trained, pretrain, BackboneBn, LinearEvalConfig,
-    OptimizerKind, PretrainConfig, ProbeProtocol, RunOptions,
+    linear_eval, pretrain, trained_config, BackboneBn, LinearEvalConfig, OptimizerKind,
+    PretrainConfig, ProbeProtocol, RunOptions,
 };
 
 #[derive(Parser)]
@@ -550,42 +551,20 @@ fn run(cli: Cli) -> taming::Result<()> {
                 _ => p,
             });
             // With no checkpoint, --random-init (clap requires one of the two).
-            let trained = match &checkpoint {
-                Some(dir) => Some((load_trained(&gpu, dir)?, dir)),
-                None => None,
+            let source = match &checkpoint {
+                Some(dir) => EncoderSource::Checkpoint(dir),
+                None => EncoderSource::Random { model, seed },
             };
             // The checkpoint's data set unless --data says otherwise.
-            let data = data.or(trained.as_ref().and_then(|(t, _)| t.config.data.clone()));
-            let (train, test) = load_splits(data.as_deref(), None)?;
-            if let Some((t, dir)) = &trained {
-                let (want, got) = (t.normalization.mean.len(), train.shape()[0]);
-                if want != got {
-                    return Err(taming::Error::InvalidArgument(format!(
-                        "the encoder in {} was trained on {want}-channel images, but the data \
-                         set has {got}-channel images; evaluate it on data like its own",
-                        dir.display()
-                    )));
-                }
-            }
-            let (encoder, normalization, what) = match trained {
-                Some((t, dir)) => {
-                    let what = format!(
-                        "{} pre-trained with {} crop {} for {} epochs ({})",
-                        t.config.model.name(),
-                        t.config.method,
-                        t.config.crop,
-                        t.history.len(),
-                        dir.display()
-                    );
-                    (t.encoder, t.normalization, what)
-                }
-                None => {
-                    let channels = train.shape()[0];
-                    let encoder = initial_encoder(&gpu, model, seed, channels, 128)?;
-                    let what = format!("{} with random weights (seed {seed})", model.name());
-                    (encoder, Normalization::of_dataset(&train)?, what)
-                }
+            let data = match (data, &checkpoint) {
+                (Some(d), _) => Some(d),
+                (None, Some(dir)) => trained_config(dir)?.data,
+                (None, None) => None,
             };
+            let (train, test) = load_splits(data.as_deref(), None)?;
+            let chosen = encoder_to_evaluate(&gpu, source, &train)?;
+            let (encoder, normalization, what) =
+                (chosen.encoder, chosen.normalization, chosen.description);
             let pipeline = ViewPipeline::evaluation(normalization);
             println!(
                 "linear evaluation of {what}; {} protocol, backbone batch norm {}, {} features",

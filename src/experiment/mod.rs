@@ -8,6 +8,7 @@ pub mod plot;
 pub mod preset;
 pub mod report;
 pub mod results;
+pub mod run;
 pub mod slurm;
 pub mod smoke;
 pub mod stats;

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::augment::{Normalization, ViewPipeline};
+use crate::augment::ViewPipeline;
 use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::experiment::label_report::{load_label_check, write_label_check, LABEL_MD};
@@ -14,10 +14,11 @@ use crate::experiment::preset::{
     run_dir, RunSpec, SweepSpec, LABEL_DIR, RESULT_FILE, RUNS_DIR, SWEEP_FILE,
 };
 use crate::experiment::results::RunResult;
+use crate::experiment::run::{encoder_to_evaluate, EncoderSource, EncoderToEvaluate};
 use crate::gpu::Gpu;
 use crate::io::{read_file, remove_stale_temporaries, write_atomically};
 use crate::label_check::{label_check_on, LabelCheckSpec};
-use crate::simclr::{initial_encoder, linear_eval, load_trained, pretrain, RunOptions};
+use crate::simclr::{linear_eval, pretrain, RunOptions};
 
 /// Which slice of the grid a process runs: runs `index`, `index + count`, ... (0-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,7 +319,7 @@ fn execute(
     progress: bool,
 ) -> Result<RunResult> {
     let pretrain_config = spec.pretrain_config(run);
-    let (encoder, normalization, history) = match &pretrain_config {
+    let source = match &pretrain_config {
         Some(config) => {
             let options = RunOptions {
                 resume: true,
@@ -326,14 +327,19 @@ fn execute(
                 stop_after: None,
             };
             pretrain(gpu, config, dir, &options)?;
-            let trained = load_trained(gpu, dir)?;
-            (trained.encoder, trained.normalization, trained.history)
+            EncoderSource::Checkpoint(dir)
         }
-        None => {
-            let encoder = initial_encoder(gpu, spec.model, run.seed, train.shape()[0], 128)?;
-            (encoder, Normalization::of_dataset(train)?, Vec::new())
-        }
+        None => EncoderSource::Random {
+            model: spec.model,
+            seed: run.seed,
+        },
     };
+    let EncoderToEvaluate {
+        encoder,
+        normalization,
+        history,
+        ..
+    } = encoder_to_evaluate(gpu, source, train)?;
     let pipeline = ViewPipeline::evaluation(normalization);
     let probe = spec.probe_config(run);
     let start = Instant::now();

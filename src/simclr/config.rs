@@ -55,6 +55,12 @@ pub struct PretrainConfig {
 
 impl PretrainConfig {
     /// The paper's protocol for a crop strategy, with the small CNN on the shipped sample.
+    /// The embedding width of every configuration made here: what a random encoder of the
+    /// same model is built with, so that the baseline has the pre-trained encoders' shape.
+    pub fn default_embedding() -> usize {
+        128
+    }
+
     pub fn new(method: Method, crop: f64, alpha: f64, epochs: usize) -> PretrainConfig {
         PretrainConfig {
             method,
@@ -65,7 +71,7 @@ impl PretrainConfig {
             epochs,
             batch: 256,
             model: ModelKind::SmallCnn,
-            embedding: 128,
+            embedding: PretrainConfig::default_embedding(),
             data: None,
             train_limit: None,
             seed: 0,

@@ -10,4 +10,6 @@ mod probe_inputs;
 
 pub use config::{OptimizerKind, PretrainConfig};
 pub use linear_eval::{linear_eval, BackboneBn, LinearEvalConfig, LinearEvalResult, ProbeProtocol};
-pub use pretrain::{initial_encoder, load_trained, pretrain, EpochRecord, RunOptions, Trained};
+pub use pretrain::{
+    initial_encoder, load_trained, pretrain, trained_config, EpochRecord, RunOptions, Trained,
+};

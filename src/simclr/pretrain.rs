@@ -187,6 +187,19 @@ pub struct Trained {
     pub normalization: Normalization,
 }
 
+/// The configuration the checkpoint in `dir` was trained with (nothing is built).
+pub fn trained_config(dir: &Path) -> Result<PretrainConfig> {
+    let ck = Checkpoint::load(dir)?;
+    let path = dir.join(CHECKPOINT_FILE);
+    if ck.meta("format", &path)? != FORMAT {
+        return Err(Error::File {
+            path,
+            detail: format!("is not a {FORMAT} checkpoint"),
+        });
+    }
+    parse(&ck, "config", &path)
+}
+
 /// Loads the encoder (parameters and batch-norm statistics) of the checkpoint in `dir`.
 pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
     let ck = Checkpoint::load(dir)?;
