@@ -18,7 +18,10 @@ fn modules() -> BTreeMap<String, String> {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                stack.push(path);
+                // src/bin holds the command line, a crate of its own above every layer.
+                if path != src().join("bin") {
+                    stack.push(path);
+                }
                 continue;
             }
             if path.extension().is_none_or(|e| e != "rs") {

@@ -20,6 +20,25 @@ pub struct SmokeReport {
     pub images_per_second: f64,
 }
 
+impl SmokeReport {
+    /// The first and the last loss.
+    pub fn first_and_last(&self) -> (f32, f32) {
+        let first = self.losses.first().copied().unwrap_or(f32::NAN);
+        (first, self.losses.last().copied().unwrap_or(first))
+    }
+
+    /// The verdict: with more than one step the loss must have fallen.
+    pub fn check(&self) -> Result<()> {
+        let (first, last) = self.first_and_last();
+        if self.losses.len() > 1 && last >= first {
+            return Err(Error::Gpu(format!(
+                "smoke: the loss did not fall ({first:.4} -> {last:.4})"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Trains `model` for `steps` steps on one batch of `batch` random 3x`size`x`size` images with
 /// random labels out of 10 classes; prints each step's loss.
 pub fn smoke(

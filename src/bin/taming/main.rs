@@ -1,0 +1,122 @@
+//! The `taming` command line: one file per command, each holding its arguments, the call into
+//! the library and the printing of what it did.
+
+mod crops;
+mod data;
+mod label_check;
+mod linear_eval;
+mod pretrain;
+mod reproduce;
+mod smoke;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use taming::crop::{Method, PadMode};
+use taming::gpu::list_adapters;
+
+#[derive(Parser)]
+#[command(
+    name = "taming",
+    version,
+    about = "Label-preserving cropping for contrastive learning, on a wgpu engine"
+)]
+struct Cli {
+    /// Use the adapter whose name contains this text (default: the best one; also TAMING_DEVICE).
+    #[arg(long, global = true)]
+    device: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the paper's experiment (a preset sweep of crop strategies x crop sizes x seeds, plus
+    /// the random-encoder baseline) and write results.json, results.csv, report.md and
+    /// accuracy_vs_crop.svg/.png into --out. Finished runs in --out are skipped.
+    Reproduce(reproduce::ReproduceArgs),
+    /// Merge the results in --out (of every shard) into results.json/.csv, report.md and the
+    /// figure.
+    Report(reproduce::ReportArgs),
+    /// List the GPU adapters this machine offers, best first.
+    Devices,
+    /// Train a model on one fixed random batch and check that the loss falls.
+    Smoke(smoke::SmokeArgs),
+    /// Pictures of a cropping strategy: a contact sheet of images, their two crop boxes and the
+    /// two views the GPU makes (--out), and optionally a heat map of where the crop centres of
+    /// every strategy fall (--heatmap).
+    Crops(crops::CropsArgs),
+    /// SimCLR pre-training with one cropping strategy; checkpoints after every epoch into --out.
+    Pretrain(pretrain::PretrainArgs),
+    /// Linear evaluation of a pre-trained (or randomly initialised) frozen encoder; prints
+    /// `test accuracy: NN.NN`.
+    LinearEval(linear_eval::LinearEvalArgs),
+    /// Label preservation: an oracle (a classifier trained with the labels on whole images and
+    /// on views of every strategy) labels the views each strategy draws on the test split;
+    /// writes label_check.json/.csv/.md/.svg/.png into --out, and caches the oracle there.
+    LabelCheck(label_check::LabelCheckArgs),
+    /// Data set tools.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
+}
+
+/// The cropping options every command that crops takes.
+#[derive(clap::Args)]
+pub(crate) struct CropArgs {
+    #[arg(long, default_value = "gcc", value_parser = parse::<Method>)]
+    pub method: Method,
+    /// Crop size as a fraction of the image area, in (0, 1].
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.4)]
+    pub crop: f64,
+    /// Variance scale of the GCC family (ignored by rc and rrc).
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.5)]
+    pub alpha: f64,
+    /// Where a box leaves the image: centre (the authors' code) or window.
+    #[arg(long, default_value = "centre", value_parser = parse::<PadMode>)]
+    pub pad: PadMode,
+}
+
+fn run(cli: Cli) -> taming::Result<()> {
+    let device = cli.device.as_deref();
+    match cli.command {
+        Command::Reproduce(args) => reproduce::run(device, args),
+        Command::Report(args) => reproduce::report(args),
+        Command::Devices => devices(),
+        Command::Smoke(args) => smoke::run(device, args),
+        Command::Crops(args) => crops::run(device, args),
+        Command::Pretrain(args) => pretrain::run(device, args),
+        Command::LinearEval(args) => linear_eval::run(device, args),
+        Command::LabelCheck(args) => label_check::run(device, args),
+        Command::Data { command } => data::run(command),
+    }
+}
+
+fn devices() -> taming::Result<()> {
+    let adapters = list_adapters();
+    if adapters.is_empty() {
+        return Err(taming::Error::NoAdapter);
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        println!("{}{a}", if i == 0 { "* " } else { "  " });
+    }
+    println!("(* = chosen by default; pick another with --device NAME or TAMING_DEVICE)");
+    Ok(())
+}
+
+/// Parses a value with its own `FromStr`, whose error names the kind of value and lists the
+/// accepted names ("unknown crop method \"xyz\": use rc, gcc, ...").
+pub(crate) fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
