@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::layers::Linear;
 use crate::nn::Encoder;
+use crate::ops::affine_sample::PackedImages;
 use crate::ops::cross_entropy::{cross_entropy, cross_entropy_forward};
 use crate::ops::linear::linear_forward;
 use crate::optim::Sgd;
@@ -123,68 +124,23 @@ pub fn linear_eval(
     config: &LinearEvalConfig,
     progress: bool,
 ) -> Result<LinearEvalResult> {
-    if !(config.val_fraction > 0.0 && config.val_fraction < 1.0)
-        || config.epochs == 0
-        || config.batch == 0
-    {
-        return Err(Error::InvalidArgument(format!(
-            "linear evaluation needs a validation fraction in (0, 1), at least one epoch and a \
-             positive batch; got {}, {} and {}",
-            config.val_fraction, config.epochs, config.batch
-        )));
-    }
-    // The split below keeps one validation image and one training image at the least.
-    if train.len() < 2 || test.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "the linear probe needs at least 2 training images (one to fit, one to validate) \
-             and 1 test image; got {} and {}",
-            train.len(),
-            test.len()
-        )));
-    }
-    if train.classes() != test.classes() {
-        return Err(Error::InvalidArgument(format!(
-            "the training images have {} classes but the test images {}",
-            train.classes(),
-            test.classes()
-        )));
-    }
+    check_inputs(config, train, test)?;
     let dim = encoder.feature_dim();
     let classes = train.classes();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    order.shuffle(&mut rng);
-    let n_val =
-        ((train.len() as f64 * config.val_fraction).round() as usize).clamp(1, train.len() - 1);
-    let (val_rows, fit_rows) = order.split_at(n_val);
-    let mut fit_rows = fit_rows.to_vec();
+    let (val_rows, mut fit_rows) = split_rows(train.len(), config.val_fraction, &mut rng);
+    let val_rows = &val_rows[..];
     let val_y = labels_of(gpu, train.labels(), val_rows)?;
 
     let (train_images, test_images) = (train.upload(gpu)?, test.upload(gpu)?);
-    let mut inputs: Box<dyn ProbeInputs + '_> = match config.protocol {
-        ProbeProtocol::Fast => Box::new(Precomputed::new(
-            encoder,
-            &train_images,
-            &test_images,
-            pipeline,
-            val_rows,
-            config.backbone_bn == BackboneBn::Train,
-            config.standardize,
-        )?),
-        ProbeProtocol::Paper => Box::new(Augmented::new(
-            encoder,
-            &train_images,
-            &test_images,
-            pipeline,
-            val_rows,
-            ProbeAugmentation {
-                pad: config.pad,
-                flip: config.flip,
-                backbone_bn_train: config.backbone_bn == BackboneBn::Train,
-            },
-            config.standardize,
-        )?),
-    };
+    let mut inputs = probe_inputs(
+        encoder,
+        &train_images,
+        &test_images,
+        pipeline,
+        val_rows,
+        config,
+    )?;
 
     let probe = Linear::new(gpu, &mut rng, "probe", dim, classes)?;
     let mut sgd = Sgd::new(
@@ -193,12 +149,7 @@ pub fn linear_eval(
         config.momentum as f32,
         0.0,
     );
-    let mut best = (
-        f64::INFINITY,
-        0usize,
-        probe.weight.value.to_vec()?,
-        probe.bias.value.to_vec()?,
-    );
+    let mut best = Best::of(&probe, f64::INFINITY, 0)?;
     let mut epochs_run = 0;
     let bar = match progress {
         true => ProgressBar::new(config.epochs as u64),
@@ -230,26 +181,20 @@ pub fn linear_eval(
                 "the linear probe's validation loss is {val_loss} at epoch {epochs_run}"
             )));
         }
-        if val_loss < best.0 - config.min_delta {
-            best = (
-                val_loss,
-                epochs_run,
-                probe.weight.value.to_vec()?,
-                probe.bias.value.to_vec()?,
-            );
+        if val_loss < best.val_loss - config.min_delta {
+            best = Best::of(&probe, val_loss, epochs_run)?;
             inputs.keep_best()?;
-        } else if epochs_run - best.1 >= config.patience {
+        } else if epochs_run - best.epoch >= config.patience {
             break;
         }
         bar.set_message(format!(
             "validation loss {val_loss:.4} (best {:.4})",
-            best.0
+            best.val_loss
         ));
         bar.set_position(epochs_run as u64);
     }
     bar.finish_and_clear();
-    probe.weight.value.write(&best.2)?;
-    probe.bias.value.write(&best.3)?;
+    best.restore(&probe)?;
     inputs.restore_best()?;
     let logits = linear_forward(
         &inputs.test()?,
@@ -257,9 +202,128 @@ pub fn linear_eval(
         Some(&probe.bias.value),
     )?
     .to_vec()?;
+    Ok(LinearEvalResult {
+        test_accuracy: accuracy(&logits, test.labels(), classes),
+        best_val_loss: best.val_loss,
+        best_epoch: best.epoch,
+        epochs_run,
+        train_images: fit_rows.len(),
+        val_images: val_rows.len(),
+        test_images: test.len(),
+    })
+}
+
+/// The settings and data a probe needs: a validation fraction in (0, 1), at least one epoch, a
+/// positive batch, 2 training images (one to fit, one to validate), 1 test image, and the same
+/// classes in both splits.
+fn check_inputs(config: &LinearEvalConfig, train: &Dataset, test: &Dataset) -> Result<()> {
+    if !(config.val_fraction > 0.0 && config.val_fraction < 1.0)
+        || config.epochs == 0
+        || config.batch == 0
+    {
+        return Err(Error::InvalidArgument(format!(
+            "linear evaluation needs a validation fraction in (0, 1), at least one epoch and a \
+             positive batch; got {}, {} and {}",
+            config.val_fraction, config.epochs, config.batch
+        )));
+    }
+    // The split below keeps one validation image and one training image at the least.
+    if train.len() < 2 || test.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "the linear probe needs at least 2 training images (one to fit, one to validate) \
+             and 1 test image; got {} and {}",
+            train.len(),
+            test.len()
+        )));
+    }
+    if train.classes() != test.classes() {
+        return Err(Error::InvalidArgument(format!(
+            "the training images have {} classes but the test images {}",
+            train.classes(),
+            test.classes()
+        )));
+    }
+    Ok(())
+}
+
+/// A seeded split of `len` training rows into validation rows (a `fraction` of them, at least
+/// one) and rows to fit (at least one).
+fn split_rows(len: usize, fraction: f64, rng: &mut ChaCha8Rng) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(rng);
+    let n_val = ((len as f64 * fraction).round() as usize).clamp(1, len - 1);
+    let fit = order.split_off(n_val);
+    (order, fit)
+}
+
+/// The probe's inputs under the configured protocol: features computed once (fast), or views
+/// through the frozen encoder at every step (paper).
+fn probe_inputs<'a>(
+    encoder: &'a dyn Encoder,
+    train_images: &'a PackedImages,
+    test_images: &'a PackedImages,
+    pipeline: &'a ViewPipeline,
+    val_rows: &[usize],
+    config: &LinearEvalConfig,
+) -> Result<Box<dyn ProbeInputs + 'a>> {
+    Ok(match config.protocol {
+        ProbeProtocol::Fast => Box::new(Precomputed::new(
+            encoder,
+            train_images,
+            test_images,
+            pipeline,
+            val_rows,
+            config.backbone_bn == BackboneBn::Train,
+            config.standardize,
+        )?),
+        ProbeProtocol::Paper => Box::new(Augmented::new(
+            encoder,
+            train_images,
+            test_images,
+            pipeline,
+            val_rows,
+            ProbeAugmentation {
+                pad: config.pad,
+                flip: config.flip,
+                backbone_bn_train: config.backbone_bn == BackboneBn::Train,
+            },
+            config.standardize,
+        )?),
+    })
+}
+
+/// The probe at its best validation loss so far: what is tested in the end.
+struct Best {
+    val_loss: f64,
+    /// 1-based; 0 before the first epoch.
+    epoch: usize,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Best {
+    /// The probe's weights now, recorded with their validation loss and epoch.
+    fn of(probe: &Linear, val_loss: f64, epoch: usize) -> Result<Best> {
+        Ok(Best {
+            val_loss,
+            epoch,
+            weight: probe.weight.value.to_vec()?,
+            bias: probe.bias.value.to_vec()?,
+        })
+    }
+
+    /// Puts these weights back into the probe.
+    fn restore(&self, probe: &Linear) -> Result<()> {
+        probe.weight.value.write(&self.weight)?;
+        probe.bias.value.write(&self.bias)
+    }
+}
+
+/// The share of rows of `logits` (`classes` wide) whose largest entry is the row's label.
+fn accuracy(logits: &[f32], labels: &[u32], classes: usize) -> f64 {
     let correct = logits
         .chunks(classes)
-        .zip(test.labels())
+        .zip(labels)
         .filter(|(row, &label)| {
             let pred = (0..classes)
                 .max_by(|&a, &b| row[a].total_cmp(&row[b]))
@@ -267,13 +331,5 @@ pub fn linear_eval(
             pred as u32 == label
         })
         .count();
-    Ok(LinearEvalResult {
-        test_accuracy: correct as f64 / test.len() as f64,
-        best_val_loss: best.0,
-        best_epoch: best.1,
-        epochs_run,
-        train_images: fit_rows.len(),
-        val_images: val_rows.len(),
-        test_images: test.len(),
-    })
+    correct as f64 / labels.len() as f64
 }
