@@ -315,66 +315,30 @@ pub fn pretrain(
         .stop_after
         .unwrap_or(config.epochs)
         .min(config.epochs);
-    let temperature = config.temperature as f32;
+    let run = EpochContext {
+        gpu,
+        config,
+        out,
+        pipeline: &pipeline,
+        encoder: encoder.as_ref(),
+        images: &train_images,
+        image_count: train.len(),
+        image_wh: [w, h],
+        steps,
+    };
     for epoch in history.len()..last {
         let lr = cosine_lr(config.lr as f32, epoch, config.epochs);
         optimizer.set_lr(lr);
-        let mut rng = epoch_rng(config.seed, epoch);
-        let mut order: Vec<u32> = (0..train.len() as u32).collect();
-        order.shuffle(&mut rng);
-        let bar = match options.progress {
-            true => ProgressBar::new(steps as u64),
-            false => ProgressBar::hidden(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} < {eta})",
-            )
-            .map_err(|e| Error::InvalidArgument(format!("progress bar: {e}")))?
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
+        let bar = epoch_bar(options.progress, steps, epoch, config.epochs)?;
         let start = Instant::now();
-        let loss_sum = Tensor::zeros(gpu, &[1])?;
-        for step in 0..steps {
-            let indices = &order[step * config.batch..(step + 1) * config.batch];
-            let plan = pipeline.plan(&mut rng, indices, [w, h])?;
-            let (v1, v2) = pipeline.run(&train_images, &plan)?;
-            let g = Graph::new(gpu);
-            let z1 = encoder.forward(&g, g.input(v1), true)?;
-            let z2 = encoder.forward(&g, g.input(v2), true)?;
-            let loss = nt_xent(&g, z1, z2, temperature)?;
-            g.backward(loss)?;
-            optimizer.step()?;
-            accumulate(&loss_sum, &g.value(loss))?;
-            if (step + 1) % config.loss_every == 0 || step + 1 == steps {
-                let value = g.value(loss).item()?;
-                check_finite(value as f64, epoch, step, history.len(), out)?;
-                let rate = ((step + 1) * config.batch) as f64 / start.elapsed().as_secs_f64();
-                bar.set_message(format!("loss {value:.4} lr {lr:.5} {rate:.0} img/s"));
-            }
-            bar.set_position(step as u64 + 1);
-        }
-        let loss = loss_sum.item()? as f64 / steps as f64;
-        check_finite(loss, epoch, steps - 1, history.len(), out)?;
+        let loss = run.train_epoch(&mut optimizer, epoch, history.len(), &bar)?;
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let knn = match &test_images {
             Some(test_images)
                 if (epoch + 1) % config.knn_every == 0 || epoch + 1 == config.epochs =>
             {
-                let features = |images: &PackedImages| {
-                    all_image_features(encoder.as_ref(), images, &pipeline, 512, false)
-                };
-                let (bank, queries) = (features(&train_images)?, features(test_images)?);
-                Some(knn_accuracy(
-                    &bank,
-                    train.labels(),
-                    &queries,
-                    test.labels(),
-                    train.classes(),
-                    config.knn_k,
-                )?)
+                Some(run.knn_monitor(&train, &test, test_images)?)
             }
             _ => None,
         };
@@ -411,6 +375,110 @@ pub fn pretrain(
         )?;
     }
     Ok(history)
+}
+
+/// What every epoch of a run reads.
+struct EpochContext<'a> {
+    gpu: &'a Gpu,
+    config: &'a PretrainConfig,
+    out: &'a Path,
+    pipeline: &'a ViewPipeline,
+    encoder: &'a dyn Encoder,
+    images: &'a PackedImages,
+    image_count: usize,
+    image_wh: [usize; 2],
+    steps: usize,
+}
+
+impl EpochContext<'_> {
+    /// One epoch of SimCLR steps in the epoch's own seeded order; returns the mean loss. The
+    /// loss is read back every `loss_every` steps (and last), and a non-finite one stops the
+    /// run with `done` epochs checkpointed.
+    fn train_epoch(
+        &self,
+        optimizer: &mut Optimizer,
+        epoch: usize,
+        done: usize,
+        bar: &ProgressBar,
+    ) -> Result<f64> {
+        let (config, steps) = (self.config, self.steps);
+        let mut rng = epoch_rng(config.seed, epoch);
+        let mut order: Vec<u32> = (0..self.image_count as u32).collect();
+        order.shuffle(&mut rng);
+        let start = Instant::now();
+        let loss_sum = Tensor::zeros(self.gpu, &[1])?;
+        for step in 0..steps {
+            let indices = &order[step * config.batch..(step + 1) * config.batch];
+            let loss = self.train_step(optimizer, &mut rng, indices)?;
+            accumulate(&loss_sum, &loss)?;
+            if (step + 1) % config.loss_every == 0 || step + 1 == steps {
+                let value = loss.item()?;
+                check_finite(value as f64, epoch, step, done, self.out)?;
+                let rate = ((step + 1) * config.batch) as f64 / start.elapsed().as_secs_f64();
+                let lr = cosine_lr(config.lr as f32, epoch, config.epochs);
+                bar.set_message(format!("loss {value:.4} lr {lr:.5} {rate:.0} img/s"));
+            }
+            bar.set_position(step as u64 + 1);
+        }
+        let loss = loss_sum.item()? as f64 / steps as f64;
+        check_finite(loss, epoch, steps - 1, done, self.out)?;
+        Ok(loss)
+    }
+
+    /// One step: two views of every image of the batch, each view batch through the encoder in
+    /// its own forward pass, NT-Xent, backward, the optimiser's update; returns the loss.
+    fn train_step(
+        &self,
+        optimizer: &mut Optimizer,
+        rng: &mut ChaCha8Rng,
+        indices: &[u32],
+    ) -> Result<Tensor> {
+        let plan = self.pipeline.plan(rng, indices, self.image_wh)?;
+        let (v1, v2) = self.pipeline.run(self.images, &plan)?;
+        let g = Graph::new(self.gpu);
+        let z1 = self.encoder.forward(&g, g.input(v1), true)?;
+        let z2 = self.encoder.forward(&g, g.input(v2), true)?;
+        let loss = nt_xent(&g, z1, z2, self.config.temperature as f32)?;
+        g.backward(loss)?;
+        optimizer.step()?;
+        Ok(g.value(loss))
+    }
+
+    /// The kNN monitor: test images classified by their nearest training images' features.
+    fn knn_monitor(
+        &self,
+        train: &Dataset,
+        test: &Dataset,
+        test_images: &PackedImages,
+    ) -> Result<f64> {
+        let features = |images: &PackedImages| {
+            all_image_features(self.encoder, images, self.pipeline, 512, false)
+        };
+        let (bank, queries) = (features(self.images)?, features(test_images)?);
+        knn_accuracy(
+            &bank,
+            train.labels(),
+            &queries,
+            test.labels(),
+            train.classes(),
+            self.config.knn_k,
+        )
+    }
+}
+
+/// The progress bar of one epoch (hidden without `progress`).
+fn epoch_bar(progress: bool, steps: usize, epoch: usize, epochs: usize) -> Result<ProgressBar> {
+    let bar = match progress {
+        true => ProgressBar::new(steps as u64),
+        false => ProgressBar::hidden(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} < {eta})")
+            .map_err(|e| Error::InvalidArgument(format!("progress bar: {e}")))?
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {}/{}", epoch + 1, epochs));
+    Ok(bar)
 }
 
 /// Stops a run whose loss is not a number, naming where and what is kept.
