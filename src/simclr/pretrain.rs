@@ -187,8 +187,8 @@ pub struct Trained {
     pub normalization: Normalization,
 }
 
-/// The configuration the checkpoint in `dir` was trained with (nothing is built).
-pub fn trained_config(dir: &Path) -> Result<PretrainConfig> {
+/// The checkpoint in `dir`, its path and its configuration, after checking its format.
+fn open_checkpoint(dir: &Path) -> Result<(Checkpoint, PathBuf, PretrainConfig)> {
     let ck = Checkpoint::load(dir)?;
     let path = dir.join(CHECKPOINT_FILE);
     if ck.meta("format", &path)? != FORMAT {
@@ -197,20 +197,18 @@ pub fn trained_config(dir: &Path) -> Result<PretrainConfig> {
             detail: format!("is not a {FORMAT} checkpoint"),
         });
     }
-    parse(&ck, "config", &path)
+    let config = parse(&ck, "config", &path)?;
+    Ok((ck, path, config))
+}
+
+/// The configuration the checkpoint in `dir` was trained with (nothing is built).
+pub fn trained_config(dir: &Path) -> Result<PretrainConfig> {
+    Ok(open_checkpoint(dir)?.2)
 }
 
 /// Loads the encoder (parameters and batch-norm statistics) of the checkpoint in `dir`.
 pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
-    let ck = Checkpoint::load(dir)?;
-    let path = dir.join(CHECKPOINT_FILE);
-    if ck.meta("format", &path)? != FORMAT {
-        return Err(Error::File {
-            path,
-            detail: format!("is not a {FORMAT} checkpoint"),
-        });
-    }
-    let config: PretrainConfig = parse(&ck, "config", &path)?;
+    let (ck, path, config) = open_checkpoint(dir)?;
     let channels: usize = parse(&ck, "channels", &path)?;
     let history: Vec<EpochRecord> = parse(&ck, "history", &path)?;
     let normalization: Normalization = parse(&ck, "normalization", &path)?;
