@@ -5,7 +5,8 @@
 //! round's wall-clock per call. CPU reference time: the plain f64 loops of `taming::reference`, one run at
 //! a smaller batch (`--cpu-batch`, default 4) scaled linearly to the GPU's batch, because the
 //! reference convolution at batch 64 takes minutes. Options: `--quick` (fewer repetitions and
-//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,views,pretrain,step`.
+//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,views,pretrain,step`
+//! (`-- --help` lists them).
 //! The views section times the affine sampling kernel and the whole view pipeline; the step
 //! section prints the pipeline's cost next to the training step's.
 
@@ -25,36 +26,41 @@ use taming::optim::Adam;
 use taming::reference;
 use taming::{Gpu, Result, Tensor};
 
+/// The bench's sections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Section {
+    Conv,
+    Ops,
+    Views,
+    Pretrain,
+    Step,
+}
+
+/// `cargo bench --bench kernels -- [OPTIONS]`.
+#[derive(clap::Parser)]
 struct Options {
+    /// Fewer repetitions and shapes.
+    #[arg(long)]
     quick: bool,
-    /// Run only these sections (conv, ops, views, pretrain, step); all when empty.
-    only: Vec<String>,
+    /// Run only these sections, e.g. conv,ops; all when not given.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Section>,
+    /// Skip the CPU reference timings.
+    #[arg(long = "no-cpu", action = clap::ArgAction::SetFalse)]
     cpu: bool,
+    /// The GPU's batch.
+    #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// The batch the CPU reference is timed at (then scaled to --batch).
+    #[arg(long, default_value_t = 4)]
     cpu_batch: usize,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn options() -> Options {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str, default: usize| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    Options {
-        quick: args.iter().any(|a| a == "--quick"),
-        only: args
-            .iter()
-            .position(|a| a == "--only")
-            .and_then(|i| args.get(i + 1))
-            .map(|v| v.split(',').map(str::to_owned).collect())
-            .unwrap_or_default(),
-        cpu: !args.iter().any(|a| a == "--no-cpu"),
-        batch: value("--batch", 64),
-        cpu_batch: value("--cpu-batch", 4),
-    }
+    <Options as clap::Parser>::parse()
 }
 
 fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
@@ -733,21 +739,21 @@ fn main() -> Result<()> {
         "{:<44} {:>10} {:>17} {:>11} {:>9}",
         "kernel", "GPU ms", "rate", "CPU ref ms", "speed-up"
     );
-    let run = |section: &str| o.only.is_empty() || o.only.iter().any(|s| s == section);
-    if run("conv") {
+    let run = |section: Section| o.only.is_empty() || o.only.contains(&section);
+    if run(Section::Conv) {
         bench_convs(&gpu, &mut rng, &o)?;
     }
-    if run("ops") {
+    if run(Section::Ops) {
         bench_small_ops(&gpu, &mut rng, &o)?;
     }
-    if run("pretrain") {
+    if run(Section::Pretrain) {
         bench_pretrain(&gpu, &mut rng, &o)?;
     }
     let mut views_ms = None;
-    if run("views") {
+    if run(Section::Views) {
         views_ms = Some(bench_views(&gpu, &mut rng, &o)?);
     }
-    if run("step") {
+    if run(Section::Step) {
         println!();
         bench_step(&gpu, &mut rng, &o, views_ms)?;
     }
