@@ -190,10 +190,43 @@ fn bench_convs(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     Ok(())
 }
 
+/// One line of the table of small ops: the GPU call, its work for the rate (bytes or flops),
+/// and the CPU reference timed beside it (None where there is none).
+struct OpBench<'a> {
+    name: String,
+    work: f64,
+    unit: &'static str,
+    gpu: Box<dyn FnMut() -> Result<()> + 'a>,
+    cpu: Option<Box<dyn FnOnce() + 'a>>,
+}
+
+fn op<'a>(
+    name: impl Into<String>,
+    work: f64,
+    unit: &'static str,
+    gpu: impl FnMut() -> Result<()> + 'a,
+    cpu: Option<Box<dyn FnOnce() + 'a>>,
+) -> OpBench<'a> {
+    OpBench {
+        name: name.into(),
+        work,
+        unit,
+        gpu: Box::new(gpu),
+        cpu,
+    }
+}
+
+/// A CPU reference call to time; its result is only kept from being optimised away.
+fn cpu<'a, T>(f: impl FnOnce() -> T + 'a) -> Option<Box<dyn FnOnce() + 'a>> {
+    Some(Box::new(move || {
+        std::hint::black_box(f());
+    }))
+}
+
 fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     let reps = if o.quick { 3 } else { 10 };
     let n = o.batch;
-    // Batch norm at [N, 64, 32, 32]: reads x twice for the statistics, once to normalise, writes y.
+    // Batch norm, ReLU and the residual addition at [N, 64, 32, 32].
     let shape = [n, 64, 32, 32];
     let numel: usize = shape.iter().product();
     let (x, dy) = (tensor(gpu, rng, &shape)?, tensor(gpu, rng, &shape)?);
@@ -208,220 +241,36 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     let bytes = 4.0 * numel as f64;
     let xr = to_f64(&random(rng, numel));
     let g64 = vec![1.0; 64];
-    let cpu_bn = o.cpu.then(|| {
-        let (mut rm, mut rv) = (vec![0.0; 64], vec![1.0; 64]);
-        let mut fwd = None;
-        let t = cpu_ms(|| {
-            fwd = Some(reference::batchnorm::batch_norm_train(
-                &xr, shape, &g64, &g64, &mut rm, &mut rv, 0.1, 1e-5,
-            ))
-        });
-        let fwd = fwd.expect("ran");
-        (
-            t,
-            cpu_ms(|| {
-                reference::batchnorm::batch_norm_train_backward(&xr, &xr, shape, &g64, &fwd, 1e-5)
-            }),
-        )
-    });
-    let t = gpu_ms(gpu, reps, || {
-        batch_norm_forward(&x, &gamma, &beta, &st, true).map(drop)
-    })?;
-    row(
-        &format!("batch norm fwd [{n},64,32,32]"),
-        t,
-        4.0 * bytes,
-        "GB/s",
-        cpu_bn.map(|c| c.0),
-    );
-    let t = gpu_ms(gpu, reps, || {
-        batch_norm_backward(&x, &dy, &gamma, &stats, &st, true).map(drop)
-    })?;
-    row(
-        &format!("batch norm bwd [{n},64,32,32]"),
-        t,
-        5.0 * bytes,
-        "GB/s",
-        cpu_bn.map(|c| c.1),
-    );
-
-    let t = gpu_ms(gpu, reps, || ew::relu_forward(&x).map(drop))?;
-    row(
-        &format!("relu fwd [{n},64,32,32]"),
-        t,
-        2.0 * bytes,
-        "GB/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::elementwise::relu_forward(&xr))),
-    );
-    let t = gpu_ms(gpu, reps, || ew::relu_backward(&x, &dy).map(drop))?;
-    row(
-        &format!("relu bwd [{n},64,32,32]"),
-        t,
-        3.0 * bytes,
-        "GB/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::elementwise::relu_backward(&xr, &xr))),
-    );
-    let t = gpu_ms(gpu, reps, || ew::add_forward(&x, &dy).map(drop))?;
-    row(
-        &format!("add (residual) [{n},64,32,32]"),
-        t,
-        3.0 * bytes,
-        "GB/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::elementwise::add_forward(&xr, &xr))),
-    );
-
+    let (mut rm, mut rv) = (vec![0.0; 64], vec![1.0; 64]);
+    let bn_saved =
+        reference::batchnorm::batch_norm_train(&xr, shape, &g64, &g64, &mut rm, &mut rv, 0.1, 1e-5);
+    // Global average pooling at [N, 512, 4, 4]; the linear head 512 -> 128.
     let p4 = tensor(gpu, rng, &[n, 512, 4, 4])?;
     let g512 = tensor(gpu, rng, &[n, 512])?;
     let pr = to_f64(&random(rng, n * 512 * 16));
-    let t = gpu_ms(gpu, reps, || pool::global_avg_pool_forward(&p4).map(drop))?;
-    row(
-        &format!("global avg pool fwd [{n},512,4,4]"),
-        t,
-        4.0 * (n * 512 * 17) as f64,
-        "GB/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::small_ops::global_avg_pool(&pr, n * 512, 16))),
-    );
-    let t = gpu_ms(gpu, reps, || {
-        pool::global_avg_pool_backward(&g512, &[n, 512, 4, 4]).map(drop)
-    })?;
-    row(
-        &format!("global avg pool bwd [{n},512,4,4]"),
-        t,
-        4.0 * (n * 512 * 17) as f64,
-        "GB/s",
-        None,
-    );
-
     let (w, dyl) = (tensor(gpu, rng, &[128, 512])?, tensor(gpu, rng, &[n, 128])?);
     let fl = linear::linear_flops(n, 512, 128);
-    let (xr, wr, dyr) = (
+    let (lxr, wr, dyr) = (
         to_f64(&random(rng, n * 512)),
         to_f64(&random(rng, 128 * 512)),
         to_f64(&random(rng, n * 128)),
     );
-    let t = gpu_ms(gpu, reps, || {
-        linear::linear_forward(&g512, &w, None).map(drop)
-    })?;
-    row(
-        &format!("linear fwd {n}x512 -> 128"),
-        t,
-        fl,
-        "GFLOP/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::small_ops::linear_forward(&xr, &wr, None, n, 512, 128))),
-    );
-    let t = gpu_ms(gpu, reps, || {
-        linear::linear_backward_input(&dyl, &w).map(drop)
-    })?;
-    row(
-        "linear bwd input",
-        t,
-        fl,
-        "GFLOP/s",
-        o.cpu.then(|| {
-            cpu_ms(|| reference::small_ops::linear_backward_input(&dyr, &wr, n, 512, 128))
-        }),
-    );
-    let t = gpu_ms(gpu, reps, || {
-        linear::linear_backward_weight(&g512, &dyl).map(drop)
-    })?;
-    row(
-        "linear bwd weight",
-        t,
-        fl,
-        "GFLOP/s",
-        o.cpu.then(|| {
-            cpu_ms(|| reference::small_ops::linear_backward_weight(&xr, &dyr, n, 512, 128))
-        }),
-    );
-
+    // L2 normalisation and cross-entropy at 1024 x 128.
     let z = tensor(gpu, rng, &[1024, 128])?;
     let zr = to_f64(&random(rng, 1024 * 128));
     let zb = 4.0 * (1024 * 128) as f64;
-    let t = gpu_ms(gpu, reps, || l2norm::l2_normalize_forward(&z).map(drop))?;
-    row(
-        "l2 normalise fwd 1024x128",
-        t,
-        2.0 * zb,
-        "GB/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::small_ops::l2_normalize(&zr, 128, 1e-12))),
-    );
-    let t = gpu_ms(gpu, reps, || {
-        l2norm::l2_normalize_backward(&z, &z).map(drop)
-    })?;
-    row(
-        "l2 normalise bwd 1024x128",
-        t,
-        3.0 * zb,
-        "GB/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::small_ops::l2_normalize_backward(&zr, &zr, 128, 1e-12))),
-    );
-
     let labels: Vec<u32> = (0..1024).map(|i| i % 128).collect();
     let tl = Tensor::from_u32(gpu, &[1024], &labels)?;
     let one = Tensor::full(gpu, &[1], 1.0)?;
-    let t = gpu_ms(gpu, reps, || {
-        cross_entropy::cross_entropy_forward(&z, &tl).map(drop)
-    })?;
-    row(
-        "cross-entropy fwd 1024x128",
-        t,
-        zb,
-        "GB/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::small_ops::cross_entropy(&zr, &labels, 128))),
-    );
-    let t = gpu_ms(gpu, reps, || {
-        cross_entropy::cross_entropy_backward(&z, &tl, &one).map(drop)
-    })?;
-    row(
-        "cross-entropy bwd 1024x128",
-        t,
-        2.0 * zb,
-        "GB/s",
-        o.cpu.then(|| {
-            cpu_ms(|| reference::small_ops::cross_entropy_backward(&zr, &labels, 128, 1.0))
-        }),
-    );
-
     // NT-Xent at the paper's batch: 2N = 1024 normalised embeddings of width 128. The rate
     // counts the two matmuls (similarities, and the gradient M U): 2 x 2 (2N)^2 d flops.
-    let (n, d) = (512, 128);
-    let u_rows = reference::small_ops::l2_normalize(&to_f64(&random(rng, 2 * n * d)), d, 1e-12);
+    let (nn, d) = (512, 128);
+    let u_rows = reference::small_ops::l2_normalize(&to_f64(&random(rng, 2 * nn * d)), d, 1e-12);
     let u32s: Vec<f32> = u_rows.iter().map(|&x| x as f32).collect();
-    let u1 = Tensor::from_slice(gpu, &[n, d], &u32s[..n * d])?;
-    let u2 = Tensor::from_slice(gpu, &[n, d], &u32s[n * d..])?;
-    let flops = 2.0 * (2 * n * 2 * n * d) as f64;
-    let t = gpu_ms(gpu, reps, || {
-        ntxent::ntxent_forward(&u1, &u2, 0.1).map(drop)
-    })?;
-    row(
-        "NT-Xent fwd 2N=1024 d=128",
-        t,
-        flops / 2.0,
-        "GFLOP/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::ntxent::ntxent(&u_rows, 2 * n, d, 0.1))),
-    );
+    let u1 = Tensor::from_slice(gpu, &[nn, d], &u32s[..nn * d])?;
+    let u2 = Tensor::from_slice(gpu, &[nn, d], &u32s[nn * d..])?;
+    let nt_flops = 2.0 * (2 * nn * 2 * nn * d) as f64;
     let (_, saved) = ntxent::ntxent_forward(&u1, &u2, 0.1)?;
-    let t = gpu_ms(gpu, reps, || {
-        ntxent::ntxent_backward(&saved, &one).map(drop)
-    })?;
-    row(
-        "NT-Xent bwd 2N=1024 d=128",
-        t,
-        flops / 2.0,
-        "GFLOP/s",
-        o.cpu
-            .then(|| cpu_ms(|| reference::ntxent::ntxent_backward(&u_rows, 2 * n, d, 0.1))),
-    );
-
     // Adam over ResNet-18's 11.2M parameters: reads p, g, m, v and writes p, m, v.
     let count = 11_173_962;
     let p = std::rc::Rc::new(taming::autograd::Param::new(
@@ -430,22 +279,143 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     ));
     let g = tensor(gpu, rng, &[count])?;
     let mut adam = Adam::new(vec![p.clone()], 0.01);
-    let (mut pr, gr) = (to_f64(&random(rng, count)), to_f64(&random(rng, count)));
+    let (mut adam_p, adam_g) = (to_f64(&random(rng, count)), to_f64(&random(rng, count)));
     let (mut m, mut v) = (vec![0.0; count], vec![0.0; count]);
-    let t = gpu_ms(gpu, reps, || {
-        p.set_grad(Some(g.clone()));
-        adam.step()
-    })?;
-    row(
-        "adam step 11.2M params",
-        t,
-        4.0 * 7.0 * count as f64,
-        "GB/s",
-        o.cpu.then(|| {
-            cpu_ms(|| {
+
+    let table = vec![
+        op(
+            format!("batch norm fwd [{n},64,32,32]"),
+            4.0 * bytes,
+            "GB/s",
+            || batch_norm_forward(&x, &gamma, &beta, &st, true).map(drop),
+            cpu(|| {
+                let (mut rm, mut rv) = (vec![0.0; 64], vec![1.0; 64]);
+                reference::batchnorm::batch_norm_train(
+                    &xr, shape, &g64, &g64, &mut rm, &mut rv, 0.1, 1e-5,
+                )
+            }),
+        ),
+        op(
+            format!("batch norm bwd [{n},64,32,32]"),
+            5.0 * bytes,
+            "GB/s",
+            || batch_norm_backward(&x, &dy, &gamma, &stats, &st, true).map(drop),
+            cpu(|| {
+                reference::batchnorm::batch_norm_train_backward(
+                    &xr, &xr, shape, &g64, &bn_saved, 1e-5,
+                )
+            }),
+        ),
+        op(
+            format!("relu fwd [{n},64,32,32]"),
+            2.0 * bytes,
+            "GB/s",
+            || ew::relu_forward(&x).map(drop),
+            cpu(|| reference::elementwise::relu_forward(&xr)),
+        ),
+        op(
+            format!("relu bwd [{n},64,32,32]"),
+            3.0 * bytes,
+            "GB/s",
+            || ew::relu_backward(&x, &dy).map(drop),
+            cpu(|| reference::elementwise::relu_backward(&xr, &xr)),
+        ),
+        op(
+            format!("add (residual) [{n},64,32,32]"),
+            3.0 * bytes,
+            "GB/s",
+            || ew::add_forward(&x, &dy).map(drop),
+            cpu(|| reference::elementwise::add_forward(&xr, &xr)),
+        ),
+        op(
+            format!("global avg pool fwd [{n},512,4,4]"),
+            4.0 * (n * 512 * 17) as f64,
+            "GB/s",
+            || pool::global_avg_pool_forward(&p4).map(drop),
+            cpu(|| reference::small_ops::global_avg_pool(&pr, n * 512, 16)),
+        ),
+        op(
+            format!("global avg pool bwd [{n},512,4,4]"),
+            4.0 * (n * 512 * 17) as f64,
+            "GB/s",
+            || pool::global_avg_pool_backward(&g512, &[n, 512, 4, 4]).map(drop),
+            None,
+        ),
+        op(
+            format!("linear fwd {n}x512 -> 128"),
+            fl,
+            "GFLOP/s",
+            || linear::linear_forward(&g512, &w, None).map(drop),
+            cpu(|| reference::small_ops::linear_forward(&lxr, &wr, None, n, 512, 128)),
+        ),
+        op(
+            "linear bwd input",
+            fl,
+            "GFLOP/s",
+            || linear::linear_backward_input(&dyl, &w).map(drop),
+            cpu(|| reference::small_ops::linear_backward_input(&dyr, &wr, n, 512, 128)),
+        ),
+        op(
+            "linear bwd weight",
+            fl,
+            "GFLOP/s",
+            || linear::linear_backward_weight(&g512, &dyl).map(drop),
+            cpu(|| reference::small_ops::linear_backward_weight(&lxr, &dyr, n, 512, 128)),
+        ),
+        op(
+            "l2 normalise fwd 1024x128",
+            2.0 * zb,
+            "GB/s",
+            || l2norm::l2_normalize_forward(&z).map(drop),
+            cpu(|| reference::small_ops::l2_normalize(&zr, 128, 1e-12)),
+        ),
+        op(
+            "l2 normalise bwd 1024x128",
+            3.0 * zb,
+            "GB/s",
+            || l2norm::l2_normalize_backward(&z, &z).map(drop),
+            cpu(|| reference::small_ops::l2_normalize_backward(&zr, &zr, 128, 1e-12)),
+        ),
+        op(
+            "cross-entropy fwd 1024x128",
+            zb,
+            "GB/s",
+            || cross_entropy::cross_entropy_forward(&z, &tl).map(drop),
+            cpu(|| reference::small_ops::cross_entropy(&zr, &labels, 128)),
+        ),
+        op(
+            "cross-entropy bwd 1024x128",
+            2.0 * zb,
+            "GB/s",
+            || cross_entropy::cross_entropy_backward(&z, &tl, &one).map(drop),
+            cpu(|| reference::small_ops::cross_entropy_backward(&zr, &labels, 128, 1.0)),
+        ),
+        op(
+            "NT-Xent fwd 2N=1024 d=128",
+            nt_flops / 2.0,
+            "GFLOP/s",
+            || ntxent::ntxent_forward(&u1, &u2, 0.1).map(drop),
+            cpu(|| reference::ntxent::ntxent(&u_rows, 2 * nn, d, 0.1)),
+        ),
+        op(
+            "NT-Xent bwd 2N=1024 d=128",
+            nt_flops / 2.0,
+            "GFLOP/s",
+            || ntxent::ntxent_backward(&saved, &one).map(drop),
+            cpu(|| reference::ntxent::ntxent_backward(&u_rows, 2 * nn, d, 0.1)),
+        ),
+        op(
+            "adam step 11.2M params",
+            4.0 * 7.0 * count as f64,
+            "GB/s",
+            || {
+                p.set_grad(Some(g.clone()));
+                adam.step()
+            },
+            cpu(|| {
                 reference::optim::adam_step(
-                    &mut pr,
-                    &gr,
+                    &mut adam_p,
+                    &adam_g,
                     &mut m,
                     &mut v,
                     1,
@@ -454,9 +424,17 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
                     1e-8,
                     0.0,
                 )
-            })
-        }),
-    );
+            }),
+        ),
+    ];
+    for bench in table {
+        let t = gpu_ms(gpu, reps, bench.gpu)?;
+        let cpu_time = match (o.cpu, bench.cpu) {
+            (true, Some(f)) => Some(cpu_ms(f)),
+            _ => None,
+        };
+        row(&bench.name, t, bench.work, bench.unit, cpu_time);
+    }
     Ok(())
 }
 
