@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use taming::experiment::label_report::LABEL_JSON;
-use taming::experiment::preset::{LABEL_DIR, RESULT_FILE, RUNS_DIR, SWEEP_FILE};
+use taming::experiment::preset::{LABEL_DIR, SWEEP_FILE};
+use taming::experiment::run::{RESULT_FILE, RUNS_DIR};
 use taming::experiment::{RESULTS_CSV, RESULTS_JSON};
 use taming::simclr::checkpoint::{Checkpoint, CHECKPOINT_FILE, SIDECAR_FILE};
 

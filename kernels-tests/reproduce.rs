@@ -11,9 +11,10 @@ use taming::crop::Method;
 use taming::experiment::label_report::{
     load_label_check, LABEL_CSV, LABEL_MD, LABEL_PNG, LABEL_SVG,
 };
-use taming::experiment::preset::{run_dir, LABEL_DIR, RESULT_FILE};
+use taming::experiment::preset::LABEL_DIR;
 use taming::experiment::preset::{Overrides, Preset, SweepSpec};
 use taming::experiment::results::SweepResults;
+use taming::experiment::run::{run_dir, RESULT_FILE};
 use taming::experiment::slurm::slurm_script;
 use taming::experiment::sweep::{run_shard, Shard, SweepOptions};
 use taming::experiment::{write_report, PLOT_PNG, PLOT_SVG, REPORT_MD, RESULTS_CSV};

@@ -4,12 +4,13 @@
 //! of its files.
 
 use crate::names::string_enum;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::crop::Method;
 use crate::error::{Error, Result};
+use crate::experiment::run::RunSpec;
 use crate::label_check::{LabelCheckSpec, OracleSpec};
 use crate::nn::ModelKind;
 use crate::simclr::{BackboneBn, LinearEvalConfig, PretrainConfig, ProbeProtocol};
@@ -402,44 +403,5 @@ pub fn paper_alphas_for(crops: &[f64]) -> Result<Vec<f64>> {
 
 /// The sweep's settings, written into the output folder by every shard.
 pub const SWEEP_FILE: &str = "sweep.json";
-/// The folder of the runs, inside the output folder.
-pub const RUNS_DIR: &str = "runs";
-/// A finished run's record, inside its folder.
-pub const RESULT_FILE: &str = "result.json";
 /// The folder of the sweep's label check (its files and its oracle), inside the output folder.
 pub const LABEL_DIR: &str = "label_check";
-
-/// One run of the grid.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RunSpec {
-    /// The crop strategy pre-trained with; None for the random-encoder baseline.
-    pub method: Option<Method>,
-    pub crop: Option<f64>,
-    /// The GCC family's alpha (None for RC and the baseline).
-    pub alpha: Option<f64>,
-    pub seed: u64,
-}
-
-impl RunSpec {
-    /// The run's folder name, e.g. `gcc-crop0.4-alpha1.5-seed0`, `random-seed1`.
-    pub fn id(&self) -> String {
-        let mut id = self.method_name().to_string();
-        if let Some(c) = self.crop {
-            id += &format!("-crop{c}");
-        }
-        if let Some(a) = self.alpha {
-            id += &format!("-alpha{a}");
-        }
-        id + &format!("-seed{}", self.seed)
-    }
-
-    /// `rc`, `gcc`, ... or `random`.
-    pub fn method_name(&self) -> &'static str {
-        self.method.map_or("random", |m| m.name())
-    }
-}
-
-/// The folder of a run.
-pub fn run_dir(out: &Path, run: &RunSpec) -> PathBuf {
-    out.join(RUNS_DIR).join(run.id())
-}

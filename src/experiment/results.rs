@@ -6,7 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::experiment::preset::{run_dir, RunSpec, SweepSpec, RESULT_FILE};
+use crate::experiment::preset::SweepSpec;
+use crate::experiment::run::{run_dir, RunSpec, RESULT_FILE};
 use crate::io::{read_file, write_atomically};
 use crate::simclr::{EpochRecord, LinearEvalConfig, LinearEvalResult, PretrainConfig};
 

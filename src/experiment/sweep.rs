@@ -10,11 +10,11 @@ use crate::augment::ViewPipeline;
 use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::experiment::label_report::{load_label_check, write_label_check, LABEL_MD};
-use crate::experiment::preset::{
-    run_dir, RunSpec, SweepSpec, LABEL_DIR, RESULT_FILE, RUNS_DIR, SWEEP_FILE,
-};
+use crate::experiment::preset::{SweepSpec, LABEL_DIR, SWEEP_FILE};
 use crate::experiment::results::RunResult;
-use crate::experiment::run::{encoder_to_evaluate, EncoderSource, EncoderToEvaluate};
+use crate::experiment::run::{
+    encoder_to_evaluate, run_dir, EncoderSource, EncoderToEvaluate, RunSpec, RESULT_FILE, RUNS_DIR,
+};
 use crate::gpu::Gpu;
 use crate::io::{read_file, remove_stale_temporaries, write_atomically};
 use crate::label_check::{label_check_on, LabelCheckSpec};
