@@ -21,7 +21,8 @@ if ! command -v cc >/dev/null; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null
 fi
 vulkan_present() {
-  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1 &&
+  # Any ICD file in either folder (ls fails when one of them is missing, so count what it lists).
+  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | grep -q . &&
     ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'
 }
 if ! vulkan_present; then
