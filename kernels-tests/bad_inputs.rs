@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use taming::data::idx::write_idx_gz;
 use taming::data::{load_dir, Split};
+use taming::simclr::checkpoint::Checkpoint;
 
 const EXE: &str = env!("CARGO_BIN_EXE_taming");
 
@@ -200,33 +201,11 @@ fn damaged_checkpoint(
         &mut std::collections::HashMap<String, String>,
     ),
 ) {
-    use safetensors::tensor::{Dtype, SafeTensors, TensorView};
     let src = fixtures().ck();
-    let bytes = std::fs::read(src.join("checkpoint.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
-    let mut meta = header.metadata().clone().unwrap_or_default();
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| {
-            (
-                n,
-                v.shape().to_vec(),
-                bytemuck::pod_collect_to_vec(v.data()),
-            )
-        })
-        .collect();
-    edit(&mut tensors, &mut meta);
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, v)| {
-            let view = TensorView::new(Dtype::F32, s.clone(), bytemuck::cast_slice(v)).unwrap();
-            (n.clone(), view)
-        })
-        .collect();
-    let out = safetensors::serialize(views, Some(meta)).unwrap();
-    write(&dir.join("ck/checkpoint.safetensors"), &out);
+    let mut ck = Checkpoint::load(&src).unwrap();
+    edit(&mut ck.tensors, &mut ck.metadata);
+    std::fs::create_dir_all(dir.join("ck")).unwrap();
+    ck.save(&dir.join("ck")).unwrap();
     let sidecar = std::fs::read(src.join("checkpoint.json")).unwrap();
     write(&dir.join("ck/checkpoint.json"), &sidecar);
 }
@@ -240,7 +219,7 @@ fn damaged_checkpoint_bytes(dir: &Path, edit: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// A small sweep on the fixture data: one method at one crop size, so its grid holds 2 runs
-/// (the method's and the random baseline), with no label check.
+/// (the method's and the random baseline), with no label check; the batch is the caller's.
 fn tiny_sweep_args() -> Vec<&'static str> {
     vec![
         "reproduce",
@@ -251,8 +230,6 @@ fn tiny_sweep_args() -> Vec<&'static str> {
         "--baseline-seeds",
         "--epochs",
         "1",
-        "--batch",
-        "32",
         "--probe-epochs",
         "1",
         "--label-views",
@@ -315,8 +292,8 @@ fn cases() -> Vec<Case> {
     };
     let sweep = |extra: &[&str]| -> Vec<String> {
         let mut v = tiny_sweep_args();
-        if extra.contains(&"--batch") {
-            v.retain(|a| *a != "--batch" && *a != "32");
+        if !extra.contains(&"--batch") {
+            v.extend_from_slice(&["--batch", "32"]);
         }
         v.extend_from_slice(&["--data", d, "--out", "out"]);
         v.extend_from_slice(extra);
@@ -361,7 +338,16 @@ fn cases() -> Vec<Case> {
     let other_sweep = |dir: &Path| {
         // A sweep.json of the same grid at another learning rate.
         let mut args = tiny_sweep_args();
-        args.extend_from_slice(&["--lr", "0.5", "--emit-slurm", "1", "--out", "out"]);
+        args.extend_from_slice(&[
+            "--batch",
+            "32",
+            "--lr",
+            "0.5",
+            "--emit-slurm",
+            "1",
+            "--out",
+            "out",
+        ]);
         let out = run(dir, &args);
         assert!(
             out.status.success(),
@@ -682,13 +668,9 @@ fn cases() -> Vec<Case> {
             setup: Box::new(move |dir: &Path| {
                 // The folder a shard left: its sweep.json, and a run's result cut short.
                 let mut args = tiny_sweep_args();
+                let data = fixtures().data();
                 args.extend_from_slice(&[
-                    "--data",
-                    fixtures().data().leak(),
-                    "--out",
-                    "out",
-                    "--shard",
-                    "0/2",
+                    "--batch", "32", "--data", &data, "--out", "out", "--shard", "0/2",
                 ]);
                 let _ = run(dir, &args);
                 let result = dir.join("out/runs/random-seed0/result.json");

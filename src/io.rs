@@ -16,35 +16,26 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// `rows` as CSV text under `header`: each row a struct whose fields are the header's columns,
-/// in order (checked), values quoted and escaped where they need it.
-pub fn csv_text<R: serde::Serialize>(header: &[&str], rows: &[R]) -> Result<String> {
+/// `rows` as CSV text under a header of the row type's field names (from a default row, so
+/// that a file with no rows still has its header), values quoted and escaped where they need it.
+pub fn csv_text<R: serde::Serialize + Default>(rows: &[R]) -> Result<String> {
     let fail = |e: csv::Error| Error::InvalidArgument(format!("cannot write CSV: {e}"));
-    if let Some(first) = rows.first() {
-        // The row type's own field names must be the header: a column cannot slip.
-        let mut named = csv::Writer::from_writer(Vec::new());
-        named.serialize(first).map_err(fail)?;
-        let text = named
-            .into_inner()
-            .map_err(|e| fail(e.into_error().into()))?;
-        let names = String::from_utf8_lossy(&text);
-        let names = names.lines().next().unwrap_or_default();
-        if names != header.join(",") {
-            return Err(Error::InvalidArgument(format!(
-                "CSV rows have the columns {names}, not {}",
-                header.join(",")
-            )));
-        }
+    let text = |w: csv::Writer<Vec<u8>>| -> Result<String> {
+        let bytes = w.into_inner().map_err(|e| fail(e.into_error().into()))?;
+        String::from_utf8(bytes)
+            .map_err(|e| Error::InvalidArgument(format!("CSV is not UTF-8: {e}")))
+    };
+    if rows.is_empty() {
+        let mut header = csv::Writer::from_writer(Vec::new());
+        header.serialize(R::default()).map_err(fail)?;
+        let header = text(header)?;
+        return Ok(header.lines().next().unwrap_or_default().to_string() + "\n");
     }
-    let mut w = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    w.write_record(header).map_err(fail)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r).map_err(fail)?;
     }
-    let bytes = w.into_inner().map_err(|e| fail(e.into_error().into()))?;
-    String::from_utf8(bytes).map_err(|e| Error::InvalidArgument(format!("CSV is not UTF-8: {e}")))
+    text(w)
 }
 
 /// The suffix of a temporary file: `NAME.tmp` and six random characters.
@@ -174,6 +165,21 @@ mod tests {
             .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
         assert!(reads > 0);
+    }
+
+    #[test]
+    fn csv_has_the_row_fields_as_header_even_with_no_rows_and_escapes_values() {
+        #[derive(serde::Serialize, Default)]
+        struct Row {
+            id: &'static str,
+            note: String,
+        }
+        assert_eq!(csv_text::<Row>(&[]).unwrap(), "id,note\n");
+        let rows = [Row {
+            id: "a",
+            note: "x, \"y\"".into(),
+        }];
+        assert_eq!(csv_text(&rows).unwrap(), "id,note\na,\"x, \"\"y\"\"\"\n");
     }
 
     #[test]

@@ -65,6 +65,11 @@ fn holds_any(dir: &Path, names: &[&str]) -> bool {
 /// image size and channels, and at least one image each. The training split is limited to its
 /// first `train_limit` images.
 pub fn load_splits(dir: Option<&Path>, train_limit: Option<usize>) -> Result<(Dataset, Dataset)> {
+    if train_limit == Some(0) {
+        return Err(Error::InvalidArgument(
+            "--train-limit 0 leaves no training images; give a positive number".into(),
+        ));
+    }
     let train = load_dir(dir, Split::Train)?;
     let test = load_dir(dir, Split::Test)?;
     let shipped = shipped_sample_dir();
@@ -102,11 +107,6 @@ pub fn load_splits(dir: Option<&Path>, train_limit: Option<usize>) -> Result<(Da
         if ds.is_empty() {
             return bad(format!("the {split} split holds no images"));
         }
-    }
-    if train_limit == Some(0) {
-        return Err(Error::InvalidArgument(
-            "--train-limit 0 leaves no training images; give a positive number".into(),
-        ));
     }
     Ok((train.first(train_limit), test))
 }

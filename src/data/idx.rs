@@ -48,7 +48,8 @@ fn read_maybe_gzip(path: &Path, dims: u8) -> Result<Vec<u8>> {
         .take(header_len as u64)
         .read_to_end(&mut head)
         .map_err(not_gzip)?;
-    let promised = match header_len.checked_add(payload_size(path, &head, dims)?) {
+    let shape = header_shape(path, &head, dims)?;
+    let promised = match header_len.checked_add(payload_size(path, &shape)?) {
         Some(n) => n as u64,
         None => return Err(too_large(path)),
     };
@@ -114,9 +115,9 @@ fn header_shape(path: &Path, bytes: &[u8], dims: u8) -> Result<Vec<usize>> {
         .collect())
 }
 
-/// The number of value bytes the header promises, with checked arithmetic.
-fn payload_size(path: &Path, bytes: &[u8], dims: u8) -> Result<usize> {
-    header_shape(path, bytes, dims)?
+/// The number of value bytes a header's `shape` promises, with checked arithmetic.
+fn payload_size(path: &Path, shape: &[usize]) -> Result<usize> {
+    shape
         .iter()
         .try_fold(1usize, |n, &d| n.checked_mul(d))
         .ok_or_else(|| too_large(path))
@@ -125,7 +126,7 @@ fn payload_size(path: &Path, bytes: &[u8], dims: u8) -> Result<usize> {
 /// Parses an IDX file of u8 values with `dims` dimensions: returns the dimensions and the data.
 fn parse(path: &Path, bytes: &[u8], dims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
     let shape = header_shape(path, bytes, dims)?;
-    let want = payload_size(path, bytes, dims)?;
+    let want = payload_size(path, &shape)?;
     let record = want.checked_div(shape[0]).unwrap_or(0);
     let data = &bytes[4 + 4 * dims as usize..];
     if data.len() < want {

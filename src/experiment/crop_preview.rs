@@ -22,7 +22,6 @@ fn scale_for(side: usize, target: usize) -> usize {
     (target / side.max(1)).max(1)
 }
 
-/// The `count` images shown: the first image of each class in class order, then the second...
 /// A contact sheet taller than this many rows of views is no longer a picture to look at.
 pub const MAX_SHEET_IMAGES: usize = 256;
 /// Enough for a smooth heat map; more only takes longer.
@@ -38,6 +37,7 @@ pub fn check_heatmap_draws(draws: usize) -> Result<()> {
     Ok(())
 }
 
+/// The `count` images shown: the first image of each class in class order, then the second...
 fn pick_images(data: &Dataset, count: usize) -> Vec<usize> {
     let mut by_class = vec![Vec::new(); data.classes()];
     for (i, &l) in data.labels().iter().enumerate() {

@@ -68,23 +68,11 @@ pub fn csv(r: &LabelCheckResult) -> Result<String> {
             }
         })
         .collect();
-    crate::io::csv_text(&CSV_HEADER, &rows)
+    crate::io::csv_text(&rows)
 }
 
-const CSV_HEADER: [&str; 9] = [
-    "method",
-    "crop",
-    "alpha",
-    "view_accuracy",
-    "view_accuracy_low",
-    "view_accuracy_high",
-    "pair_agreement",
-    "false_positive_pairs",
-    "padding_share",
-];
-
 /// A row of label_check.csv.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, Default)]
 struct CsvRow {
     method: String,
     crop: String,

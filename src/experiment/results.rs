@@ -112,30 +112,12 @@ impl SweepResults {
                 finished: r.finished.clone(),
             })
             .collect();
-        crate::io::csv_text(&CSV_HEADER, &rows)
+        crate::io::csv_text(&rows)
     }
 }
 
-const CSV_HEADER: [&str; 15] = [
-    "id",
-    "method",
-    "crop",
-    "alpha",
-    "seed",
-    "test_accuracy",
-    "final_loss",
-    "best_val_loss",
-    "probe_best_epoch",
-    "probe_epochs",
-    "pretrain_epochs",
-    "pretrain_seconds",
-    "probe_seconds",
-    "adapter",
-    "finished",
-];
-
 /// A row of results.csv: numbers formatted as the table shows them.
-#[derive(Serialize)]
+#[derive(Serialize, Default)]
 struct CsvRow {
     id: String,
     method: &'static str,

@@ -59,15 +59,10 @@ pub fn smoke(
         .iter()
         .try_fold(1u64, |n, &d| n.checked_mul(d as u64))
         .unwrap_or(u64::MAX);
-    let limit = gpu.limits().max_storage_buffer_binding_size;
-    if bytes > limit {
-        return Err(Error::TooLarge {
-            what: format!("the smoke batch ({batch} images of 3x{size}x{size})"),
-            bytes,
-            limit,
-            adapter: gpu.adapter().name.clone(),
-        });
-    }
+    gpu.check_fits(
+        bytes,
+        &format!("the smoke batch ({batch} images of 3x{size}x{size})"),
+    )?;
     let mut rng = StdRng::seed_from_u64(seed);
     let encoder = model.build(gpu, &mut rng, 3, 10)?;
     let pixels: Vec<f32> = (0..batch * 3 * size * size)

@@ -145,18 +145,10 @@ pub fn run_shard(
     }
     // Everything is checked before the folder is made or sweep.json is written.
     let (train, test) = sweep_data(spec)?;
-    let [_, h, w] = train.shape();
     for run in &grid {
         if let Some(config) = spec.pretrain_config(run) {
             config.validate()?;
-            config.crop_spec()?.view_size(w, h)?;
-            if train.len() < config.batch {
-                return Err(Error::InvalidArgument(format!(
-                    "--batch {} is larger than the {} training images",
-                    config.batch,
-                    train.len()
-                )));
-            }
+            config.check_data(&train)?;
         }
     }
     record_sweep(out, spec)?;

@@ -175,36 +175,47 @@ impl KernelCache {
         let module = match self.modules.get(&kernel.shader) {
             Some(m) => m.clone(),
             None => {
-                let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&format!("{:?}", kernel.shader)),
-                    source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
-                });
-                if let Some(e) = pollster::block_on(scope.pop()) {
-                    return Err(refused("module", e));
-                }
+                let module = validated(device, || {
+                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&format!("{:?}", kernel.shader)),
+                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
+                    })
+                })
+                .map_err(|e| refused("module", e))?;
                 self.modules.insert(kernel.shader, module.clone());
                 module
             }
         };
         let layout = self.layout_pair(device, writable).1.clone();
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(kernel.entry),
-            layout: Some(&layout),
-            module: &module,
-            entry_point: Some(kernel.entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &kernel.constants,
-                // Every kernel writes its workgroup memory before reading it.
-                zero_initialize_workgroup_memory: false,
-            },
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(refused("pipeline", e));
-        }
+        let pipeline = validated(device, || {
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &kernel.constants,
+                    // Every kernel writes its workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        })
+        .map_err(|e| refused("pipeline", e))?;
         self.pipelines.insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+}
+
+/// What `make` makes on `device`, or the validation error it raised.
+fn validated<T>(
+    device: &wgpu::Device,
+    make: impl FnOnce() -> T,
+) -> std::result::Result<T, wgpu::Error> {
+    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let made = make();
+    match pollster::block_on(scope.pop()) {
+        Some(e) => Err(e),
+        None => Ok(made),
     }
 }

@@ -54,9 +54,9 @@ impl Drop for GpuBuffer {
 }
 
 impl Gpu {
-    /// A storage buffer of at least `bytes` bytes (contents undefined, NaN in poison mode).
-    /// `what` names the tensor in the error when the adapter cannot hold it.
-    pub(crate) fn alloc(&self, bytes: u64, what: &str) -> Result<Rc<GpuBuffer>> {
+    /// An error naming `what` when `bytes` exceed the adapter's storage-binding limit: checked
+    /// before a buffer is made, or before data that will need one is built on the CPU.
+    pub fn check_fits(&self, bytes: u64, what: &str) -> Result<()> {
         let limit = self.limits().max_storage_buffer_binding_size;
         if bytes > limit {
             return Err(Error::TooLarge {
@@ -66,6 +66,13 @@ impl Gpu {
                 adapter: self.adapter().name.clone(),
             });
         }
+        Ok(())
+    }
+
+    /// A storage buffer of at least `bytes` bytes (contents undefined, NaN in poison mode).
+    /// `what` names the tensor in the error when the adapter cannot hold it.
+    pub(crate) fn alloc(&self, bytes: u64, what: &str) -> Result<Rc<GpuBuffer>> {
+        self.check_fits(bytes, what)?;
         let size = bytes.max(4).div_ceil(GRANULE) * GRANULE;
         let pool = &self.inner.pool;
         let reused = pool.borrow_mut().free.get_mut(&size).and_then(Vec::pop);

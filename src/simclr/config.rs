@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::Normalization;
 use crate::crop::{CropSpec, Method, PadMode};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::nn::ModelKind;
 
@@ -96,6 +97,22 @@ impl PretrainConfig {
     }
 
     /// Checks every field; the error says which and what is allowed.
+    /// The crop of this configuration, checked against the training images it will see: a
+    /// batch no larger than them, and views of at least one pixel.
+    pub fn check_data(&self, train: &Dataset) -> Result<CropSpec> {
+        if train.len() < self.batch {
+            return Err(Error::InvalidArgument(format!(
+                "--batch {} is larger than the {} training images",
+                self.batch,
+                train.len()
+            )));
+        }
+        let spec = self.crop_spec()?;
+        let [_, h, w] = train.shape();
+        spec.view_size(w, h)?;
+        Ok(spec)
+    }
+
     pub fn validate(&self) -> Result<()> {
         self.crop_spec()?;
         let bad = |what: String| Err(Error::InvalidArgument(what));

@@ -83,19 +83,6 @@ pub fn initial_encoder(
     )
 }
 
-/// The training split (limited to `train_limit` images) and the test split of the run's data.
-pub fn load_data(config: &PretrainConfig) -> Result<(Dataset, Dataset)> {
-    let (train, test) = load_splits(config.data.as_deref(), config.train_limit)?;
-    if train.len() < config.batch {
-        return Err(Error::InvalidArgument(format!(
-            "--batch {} is larger than the {} training images",
-            config.batch,
-            train.len()
-        )));
-    }
-    Ok((train, test))
-}
-
 /// The encoder and optimiser of a configuration, freshly initialised.
 fn build(
     gpu: &Gpu,
@@ -270,7 +257,6 @@ pub fn pretrain(
     options: &RunOptions,
 ) -> Result<Vec<EpochRecord>> {
     config.validate()?;
-    let spec = config.crop_spec()?;
     let ck_path = out.join(CHECKPOINT_FILE);
     if ck_path.is_file() && !options.resume {
         return Err(Error::File {
@@ -280,9 +266,9 @@ pub fn pretrain(
                 .into(),
         });
     }
-    let (train, test) = load_data(config)?;
+    let (train, test) = load_splits(config.data.as_deref(), config.train_limit)?;
+    let spec = config.check_data(&train)?;
     let [channels, h, w] = train.shape();
-    spec.view_size(w, h)?;
     if let Some(warning) = degenerate_warning(&spec, w, h)? {
         eprintln!("warning: {warning}");
     }
@@ -329,7 +315,7 @@ pub fn pretrain(
         optimizer.set_lr(lr);
         let bar = epoch_bar(options.progress, steps, epoch, config.epochs)?;
         let start = Instant::now();
-        let loss = run.train_epoch(&mut optimizer, epoch, history.len(), &bar)?;
+        let loss = run.train_epoch(&mut optimizer, epoch, lr, history.len(), &bar)?;
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let knn = match &test_images {
@@ -396,6 +382,7 @@ impl EpochContext<'_> {
         &self,
         optimizer: &mut Optimizer,
         epoch: usize,
+        lr: f32,
         done: usize,
         bar: &ProgressBar,
     ) -> Result<f64> {
@@ -413,7 +400,6 @@ impl EpochContext<'_> {
                 let value = loss.item()?;
                 check_finite(value as f64, epoch, step, done, self.out)?;
                 let rate = ((step + 1) * config.batch) as f64 / start.elapsed().as_secs_f64();
-                let lr = cosine_lr(config.lr as f32, epoch, config.epochs);
                 bar.set_message(format!("loss {value:.4} lr {lr:.5} {rate:.0} img/s"));
             }
             bar.set_position(step as u64 + 1);
