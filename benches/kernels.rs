@@ -20,7 +20,7 @@ use taming::crop::{CropSpec, Method};
 use taming::nn::{Encoder, ResNet18};
 use taming::ops::affine_sample::{self as sample, pack_view_info, PackedImages, Source, ViewInfo};
 use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
-use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvShape};
+use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool};
 use taming::optim::Adam;
 use taming::reference;
@@ -29,6 +29,8 @@ use taming::{Gpu, Result, Tensor};
 /// The bench's sections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Section {
+    /// The device's FMA ceiling (always measured when a section with GFLOP/s lines runs).
+    Peak,
     Conv,
     Ops,
     Views,
@@ -54,6 +56,9 @@ struct Options {
     /// The batch the CPU reference is timed at (then scaled to --batch).
     #[arg(long, default_value_t = 4)]
     cpu_batch: usize,
+    /// Force a convolution algorithm wherever it applies (as TAMING_CONV_ALGO does for a run).
+    #[arg(long, value_enum)]
+    conv_algo: Option<ConvAlgo>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -92,6 +97,21 @@ fn gpu_ms(gpu: &Gpu, calls: usize, mut f: impl FnMut() -> Result<()>) -> Result<
     Ok(rounds[ROUNDS / 2])
 }
 
+/// Like `gpu_ms`, but the fastest round: for a ceiling, noise from other work on the machine
+/// only ever slows a round down.
+fn gpu_best_ms(gpu: &Gpu, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    gpu.wait()?;
+    let mut best = f64::INFINITY;
+    for _ in 0..2 * ROUNDS {
+        let t = Instant::now();
+        f()?;
+        gpu.wait()?;
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(best)
+}
+
 /// Milliseconds of one run of `f` on the CPU.
 fn cpu_ms<T>(f: impl FnOnce() -> T) -> f64 {
     let t = Instant::now();
@@ -99,21 +119,107 @@ fn cpu_ms<T>(f: impl FnOnce() -> T) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
+/// The FMA ceiling measured at the start of this run (GFLOP/s), for the shares of the table.
+static PEAK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+
 /// One table line; `work` is counted in the unit's base (flops, bytes, texels) and shown with
-/// the unit's prefix (G or M).
+/// the unit's prefix (G or M). GFLOP/s lines end with their share of the measured peak.
 fn row(name: &str, gpu_ms: f64, work: f64, unit: &str, cpu_ms: Option<f64>) {
     let prefix = if unit.starts_with('M') { 1e6 } else { 1e9 };
     let rate = work / (gpu_ms * 1e-3) / prefix;
-    match cpu_ms {
-        Some(c) => println!(
-            "{name:<44} {gpu_ms:>10.3} {rate:>9.2} {unit:<7} {c:>11.1} {:>8.1}x",
-            c / gpu_ms
-        ),
-        None => println!(
-            "{name:<44} {gpu_ms:>10.3} {rate:>9.2} {unit:<7} {:>11} {:>9}",
-            "-", "-"
-        ),
+    let (cpu, speedup) = match cpu_ms {
+        Some(c) => (format!("{c:.1}"), format!("{:.1}x", c / gpu_ms)),
+        None => ("-".into(), "-".into()),
+    };
+    let share = match (unit, PEAK.get()) {
+        ("GFLOP/s", Some(peak)) => format!("{:>5.0} % of peak", 100.0 * rate / peak),
+        _ => String::new(),
+    };
+    println!("{name:<44} {gpu_ms:>10.3} {rate:>9.2} {unit:<7} {cpu:>11} {speedup:>9} {share}");
+}
+
+/// The FMA-bound probe at 4 to 32 scalar accumulators per invocation and 1 to 8 vec4s; prints
+/// each figure and the best as `peak: NN.N GFLOP/s`, and returns the best.
+fn bench_peak(gpu: &Gpu, o: &Options) -> Result<f64> {
+    use taming::ops::peak::{fma_probe, Accumulators};
+    let (iters, invocations) = (if o.quick { 512 } else { 2048 }, 16_384u32);
+    let mut configs: Vec<Accumulators> = [4, 8, 12, 16, 20, 24, 28, 32]
+        .map(Accumulators::Scalar)
+        .into();
+    configs.extend([1, 2, 4, 6, 8].map(Accumulators::Vec4));
+    println!(
+        "device ceiling: independent FMA chains per invocation ({invocations} invocations x {iters} rounds; fastest of {} runs)",
+        2 * ROUNDS
+    );
+    let mut best = 0.0f64;
+    for acc in configs {
+        let ms = gpu_best_ms(gpu, || fma_probe(gpu, acc, iters, invocations).map(drop))?;
+        let flops = 2.0 * (acc.scalars() * iters) as f64 * invocations as f64;
+        let rate = flops / (ms * 1e-3) / 1e9;
+        best = best.max(rate);
+        let name = match acc {
+            Accumulators::Scalar(n) => format!("{n} scalar accumulators"),
+            Accumulators::Vec4(n) => format!("{n} vec4 accumulators ({} scalars)", 4 * n),
+        };
+        println!("  {name:<42} {ms:>10.3} {rate:>9.2} GFLOP/s");
     }
+    // What a load costs: one vec4 storage load per 16 multiply-adds, inside the loop.
+    use taming::ops::peak::{load_probe, LoadAddress};
+    for address in [
+        LoadAddress::PerLane,
+        LoadAddress::Shared,
+        LoadAddress::Workgroup,
+    ] {
+        let ms = gpu_best_ms(gpu, || {
+            load_probe(gpu, address, iters, invocations).map(drop)
+        })?;
+        let loads = iters as f64 * invocations as f64 / 8.0;
+        let rate = 32.0 * iters as f64 * invocations as f64 / (ms * 1e-3) / 1e9;
+        let name = match address {
+            LoadAddress::PerLane => "1 vec4 load per 16 FMAs, per-lane address",
+            LoadAddress::Shared => "1 vec4 load per 16 FMAs, shared address",
+            LoadAddress::Workgroup => "1 vec4 load per 16 FMAs, workgroup memory",
+        };
+        println!(
+            "  {name:<42} {ms:>10.3} {rate:>9.2} GFLOP/s ({:.1} ns per 8-lane vec4 load, both cores)",
+            ms * 1e6 * 2.0 / loads
+        );
+    }
+    if gpu.has_subgroups() {
+        let ms = gpu_best_ms(gpu, || {
+            taming::ops::peak::broadcast_probe(gpu, iters, invocations).map(drop)
+        })?;
+        let rate = 72.0 * iters as f64 * invocations as f64 / (ms * 1e-3) / 1e9;
+        println!(
+            "  {:<42} {ms:>10.3} {rate:>9.2} GFLOP/s",
+            "8 subgroup broadcasts per 36 FMAs"
+        );
+    }
+    println!("peak: {best:.1} GFLOP/s\n");
+    Ok(best)
+}
+
+/// The CPU's model name and the widest vector extension it has, for every figure's heading.
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = (info.lines())
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|m| m.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let flags = (info.lines())
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let vector = if has("avx512f") {
+        "AVX-512"
+    } else if has("avx2") {
+        "AVX2"
+    } else {
+        "no AVX2"
+    };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{model}, {cores} cores, {vector}")
 }
 
 fn to_f64(v: &[f32]) -> Vec<f64> {
@@ -705,19 +811,39 @@ fn bench_views(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<f64> {
 
 fn main() -> Result<()> {
     let o = options();
+    if let Some(algo) = o.conv_algo {
+        // Read once, at the first convolution; nothing has run yet.
+        std::env::set_var(conv::CONV_ALGO_ENV, algo.name());
+    }
     let gpu = Gpu::new(None)?;
     let mut rng = StdRng::seed_from_u64(0);
     println!("adapter: {}", gpu.adapter());
+    println!("host CPU: {}", cpu_model());
+    match o.conv_algo {
+        Some(algo) => println!("convolutions: {algo} wherever it applies"),
+        None => println!("convolutions: the automatic choice"),
+    }
     println!(
         "batch {}; CPU reference timed at batch {} and scaled\n",
         o.batch,
         o.cpu_batch.min(o.batch)
     );
-    println!(
-        "{:<44} {:>10} {:>17} {:>11} {:>9}",
-        "kernel", "GPU ms", "rate", "CPU ref ms", "speed-up"
-    );
     let run = |section: Section| o.only.is_empty() || o.only.contains(&section);
+    let rated = [
+        Section::Peak,
+        Section::Conv,
+        Section::Ops,
+        Section::Pretrain,
+    ];
+    if rated.into_iter().any(run) {
+        let peak = bench_peak(&gpu, &o)?;
+        PEAK.set(peak).expect("the peak is measured once");
+    }
+    println!(
+        "{:<44} {:>10} {:>17} {:>11} {:>9} {}",
+        "kernel", "GPU ms", "rate", "CPU ref ms", "speed-up", "share"
+    );
+
     if run(Section::Conv) {
         bench_convs(&gpu, &mut rng, &o)?;
     }

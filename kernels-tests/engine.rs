@@ -134,3 +134,39 @@ fn the_same_seed_gives_bitwise_the_same_losses() {
     };
     assert_eq!(a.0, b.0);
 }
+
+/// The ceiling probes compute what they claim (so the bench's flop counts are real work): every
+/// invocation's sum of chains against the f64 recurrence, and the load probe's sums finite.
+#[test]
+fn the_fma_and_load_probes_compute_their_chains() {
+    use taming::ops::peak::{
+        fma_probe, fma_probe_reference, load_probe, Accumulators, LoadAddress,
+    };
+    let Some(gpu) = gpu() else { return };
+    for acc in [
+        Accumulators::Scalar(4),
+        Accumulators::Scalar(28),
+        Accumulators::Vec4(3),
+    ] {
+        let sums = download(&fma_probe(&gpu, acc, 37, 70).unwrap());
+        let expected: Vec<f64> = (0..70).map(|id| fma_probe_reference(acc, 37, id)).collect();
+        assert_rel_close(&format!("{acc:?}"), &sums, &expected, 1e-5);
+    }
+    assert!(fma_probe(&gpu, Accumulators::Scalar(6), 1, 1).is_err());
+    assert!(fma_probe(&gpu, Accumulators::Vec4(9), 1, 1).is_err());
+    for address in [
+        LoadAddress::PerLane,
+        LoadAddress::Shared,
+        LoadAddress::Workgroup,
+    ] {
+        let sums = download(&load_probe(&gpu, address, 50, 70).unwrap());
+        assert!(
+            sums.iter().all(|s| s.is_finite() && *s > 0.0),
+            "{address:?}: {sums:?}"
+        );
+    }
+    if gpu.has_subgroups() {
+        let sums = download(&taming::ops::peak::broadcast_probe(&gpu, 20, 70).unwrap());
+        assert!(sums.iter().all(|s| s.is_finite()), "{sums:?}");
+    }
+}

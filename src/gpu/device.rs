@@ -79,6 +79,8 @@ pub(crate) struct GpuInner {
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
     pub is_cpu: bool,
+    /// The device was opened with wgpu::Features::SUBGROUP.
+    pub subgroups: bool,
     pub limits: wgpu::Limits,
     pub pool: Rc<RefCell<BufferPool>>,
     pub kernels: RefCell<KernelCache>,
@@ -132,7 +134,8 @@ impl Gpu {
         // Ask for what the adapter has, not WebGPU's small defaults: ResNet activations at
         // batch 512 need storage bindings far above 128 MiB on a real GPU.
         let limits = adapter.limits();
-        let wanted_features = wgpu::Features::TIMESTAMP_QUERY;
+        // Subgroup operations where the adapter has them (kernels that use them check first).
+        let wanted_features = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         let desc = wgpu::DeviceDescriptor {
             label: Some("taming"),
             required_features: adapter.features() & wanted_features,
@@ -145,6 +148,7 @@ impl Gpu {
                 reason: e.to_string(),
             }
         })?;
+        let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
         let pool = Rc::new(RefCell::new(BufferPool::default()));
         let recorder = Recorder::new(&device, limits.min_uniform_buffer_offset_alignment as u64);
         Ok(Gpu {
@@ -153,6 +157,7 @@ impl Gpu {
                 queue,
                 adapter: summary(&info),
                 is_cpu: info.device_type == wgpu::DeviceType::Cpu,
+                subgroups,
                 limits,
                 pool,
                 kernels: RefCell::new(KernelCache::default()),
@@ -169,6 +174,28 @@ impl Gpu {
     /// True on a software (CPU) adapter such as lavapipe; kernels pick fatter tiles there.
     pub fn is_cpu(&self) -> bool {
         self.inner.is_cpu
+    }
+
+    /// On a CPU adapter, the host's SIMD registers, which lavapipe spends one per scalar of an
+    /// invocation: 32 with AVX-512 (or on aarch64), 16 with AVX2 and below. None on a GPU.
+    /// Kernels size their register tiles by it.
+    pub fn vector_registers(&self) -> Option<u32> {
+        if !self.is_cpu() {
+            return None;
+        }
+        #[cfg(target_arch = "x86_64")]
+        let registers = match std::arch::is_x86_feature_detected!("avx512f") {
+            true => 32,
+            false => 16,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let registers = 32;
+        Some(registers)
+    }
+
+    /// Whether the device was opened with subgroup operations (WGSL `subgroupBroadcast` ...).
+    pub fn has_subgroups(&self) -> bool {
+        self.inner.subgroups
     }
 
     pub fn limits(&self) -> &wgpu::Limits {

@@ -20,6 +20,9 @@ pub enum Shader {
     AffineSample,
     Augment,
     NtXent,
+    Peak,
+    PeakSubgroup,
+    Conv2dIgemm,
 }
 
 /// Each shader's file name under `shaders/` and its text, compiled in.
@@ -57,6 +60,9 @@ shader_files! {
     AffineSample => "affine_sample.wgsl",
     Augment => "augment.wgsl",
     NtXent => "ntxent.wgsl",
+    Peak => "peak.wgsl",
+    PeakSubgroup => "peak_subgroup.wgsl",
+    Conv2dIgemm => "conv2d_igemm.wgsl",
 }
 
 /// A kernel: an entry point of a shader file plus its `override` constants (tile sizes, modes).
@@ -75,7 +81,9 @@ impl Kernel {
             constants: Vec::new(),
         }
     }
+    /// Sets the override constant `name` (replacing an earlier value of it).
     pub fn with(mut self, name: &'static str, value: u32) -> Kernel {
+        self.constants.retain(|(n, _)| *n != name);
         self.constants.push((name, value as f64));
         self
     }

@@ -58,23 +58,46 @@ mod tests {
                 "Params",
                 crate::gpu::recorder::FillParams::LAYOUT,
             ),
-            (Shader::Conv2d, "PadParams", ops::conv2d::PadParams::LAYOUT),
+            (
+                Shader::Conv2d,
+                "PadParams",
+                ops::conv2d::direct::PadParams::LAYOUT,
+            ),
             (
                 Shader::Conv2d,
                 "PackParams",
-                ops::conv2d::PackParams::LAYOUT,
+                ops::conv2d::direct::PackParams::LAYOUT,
             ),
             (
                 Shader::Conv2d,
                 "ConvParams",
-                ops::conv2d::ConvParams::LAYOUT,
+                ops::conv2d::direct::ConvParams::LAYOUT,
             ),
             (
                 Shader::Conv2d,
                 "PhaseParams",
-                ops::conv2d::PhaseParams::LAYOUT,
+                ops::conv2d::phases::PhaseParams::LAYOUT,
             ),
-            (Shader::Conv2d, "ColParams", ops::conv2d::ColParams::LAYOUT),
+            (
+                Shader::Conv2d,
+                "ColParams",
+                ops::conv2d::im2col::ColParams::LAYOUT,
+            ),
+            (
+                Shader::Conv2dIgemm,
+                "NhwcParams",
+                ops::conv2d::igemm::NhwcParams::LAYOUT,
+            ),
+            (
+                Shader::Conv2dIgemm,
+                "PackParams",
+                ops::conv2d::igemm::PackParams::LAYOUT,
+            ),
+            (
+                Shader::Conv2dIgemm,
+                "IgemmParams",
+                ops::conv2d::igemm::IgemmParams::LAYOUT,
+            ),
             (Shader::BatchNorm, "Params", ops::batchnorm::Params::LAYOUT),
             (Shader::Pool, "Params", ops::pool::Params::LAYOUT),
             (Shader::Matmul, "Params", ops::linear::Params::LAYOUT),
@@ -106,6 +129,12 @@ mod tests {
                 ops::blur_normalize::Params::LAYOUT,
             ),
             (Shader::NtXent, "Params", ops::ntxent::Params::LAYOUT),
+            (Shader::Peak, "PeakParams", ops::peak::PeakParams::LAYOUT),
+            (
+                Shader::PeakSubgroup,
+                "PeakParams",
+                ops::peak::PeakParams::LAYOUT,
+            ),
         ]
     }
 

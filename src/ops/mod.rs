@@ -11,6 +11,7 @@ pub mod elementwise;
 pub mod l2norm;
 pub mod linear;
 pub mod ntxent;
+pub mod peak;
 pub mod pool;
 pub mod reduce;
 pub mod view;
