@@ -1,13 +1,13 @@
 mod common;
 
 use common::*;
-use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvShape};
+use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape, Pass};
 use taming::reference::conv2d as reference;
 
-/// (input NCHW, weight [Cout, Cin, KH, KW], stride, pad): odd sizes, 1x1 to 5x5, both strides.
-/// Outputs narrower than 16 and not a multiple of 4 take the im2col matmuls for the forward
-/// pass and the weight gradient, the others the direct kernels; a stride-2 input gradient goes
-/// by phases, or by dilation for a 3x3 kernel with pad 2.
+/// (input NCHW, weight [Cout, Cin, KH, KW], stride, pad): odd sizes, 1x1 to 5x5, both strides,
+/// channel counts on both sides of the implicit product's tiles of 4 and 8-16. Every case runs
+/// through every algorithm that accepts its pass (`ConvAlgo::accepts`); a stride-2 input
+/// gradient goes by phases, or by dilation for a 3x3 kernel with pad 2.
 const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([1, 3, 7, 5], [17, 3, 3, 3], 1, 1),
     ([3, 17, 7, 5], [3, 17, 3, 3], 2, 1),
@@ -29,6 +29,11 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([2, 3, 15, 15], [4, 3, 5, 5], 2, 2),
     ([2, 3, 17, 17], [4, 3, 3, 3], 2, 0),
     ([2, 3, 13, 13], [4, 3, 3, 3], 2, 2),
+    // Channels past one tile of the implicit product (16 or 8 outputs per lane, 4 or 2 vec4s of
+    // inputs), and not multiples of 4.
+    ([2, 37, 6, 7], [21, 37, 3, 3], 1, 1),
+    ([3, 20, 9, 9], [35, 20, 3, 3], 2, 1),
+    ([2, 13, 5, 5], [18, 13, 1, 1], 2, 0),
 ];
 
 #[test]
@@ -48,38 +53,45 @@ fn conv2d_forward_and_backward_match_reference_at_odd_shapes() {
             upload(&gpu, &[ws[0]], &b),
         );
         let tdy = upload(&gpu, &s.output(), &dy);
+        let y_ref = reference::conv2d_forward(&x, &w, Some(&b), &s);
+        let y_ref_no_bias = reference::conv2d_forward(&x, &w, None, &s);
+        let dx_ref = reference::conv2d_backward_input(&dy, &w, &s);
+        let dw_ref = reference::conv2d_backward_weight(&x, &dy, &s);
+        for algo in ConvAlgo::ALL {
+            let case = format!("case {i} x{xs:?} w{ws:?} s{stride} p{pad} {algo}");
+            let some = Some(algo);
+            if algo.accepts(Pass::Forward, &s, &gpu) {
+                let y = conv::conv2d_forward_with(&tx, &tw, Some(&tb), cfg, some).unwrap();
+                assert_eq!(y.shape(), s.output());
+                assert_rel_close(&format!("{case} forward"), &download(&y), &y_ref, 1e-5);
+                let y = conv::conv2d_forward_with(&tx, &tw, None, cfg, some).unwrap();
+                assert_rel_close(
+                    &format!("{case} forward no bias"),
+                    &download(&y),
+                    &y_ref_no_bias,
+                    1e-5,
+                );
+            }
+            if algo.accepts(Pass::InputGradient, &s, &gpu) {
+                let dx = conv::conv2d_backward_input_with(&tdy, &tw, &xs, cfg, some).unwrap();
+                assert_rel_close(
+                    &format!("{case} backward_input"),
+                    &download(&dx),
+                    &dx_ref,
+                    1e-5,
+                );
+            }
+            if algo.accepts(Pass::WeightGradient, &s, &gpu) {
+                let dw = conv::conv2d_backward_weight_with(&tx, &tdy, &ws, cfg, some).unwrap();
+                assert_rel_close(
+                    &format!("{case} backward_weight"),
+                    &download(&dw),
+                    &dw_ref,
+                    1e-5,
+                );
+            }
+        }
         let case = format!("case {i} x{xs:?} w{ws:?} s{stride} p{pad}");
-
-        let y = conv::conv2d_forward(&tx, &tw, Some(&tb), cfg).unwrap();
-        assert_eq!(y.shape(), s.output());
-        assert_rel_close(
-            &format!("{case} forward"),
-            &download(&y),
-            &reference::conv2d_forward(&x, &w, Some(&b), &s),
-            1e-5,
-        );
-        let y = conv::conv2d_forward(&tx, &tw, None, cfg).unwrap();
-        assert_rel_close(
-            &format!("{case} forward no bias"),
-            &download(&y),
-            &reference::conv2d_forward(&x, &w, None, &s),
-            1e-5,
-        );
-
-        let dx = conv::conv2d_backward_input(&tdy, &tw, &xs, cfg).unwrap();
-        assert_rel_close(
-            &format!("{case} backward_input"),
-            &download(&dx),
-            &reference::conv2d_backward_input(&dy, &w, &s),
-            1e-5,
-        );
-        let dw = conv::conv2d_backward_weight(&tx, &tdy, &ws, cfg).unwrap();
-        assert_rel_close(
-            &format!("{case} backward_weight"),
-            &download(&dw),
-            &reference::conv2d_backward_weight(&x, &dy, &s),
-            1e-5,
-        );
         let db = conv::conv2d_backward_bias(&tdy).unwrap();
         assert_rel_close(
             &format!("{case} backward_bias"),
@@ -221,4 +233,24 @@ fn conv2d_rejects_unsupported_strides_and_widths_with_a_clear_message() {
         msg.contains("[1, 1, 1, 7]") && msg.contains("5 x 5"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_forced_algorithm_that_does_not_compute_a_pass_is_refused_by_name() {
+    let Some(gpu) = gpu() else { return };
+    let cfg = Conv2dConfig { stride: 1, pad: 1 };
+    let w = upload(&gpu, &[2, 3, 3, 3], &[0.0; 54]);
+    let dy = upload(&gpu, &[1, 2, 4, 4], &[0.0; 32]);
+    let msg = conv::conv2d_backward_input_with(&dy, &w, &[1, 3, 4, 4], cfg, Some(ConvAlgo::Im2col))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("im2col") && msg.contains("InputGradient"),
+        "{msg}"
+    );
+    assert_eq!("IGEMM".parse::<ConvAlgo>(), Ok(ConvAlgo::Igemm));
+    assert!("winograd"
+        .parse::<ConvAlgo>()
+        .unwrap_err()
+        .contains("winograd"));
 }

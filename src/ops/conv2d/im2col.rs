@@ -1,0 +1,127 @@
+//! Convolutions as im2col and a product (`shaders/conv2d.wgsl`'s `im2col`, `channels_last`,
+//! `channels_first`, then `shaders/matmul.wgsl`): the forward pass and the weight gradient.
+
+use super::direct::{groups, helper, pack};
+use super::ConvShape;
+use crate::error::Result;
+use crate::gpu::{uniform_struct, Access};
+use crate::ops::linear::{linear_backward_weight, matmul_strided};
+use crate::tensor::Tensor;
+
+uniform_struct! {
+    /// Parameters of `im2col` and `channels_last`.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(crate) struct ColParams {
+        n: u32,
+        cin: u32,
+        h: u32,
+        w: u32,
+        ho: u32,
+        wo: u32,
+        kh: u32,
+        kw: u32,
+        stride: u32,
+        pad: u32,
+        transposed: u32,
+        has_bias: u32,
+    }
+}
+
+/// Whether the unfolded input fits one storage binding.
+pub(super) fn fits(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
+    let col_bytes = 4 * (s.n * s.ho * s.wo * s.cin * s.kh * s.kw) as u64;
+    col_bytes <= gpu.limits().max_storage_buffer_binding_size
+}
+
+/// The unfolded input: [N*Ho*Wo, Cin*KH*KW], one row per output pixel holding every input
+/// value its taps see (zeros in the padding); `transposed`: [Cin*KH*KW, N*Ho*Wo].
+fn im2col(x: &Tensor, s: &ConvShape, transposed: bool) -> Result<Tensor> {
+    let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
+    let shape = if transposed {
+        [taps, rows]
+    } else {
+        [rows, taps]
+    };
+    let cols = Tensor::uninit(x.gpu(), &shape, "im2col")?;
+    let p = ColParams {
+        n: s.n as u32,
+        cin: s.cin as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        ho: s.ho as u32,
+        wo: s.wo as u32,
+        kh: s.kh as u32,
+        kw: s.kw as u32,
+        stride: s.cfg.stride as u32,
+        pad: s.cfg.pad as u32,
+        transposed: transposed as u32,
+        has_bias: 0,
+    };
+    let bufs = [Access::Read(x.buffer()), Access::Write(cols.buffer())];
+    x.gpu()
+        .dispatch(&helper("im2col"), &p, &bufs, groups(s.n * s.ho * s.cin))?;
+    Ok(cols)
+}
+
+/// y = im2col(x) W^T: the transposed unfolded input [Cin*KH*KW, N*Ho*Wo] times the packed
+/// weights [Cin*KH*KW, Cpad] gives channels-last y [N*Ho*Wo, Cpad] (contiguous operands: the
+/// vec4 matmul when N*Ho*Wo is a multiple of 4), turned back to NCHW with the bias added.
+pub(super) fn forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    s: &ConvShape,
+) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let (packed, cpad) = &pack(w, s, false)?;
+    let rows = s.n * s.ho * s.wo;
+    let taps = s.cin * s.kh * s.kw;
+    let cols = im2col(x, s, true)?;
+    let y_last = matmul_strided(
+        &cols,
+        (1, rows),
+        packed,
+        (*cpad, 1),
+        rows,
+        *cpad,
+        taps,
+        "channels-last conv2d output",
+    )?;
+    let y = Tensor::uninit(gpu, &[s.n, s.cout, s.ho, s.wo], "conv2d output")?;
+    let q = ColParams {
+        n: s.n as u32,
+        cin: s.cout as u32,
+        h: s.ho as u32,
+        w: s.wo as u32,
+        kw: *cpad as u32,
+        has_bias: bias.is_some() as u32,
+        ..Default::default()
+    };
+    let b = bias.unwrap_or(&y_last);
+    let bufs = [
+        Access::Read(y_last.buffer()),
+        Access::Write(y.buffer()),
+        Access::Read(b.buffer()),
+    ];
+    gpu.dispatch(&helper("channels_first"), &q, &bufs, groups(s.n * s.cout))?;
+    Ok(y)
+}
+
+/// dW [Cout, Cin*KH*KW] = dy_last^T im2col(x), with dy_last the output gradient channels-last
+/// [N*Ho*Wo, Cout]: the linear layer's weight gradient.
+pub(super) fn backward_weight(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let rows = s.n * s.ho * s.wo;
+    let cols = im2col(x, s, false)?;
+    let dy_last = Tensor::uninit(gpu, &[rows, s.cout], "channels-last gradient")?;
+    let q = ColParams {
+        n: s.n as u32,
+        cin: s.cout as u32,
+        h: s.ho as u32,
+        w: s.wo as u32,
+        ..Default::default()
+    };
+    let bufs = [Access::Read(dy.buffer()), Access::Write(dy_last.buffer())];
+    gpu.dispatch(&helper("channels_last"), &q, &bufs, groups(s.n * s.cout))?;
+    linear_backward_weight(&cols, &dy_last)?.reshape(&[s.cout, s.cin, s.kh, s.kw])
+}

@@ -1,0 +1,264 @@
+//! 2-D convolution: forward, input gradient, weight gradient, bias gradient, and the tape
+//! record that ties them together. Several algorithms compute the same convolution; each lives
+//! in its own file, [`ConvAlgo`] names them, and [`choose`] is the one place that picks one
+//! for a pass on a device (`TAMING_CONV_ALGO` or the `_with` functions force one).
+//!
+//! - `direct.rs`: NCHW kernels over vec4 row windows (8 channels x 2 rows x 4 pixels per
+//!   invocation).
+//! - `im2col.rs`: the unfolded input and a product (forward, weight gradient).
+//! - `igemm.rs`: implicit products over a channels-last input, one output pixel per lane with
+//!   its output channels in registers (the shape a GPU's implicit GEMM starts from).
+//! - `phases.rs`: stride-2 input gradients as four stride-1 convolutions, with the direct or
+//!   the implicit-product kernel inside.
+
+pub(crate) mod direct;
+pub(crate) mod igemm;
+pub(crate) mod im2col;
+pub(crate) mod phases;
+
+use std::sync::OnceLock;
+
+use crate::autograd::{Graph, Var};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::names::string_enum;
+use crate::ops::reduce::sum_channels;
+use crate::tensor::Tensor;
+
+pub use crate::shapes::{Conv2dConfig, ConvShape};
+
+string_enum! {
+    /// An algorithm for the convolution's passes.
+    pub enum ConvAlgo as "convolution algorithm" {
+        /// NCHW kernels over vec4 row windows, 8 output channels x 2 rows x 4 pixels per
+        /// invocation (all three passes).
+        Direct = "direct",
+        /// im2col and a product (forward pass and weight gradient).
+        Im2col = "im2col",
+        /// Implicit product over a channels-last input, one output pixel x 8-16 channels in
+        /// registers per lane (all three passes).
+        Igemm = "igemm",
+    }
+}
+
+/// The environment variable that forces an algorithm for a whole run (where it applies).
+pub const CONV_ALGO_ENV: &str = "TAMING_CONV_ALGO";
+
+/// A pass of the convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Forward,
+    InputGradient,
+    WeightGradient,
+}
+
+impl ConvAlgo {
+    /// Whether this algorithm computes `pass` of `s` on `gpu`.
+    pub fn accepts(self, pass: Pass, s: &ConvShape, gpu: &Gpu) -> bool {
+        match self {
+            ConvAlgo::Direct | ConvAlgo::Igemm => true,
+            ConvAlgo::Im2col => pass != Pass::InputGradient && im2col::fits(s, gpu),
+        }
+    }
+}
+
+/// The automatic choice of an algorithm for `pass` of `s` on `gpu`, and why. The same on
+/// every device today: the implicit product is correct everywhere but measured 3-5x slower
+/// than the direct kernels on lavapipe (README, Performance), and no GPU has run either yet.
+pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) {
+    match pass {
+        Pass::InputGradient => (
+            ConvAlgo::Direct,
+            "input gradients: the direct kernel (by phases at stride 2); im2col has none",
+        ),
+        _ if s.wo < 16 && s.wo % 4 != 0 && im2col::fits(s, gpu) => (
+            ConvAlgo::Im2col,
+            "output rows narrower than 16 and not a multiple of 4, where the direct kernel's \
+             blocks of 4 pixels are part empty (measured faster: conv2/conv3 of the small CNN)",
+        ),
+        _ => (
+            ConvAlgo::Direct,
+            "the fastest measured on lavapipe for these shapes; no GPU has run yet",
+        ),
+    }
+}
+
+/// The algorithm `TAMING_CONV_ALGO` names, if it is set.
+pub fn forced_algo() -> Result<Option<ConvAlgo>> {
+    static FORCED: OnceLock<std::result::Result<Option<ConvAlgo>, String>> = OnceLock::new();
+    let forced = FORCED.get_or_init(|| match std::env::var(CONV_ALGO_ENV) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<ConvAlgo>()
+            .map(Some)
+            .map_err(|e| format!("{CONV_ALGO_ENV}={v}: {e}")),
+        _ => Ok(None),
+    });
+    forced.clone().map_err(Error::InvalidArgument)
+}
+
+/// The algorithm a pass runs with: `requested` if given (an error if it does not compute that
+/// pass), else `TAMING_CONV_ALGO` where it applies, else the automatic choice.
+fn pick(pass: Pass, s: &ConvShape, gpu: &Gpu, requested: Option<ConvAlgo>) -> Result<ConvAlgo> {
+    if let Some(algo) = requested {
+        if !algo.accepts(pass, s, gpu) {
+            return Err(Error::InvalidArgument(format!(
+                "the {algo} convolution does not compute the {pass:?} pass of input {:?}",
+                [s.n, s.cin, s.h, s.w]
+            )));
+        }
+        return Ok(algo);
+    }
+    match forced_algo()? {
+        Some(algo) if algo.accepts(pass, s, gpu) => Ok(algo),
+        _ => Ok(choose(pass, s, gpu).0),
+    }
+}
+
+pub fn conv2d_forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+) -> Result<Tensor> {
+    conv2d_forward_with(x, w, bias, cfg, None)
+}
+
+/// The forward pass with `algo` (None: the usual choice).
+pub fn conv2d_forward_with(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+    algo: Option<ConvAlgo>,
+) -> Result<Tensor> {
+    let s = ConvShape::new(x.shape(), w.shape(), cfg)?;
+    if let Some(b) = bias {
+        if b.shape() != [s.cout] {
+            return Err(Error::shape(
+                "conv2d",
+                format!(
+                    "bias {:?} must be [{}] for weight {:?}",
+                    b.shape(),
+                    s.cout,
+                    w.shape()
+                ),
+            ));
+        }
+    }
+    match pick(Pass::Forward, &s, x.gpu(), algo)? {
+        ConvAlgo::Direct => direct::forward(x, w, bias, &s),
+        ConvAlgo::Im2col => im2col::forward(x, w, bias, &s),
+        ConvAlgo::Igemm => igemm::forward(x, w, bias, &s),
+    }
+}
+
+pub fn conv2d_backward_input(
+    dy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+    cfg: Conv2dConfig,
+) -> Result<Tensor> {
+    conv2d_backward_input_with(dy, w, x_shape, cfg, None)
+}
+
+/// The input gradient with `algo` (None: the usual choice). At stride 2 it goes by phases
+/// where they apply, with `algo` inside.
+pub fn conv2d_backward_input_with(
+    dy: &Tensor,
+    w: &Tensor,
+    x_shape: &[usize],
+    cfg: Conv2dConfig,
+    algo: Option<ConvAlgo>,
+) -> Result<Tensor> {
+    let s = ConvShape::new(x_shape, w.shape(), cfg)?;
+    if dy.shape() != s.output() {
+        return Err(Error::shape(
+            "conv2d_backward_input",
+            format!("gradient {:?} must be {:?}", dy.shape(), s.output()),
+        ));
+    }
+    let algo = pick(Pass::InputGradient, &s, dy.gpu(), algo)?;
+    if cfg.stride == 2 {
+        if let Some(phases) = phases::stride2_phases(&s) {
+            return phases::backward_input_by_phases(dy, w, &s, &phases, algo);
+        }
+    }
+    match algo {
+        ConvAlgo::Igemm => igemm::backward_input_dilated(dy, w, &s),
+        _ => direct::backward_input_dilated(dy, w, &s),
+    }
+}
+
+pub fn conv2d_backward_weight(
+    x: &Tensor,
+    dy: &Tensor,
+    w_shape: &[usize],
+    cfg: Conv2dConfig,
+) -> Result<Tensor> {
+    conv2d_backward_weight_with(x, dy, w_shape, cfg, None)
+}
+
+/// The weight gradient with `algo` (None: the usual choice).
+pub fn conv2d_backward_weight_with(
+    x: &Tensor,
+    dy: &Tensor,
+    w_shape: &[usize],
+    cfg: Conv2dConfig,
+    algo: Option<ConvAlgo>,
+) -> Result<Tensor> {
+    let s = ConvShape::new(x.shape(), w_shape, cfg)?;
+    if dy.shape() != s.output() {
+        return Err(Error::shape(
+            "conv2d_backward_weight",
+            format!("gradient {:?} must be {:?}", dy.shape(), s.output()),
+        ));
+    }
+    match pick(Pass::WeightGradient, &s, x.gpu(), algo)? {
+        ConvAlgo::Direct => direct::backward_weight(x, dy, &s),
+        ConvAlgo::Im2col => im2col::backward_weight(x, dy, &s),
+        ConvAlgo::Igemm => igemm::backward_weight(x, dy, &s),
+    }
+}
+
+/// The bias gradient: `dy` summed over the batch and the pixels.
+pub fn conv2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
+    let d = dy.shape();
+    if d.len() != 4 {
+        return Err(Error::shape(
+            "conv2d_backward_bias",
+            format!("gradient {d:?} must be 4-D"),
+        ));
+    }
+    sum_channels(dy, d[0], d[1], d[2] * d[3], 1.0)
+}
+
+/// Records `conv2d(x, w) + bias` on the tape.
+pub fn conv2d(g: &Graph, x: Var, w: Var, bias: Option<Var>, cfg: Conv2dConfig) -> Result<Var> {
+    let (xv, wv) = (g.value(x), g.value(w));
+    let bv = bias.map(|b| g.value(b));
+    let y = conv2d_forward(&xv, &wv, bv.as_ref(), cfg)?;
+    let mut inputs = vec![x, w];
+    inputs.extend(bias);
+    Ok(g.record("conv2d", y, &inputs, move |dy, needs| {
+        let dx = if needs[0] {
+            Some(conv2d_backward_input(dy, &wv, xv.shape(), cfg)?)
+        } else {
+            None
+        };
+        let dw = if needs[1] {
+            Some(conv2d_backward_weight(&xv, dy, wv.shape(), cfg)?)
+        } else {
+            None
+        };
+        let mut grads = vec![dx, dw];
+        if needs.len() > 2 {
+            grads.push(if needs[2] {
+                Some(conv2d_backward_bias(dy)?)
+            } else {
+                None
+            });
+        }
+        Ok(grads)
+    }))
+}
