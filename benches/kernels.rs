@@ -819,6 +819,10 @@ fn main() -> Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
     println!("adapter: {}", gpu.adapter());
     println!("host CPU: {}", cpu_model());
+    match gpu.has_subgroups() {
+        true => println!("subgroups: at least {} lanes", gpu.subgroup_min_size()),
+        false => println!("subgroups: none"),
+    }
     match o.conv_algo {
         Some(algo) => println!("convolutions: {algo} wherever it applies"),
         None => println!("convolutions: the automatic choice"),

@@ -2,6 +2,8 @@
 // kernels up to 5 x 5).
 //   x [N, Cin, H, W]   w [Cout, Cin, KH, KW]   y [N, Cout, Ho, Wo]
 //
+// (The forward kernel's parameters, bindings and helpers are in conv2d_direct.wgsl, prepended.)
+//
 // Three passes share two kernels:
 //   forward          y  = conv(pad(x), w, stride)                                conv2d_forward
 //   input gradient   dx = conv(pad(dilate(dy)), flipped w, Cin <-> Cout, 1)      conv2d_forward
@@ -23,11 +25,6 @@
 //   conv2d_backward_weight: invocation -> 4 output channels x one input channel x all taps.
 //     Per 4 output pixels: 4 vec4 loads of dy, KH * (2-3) of x; 4*KH*KW vec4 multiply-adds.
 
-override WG: u32 = 64;
-override KH: u32 = 3;
-override KW: u32 = 3;
-override STRIDE: u32 = 1;
-
 struct PadParams {
     planes: u32, h: u32, w: u32, hp: u32,
     wq: u32, top: u32, left: u32, dil: u32,
@@ -36,13 +33,6 @@ struct PadParams {
 struct PackParams {
     cout: u32, cin: u32, kh: u32, kw: u32,
     cpad: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-
-// The convolution proper over a padded input xp [N, Cin, Hp, Wq] (Wq a multiple of 4).
-struct ConvParams {
-    n: u32, cin: u32, hp: u32, wq: u32,
-    cout: u32, ho: u32, wo: u32, kh: u32,
-    cpad: u32, has_bias: u32, rows_per_split: u32, dyq: u32,
 }
 
 // Stride-2 input gradients by phases: sub-kernel packing and interleaving of the results.
@@ -64,27 +54,16 @@ struct ColParams {
 @group(0) @binding(0) var<uniform> col: ColParams;
 @group(0) @binding(0) var<uniform> ph: PhaseParams;
 @group(0) @binding(0) var<uniform> pk: PackParams;
-@group(0) @binding(0) var<uniform> cv: ConvParams;
 
 // pad_dilate, pack_*: one source, one destination
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
-
-// conv2d_forward: padded input, packed weights [tap][cpad], bias, output
-@group(0) @binding(1) var<storage, read> fx: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> fw: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> fbias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> fy: array<f32>;
 
 // conv2d_backward_weight: padded input, row-padded dy [N, Cout, Ho, dyq], partial sums
 // [splits, Cout, Cin, KH, KW]
 @group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> gdy: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> gdw: array<f32>;
-
-fn linear_id(gid: vec3u, nwg: vec3u) -> u32 {
-    return gid.x + gid.y * nwg.x * WG;
-}
 
 // dst [planes, Hp, Wq]: src [planes, H, W] spread `dil` (1 or 2) apart, shifted by (top, left),
 // zeros elsewhere. One invocation per destination row: integer division, which a CPU device
@@ -225,60 +204,6 @@ fn channels_first(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
     var b = 0.0;
     if (col.has_bias != 0u) { b = cbias[c]; }
     for (var p = 0u; p < hw; p++) { dst[plane * hw + p] = src[(n * hw + p) * col.kw + c] + b; }
-}
-
-// The inputs that output pixels 0..3 of a block see at kernel column kx: elements
-// kx + STRIDE*j of the 12 floats v0 ++ v1 ++ v2 (the block's row window).
-fn window(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, kx: u32) -> vec4<f32> {
-    if (STRIDE == 1u) {
-        switch kx {
-            case 0u: { return v0; }
-            case 1u: { return vec4<f32>(v0.yzw, v1.x); }
-            case 2u: { return vec4<f32>(v0.zw, v1.xy); }
-            case 3u: { return vec4<f32>(v0.w, v1.xyz); }
-            default: { return v1; }
-        }
-    }
-    switch kx {
-        case 0u: { return vec4<f32>(v0.xz, v1.xz); }
-        case 1u: { return vec4<f32>(v0.yw, v1.yw); }
-        case 2u: { return vec4<f32>(v0.z, v1.xz, v2.x); }
-        case 3u: { return vec4<f32>(v0.w, v1.yw, v2.y); }
-        default: { return vec4<f32>(v1.xz, v2.xz); }
-    }
-}
-
-// vec4s of row window a block of 4 outputs needs: (3*STRIDE + KW - 1) floats, rounded up.
-fn window_vec4s() -> u32 {
-    return (3u * STRIDE + KW - 1u) / 4u + 1u;
-}
-
-// acc[j] += w[j] * xw for the 8 output channels of one kernel tap (xw: 4 pixels).
-fn tap8(acc: ptr<function, array<vec4<f32>, 8>>, xw: vec4<f32>, wa: vec4<f32>, wb: vec4<f32>) {
-    (*acc)[0] = fma(vec4<f32>(wa.x), xw, (*acc)[0]);
-    (*acc)[1] = fma(vec4<f32>(wa.y), xw, (*acc)[1]);
-    (*acc)[2] = fma(vec4<f32>(wa.z), xw, (*acc)[2]);
-    (*acc)[3] = fma(vec4<f32>(wa.w), xw, (*acc)[3]);
-    (*acc)[4] = fma(vec4<f32>(wb.x), xw, (*acc)[4]);
-    (*acc)[5] = fma(vec4<f32>(wb.y), xw, (*acc)[5]);
-    (*acc)[6] = fma(vec4<f32>(wb.z), xw, (*acc)[6]);
-    (*acc)[7] = fma(vec4<f32>(wb.w), xw, (*acc)[7]);
-}
-
-fn store_row(acc: ptr<function, array<vec4<f32>, 8>>, n: u32, cb: u32, oy: u32, b: u32) {
-    if (oy >= cv.ho) { return; }
-    for (var j = 0u; j < 8u; j++) {
-        let co = cb * 8u + j;
-        if (co < cv.cout) {
-            var bias = 0.0;
-            if (cv.has_bias != 0u) { bias = fbias[co]; }
-            let yb = ((n * cv.cout + co) * cv.ho + oy) * cv.wo;
-            for (var k = 0u; k < 4u; k++) {
-                let ox = b * 4u + k;
-                if (ox < cv.wo) { fy[yb + ox] = (*acc)[j][k] + bias; }
-            }
-        }
-    }
 }
 
 // Invocation -> (image n, block of 8 output channels, pair of output rows, block of 4

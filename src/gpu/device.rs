@@ -81,6 +81,8 @@ pub(crate) struct GpuInner {
     pub is_cpu: bool,
     /// The device was opened with wgpu::Features::SUBGROUP.
     pub subgroups: bool,
+    /// The adapter's smallest subgroup size.
+    pub subgroup_min_size: u32,
     pub limits: wgpu::Limits,
     pub pool: Rc<RefCell<BufferPool>>,
     pub kernels: RefCell<KernelCache>,
@@ -158,6 +160,7 @@ impl Gpu {
                 adapter: summary(&info),
                 is_cpu: info.device_type == wgpu::DeviceType::Cpu,
                 subgroups,
+                subgroup_min_size: info.subgroup_min_size,
                 limits,
                 pool,
                 kernels: RefCell::new(KernelCache::default()),
@@ -196,6 +199,11 @@ impl Gpu {
     /// Whether the device was opened with subgroup operations (WGSL `subgroupBroadcast` ...).
     pub fn has_subgroups(&self) -> bool {
         self.inner.subgroups
+    }
+
+    /// The smallest subgroup the adapter may run a kernel with.
+    pub fn subgroup_min_size(&self) -> u32 {
+        self.inner.subgroup_min_size
     }
 
     pub fn limits(&self) -> &wgpu::Limits {

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 pub enum Shader {
     Elementwise,
     Conv2d,
+    Conv2dSubgroup,
     BatchNorm,
     Pool,
     Matmul,
@@ -25,9 +26,10 @@ pub enum Shader {
     Conv2dIgemm,
 }
 
-/// Each shader's file name under `shaders/` and its text, compiled in.
+/// Each shader's file name under `shaders/` and its text, compiled in; `after F` prepends the
+/// file F (declarations two shaders share: WGSL has no includes).
 macro_rules! shader_files {
-    ($($shader:ident => $file:literal),+ $(,)?) => {
+    ($($shader:ident => $file:literal $(after $prefix:literal)?),+ $(,)?) => {
         impl Shader {
             /// Every shader, for tests that look at all of them.
             pub const ALL: &'static [Shader] = &[$(Shader::$shader),+];
@@ -40,7 +42,10 @@ macro_rules! shader_files {
 
             pub fn source(self) -> &'static str {
                 match self {
-                    $(Shader::$shader => include_str!(concat!("../../shaders/", $file)),)+
+                    $(Shader::$shader => concat!(
+                        $(include_str!(concat!("../../shaders/", $prefix)), "\n",)?
+                        include_str!(concat!("../../shaders/", $file))
+                    ),)+
                 }
             }
         }
@@ -49,7 +54,8 @@ macro_rules! shader_files {
 
 shader_files! {
     Elementwise => "elementwise.wgsl",
-    Conv2d => "conv2d.wgsl",
+    Conv2d => "conv2d.wgsl" after "conv2d_direct.wgsl",
+    Conv2dSubgroup => "conv2d_subgroup.wgsl" after "conv2d_direct.wgsl",
     BatchNorm => "batchnorm.wgsl",
     Pool => "pool.wgsl",
     Matmul => "matmul.wgsl",

@@ -84,6 +84,11 @@ mod tests {
                 ops::conv2d::im2col::ColParams::LAYOUT,
             ),
             (
+                Shader::Conv2dSubgroup,
+                "ConvParams",
+                ops::conv2d::direct::ConvParams::LAYOUT,
+            ),
+            (
                 Shader::Conv2dIgemm,
                 "NhwcParams",
                 ops::conv2d::igemm::NhwcParams::LAYOUT,

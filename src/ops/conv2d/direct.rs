@@ -159,10 +159,25 @@ pub(super) fn pack(w: &Tensor, s: &ConvShape, backward: bool) -> Result<(Tensor,
     Ok((packed, cpad))
 }
 
+/// How the forward kernel gets its weights: every lane loads them, or each subgroup loads them
+/// once and broadcasts them (`shaders/conv2d_subgroup.wgsl`; needs `subgroup_weights_fit`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Weights {
+    PerLane,
+    Subgroup,
+}
+
+/// Whether the subgroup kernel can run a `kw`-wide kernel on `gpu`: subgroups of at least 8
+/// lanes, and the 2 x KW vec4s of a row of taps within 8 lanes.
+pub(super) fn subgroup_weights_fit(gpu: &crate::gpu::Gpu, kw: usize) -> bool {
+    gpu.has_subgroups() && gpu.subgroup_min_size() >= 8 && kw <= 4
+}
+
 /// The convolution kernel over a padded input `xp` [N, Cin, Hp, Wq]: `cout` output channels of
 /// `ho` x `wo` with a `kh` x `kw` kernel.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn convolve(
+    weights: Weights,
     xp: &Tensor,
     (packed, cpad): (&Tensor, usize),
     bias: Option<&Tensor>,
@@ -187,18 +202,30 @@ pub(super) fn convolve(
         Access::Read(b.buffer()),
         Access::Write(y.buffer()),
     ];
-    let invocations = xs[0] * (cpad / 8) * ho.div_ceil(2) * wo.div_ceil(4);
-    xp.gpu().dispatch(
-        &kernel("conv2d_forward", (kh, kw), stride),
-        &p,
-        &bufs,
-        groups(invocations),
-    )?;
+    let positions = xs[0] * ho.div_ceil(2) * wo.div_ceil(4);
+    match weights {
+        Weights::PerLane => xp.gpu().dispatch(
+            &kernel("conv2d_forward", (kh, kw), stride),
+            &p,
+            &bufs,
+            groups(positions * (cpad / 8)),
+        )?,
+        Weights::Subgroup => {
+            let k = kernel("conv2d_forward_shared", (kh, kw), stride);
+            let k = Kernel {
+                shader: Shader::Conv2dSubgroup,
+                ..k
+            };
+            xp.gpu()
+                .dispatch(&k, &p, &bufs, groups(positions) * (cpad / 8) as u32)?
+        }
+    }
     Ok(y)
 }
 
 /// y = conv(pad(x), w) + bias.
 pub(super) fn forward(
+    weights: Weights,
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
@@ -207,6 +234,7 @@ pub(super) fn forward(
     let packed = pack(w, s, false)?;
     let xp = padded_input(x, s)?;
     convolve(
+        weights,
         &xp,
         (&packed.0, packed.1),
         bias,
@@ -234,7 +262,12 @@ fn padded_input(x: &Tensor, s: &ConvShape) -> Result<Tensor> {
 /// The input gradient as a stride-1 convolution of the dilated, padded output gradient with the
 /// flipped weights. Rows the forward windows never reached (when (H + 2 pad - KH) is not a
 /// multiple of the stride) get zero gradient from the extra bottom/right padding.
-pub(super) fn backward_input_dilated(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tensor> {
+pub(super) fn backward_input_dilated(
+    weights: Weights,
+    dy: &Tensor,
+    w: &Tensor,
+    s: &ConvShape,
+) -> Result<Tensor> {
     let cfg = s.cfg;
     let (top, left) = (s.kh - 1 - cfg.pad, s.kw - 1 - cfg.pad);
     let hp = s.h + s.kh - 1;
@@ -242,6 +275,7 @@ pub(super) fn backward_input_dilated(dy: &Tensor, w: &Tensor, s: &ConvShape) -> 
     let dyp = pad_dilate(dy, top, left, hp, padded_row(wp, s.w, s.kw, 1), cfg.stride)?;
     let packed = pack(w, s, true)?;
     convolve(
+        weights,
         &dyp,
         (&packed.0, packed.1),
         None,

@@ -33,6 +33,10 @@ string_enum! {
         /// NCHW kernels over vec4 row windows, 8 output channels x 2 rows x 4 pixels per
         /// invocation (all three passes).
         Direct = "direct",
+        /// The direct kernel with each subgroup loading the weights once and broadcasting them
+        /// (forward pass and input gradient; needs subgroups of 8 lanes or more, kernels up to
+        /// 4 wide).
+        DirectSubgroup = "direct-subgroup",
         /// im2col and a product (forward pass and weight gradient).
         Im2col = "im2col",
         /// Implicit product over a channels-last input, one output pixel x 8-16 channels in
@@ -57,16 +61,24 @@ impl ConvAlgo {
     pub fn accepts(self, pass: Pass, s: &ConvShape, gpu: &Gpu) -> bool {
         match self {
             ConvAlgo::Direct | ConvAlgo::Igemm => true,
+            ConvAlgo::DirectSubgroup => {
+                pass != Pass::WeightGradient && direct::subgroup_weights_fit(gpu, s.kw)
+            }
             ConvAlgo::Im2col => pass != Pass::InputGradient && im2col::fits(s, gpu),
         }
     }
 }
 
-/// The automatic choice of an algorithm for `pass` of `s` on `gpu`, and why. The same on
-/// every device today: the implicit product is correct everywhere but measured 3-5x slower
-/// than the direct kernels on lavapipe (README, Performance), and no GPU has run either yet.
+/// The automatic choice of an algorithm for `pass` of `s` on `gpu`, and why (each reason a
+/// measurement on lavapipe, README: Performance; no GPU has run any of them yet).
 pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) {
+    let subgroup = ConvAlgo::DirectSubgroup.accepts(pass, s, gpu);
     match pass {
+        _ if subgroup => (
+            ConvAlgo::DirectSubgroup,
+            "subgroups of 8 or more: one weight load per subgroup instead of one per lane \
+             (2-3x faster than the direct kernel on ResNet-18's 3x3 convolutions)",
+        ),
         Pass::InputGradient => (
             ConvAlgo::Direct,
             "input gradients: the direct kernel (by phases at stride 2); im2col has none",
@@ -74,11 +86,11 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
         _ if s.wo < 16 && s.wo % 4 != 0 && im2col::fits(s, gpu) => (
             ConvAlgo::Im2col,
             "output rows narrower than 16 and not a multiple of 4, where the direct kernel's \
-             blocks of 4 pixels are part empty (measured faster: conv2/conv3 of the small CNN)",
+             blocks of 4 pixels are part empty (faster on the small CNN's conv2 and conv3)",
         ),
         _ => (
             ConvAlgo::Direct,
-            "the fastest measured on lavapipe for these shapes; no GPU has run yet",
+            "the direct kernel: faster than the implicit product on every shape measured",
         ),
     }
 }
@@ -147,7 +159,8 @@ pub fn conv2d_forward_with(
         }
     }
     match pick(Pass::Forward, &s, x.gpu(), algo)? {
-        ConvAlgo::Direct => direct::forward(x, w, bias, &s),
+        ConvAlgo::Direct => direct::forward(direct::Weights::PerLane, x, w, bias, &s),
+        ConvAlgo::DirectSubgroup => direct::forward(direct::Weights::Subgroup, x, w, bias, &s),
         ConvAlgo::Im2col => im2col::forward(x, w, bias, &s),
         ConvAlgo::Igemm => igemm::forward(x, w, bias, &s),
     }
@@ -186,7 +199,10 @@ pub fn conv2d_backward_input_with(
     }
     match algo {
         ConvAlgo::Igemm => igemm::backward_input_dilated(dy, w, &s),
-        _ => direct::backward_input_dilated(dy, w, &s),
+        ConvAlgo::DirectSubgroup => {
+            direct::backward_input_dilated(direct::Weights::Subgroup, dy, w, &s)
+        }
+        _ => direct::backward_input_dilated(direct::Weights::PerLane, dy, w, &s),
     }
 }
 
@@ -215,7 +231,7 @@ pub fn conv2d_backward_weight_with(
         ));
     }
     match pick(Pass::WeightGradient, &s, x.gpu(), algo)? {
-        ConvAlgo::Direct => direct::backward_weight(x, dy, &s),
+        ConvAlgo::Direct | ConvAlgo::DirectSubgroup => direct::backward_weight(x, dy, &s),
         ConvAlgo::Im2col => im2col::backward_weight(x, dy, &s),
         ConvAlgo::Igemm => igemm::backward_weight(x, dy, &s),
     }

@@ -4,7 +4,7 @@
 //! `shaders/conv2d.wgsl`). The inner convolutions run with the direct or the implicit-product
 //! kernels.
 
-use super::direct::{convolve, groups, helper, pad_dilate, padded_row};
+use super::direct::{convolve, groups, helper, pad_dilate, padded_row, Weights};
 use super::{igemm, ConvAlgo, ConvShape};
 use crate::error::Result;
 use crate::gpu::{uniform_struct, Access};
@@ -147,7 +147,12 @@ pub(super) fn backward_input_by_phases(
                     Tensor::uninit(gpu, &[s.cout * py.a * px.a * cpad], "packed phase weight")?;
                 let bufs = [Access::Read(w.buffer()), Access::Write(packed.buffer())];
                 gpu.dispatch(&helper("pack_phase"), &p, &bufs, groups(packed.numel()))?;
+                let weights = match algo {
+                    ConvAlgo::DirectSubgroup => Weights::Subgroup,
+                    _ => Weights::PerLane,
+                };
                 convolve(
+                    weights,
                     &dyp,
                     (&packed, cpad),
                     None,

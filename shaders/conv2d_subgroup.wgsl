@@ -1,0 +1,89 @@
+// The direct forward kernel of conv2d.wgsl with its weight loads shared through the subgroup
+// (needs the SUBGROUP feature and subgroups of at least 8 lanes; KW <= 4). On lavapipe every
+// storage load in a loop costs a loop over the 8 lanes of a SIMD vector, whether or not the
+// address is the same in every lane, while a subgroup broadcast costs about what a
+// multiply-add does (the bench's peak section measures both). So instead of every lane loading
+// the same 2 x KW vec4s of packed weights per (ci, ky), lane s of each subgroup loads vec4 s
+// of them and subgroupBroadcast hands each to every lane: one load per lane instead of 2 x KW.
+//
+// Workgroup -> one block of 8 output channels (the same weights for every lane) x WG positions;
+// lane -> (image n, pair of output rows, block of 4 columns) as in conv2d_forward. Lanes past
+// the last position compute the last one again and store nothing, so that every lane of a
+// subgroup takes part in the broadcasts.
+
+@compute @workgroup_size(WG)
+fn conv2d_forward_shared(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) sg: u32,
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(num_workgroups) nwg: vec3u,
+) {
+    let group = wg.x + wg.y * nwg.x;
+    let col_blocks = (cv.wo + 3u) / 4u;
+    let row_pairs = (cv.ho + 1u) / 2u;
+    let co_blocks = cv.cpad / 8u;
+    let positions = cv.n * row_pairs * col_blocks;
+    let position_groups = (positions + WG - 1u) / WG;
+    if (group >= co_blocks * position_groups) { return; }
+    let cb = group / position_groups;
+    let q = (group % position_groups) * WG + lane;
+    let qc = min(q, positions - 1u);
+    let b = qc % col_blocks;
+    let oy = ((qc / col_blocks) % row_pairs) * 2u;
+    let n = qc / (col_blocks * row_pairs);
+
+    var top: array<vec4<f32>, 8>;
+    var bot: array<vec4<f32>, 8>;
+    let row_vec4s = cv.wq / 4u;
+    let nv = window_vec4s();
+    let oy2 = min(oy + 1u, cv.ho - 1u);
+    let wstep = cv.cpad / 4u;
+    // Lane s < 2 KW of a subgroup loads vec4 s of a (ci, ky)'s weights: tap s / 2, half s % 2.
+    let s = min(sg, 2u * KW - 1u);
+    var wi = cb * 2u + (s / 2u) * wstep + s % 2u;
+    for (var ci = 0u; ci < cv.cin; ci++) {
+        let plane = (n * cv.cin + ci) * cv.hp;
+        for (var ky = 0u; ky < cv.kh; ky++) {
+            let r = (plane + oy * STRIDE + ky) * row_vec4s + b * STRIDE;
+            let t = (plane + oy2 * STRIDE + ky) * row_vec4s + b * STRIDE;
+            let t0 = fx[r];
+            let t1 = fx[r + 1u];
+            let u0 = fx[t];
+            let u1 = fx[t + 1u];
+            var t2 = vec4<f32>(0.0);
+            var u2 = vec4<f32>(0.0);
+            if (nv > 2u) {
+                t2 = fx[r + 2u];
+                u2 = fx[t + 2u];
+            }
+            let w = fw[wi];
+            wi += KW * wstep;
+            // Broadcast lane ids must be constants: the taps written out (KW <= 4).
+            var wa = subgroupBroadcast(w, 0u);
+            var wb = subgroupBroadcast(w, 1u);
+            tap8(&top, window(t0, t1, t2, 0u), wa, wb);
+            tap8(&bot, window(u0, u1, u2, 0u), wa, wb);
+            if (KW > 1u) {
+                wa = subgroupBroadcast(w, 2u);
+                wb = subgroupBroadcast(w, 3u);
+                tap8(&top, window(t0, t1, t2, 1u), wa, wb);
+                tap8(&bot, window(u0, u1, u2, 1u), wa, wb);
+            }
+            if (KW > 2u) {
+                wa = subgroupBroadcast(w, 4u);
+                wb = subgroupBroadcast(w, 5u);
+                tap8(&top, window(t0, t1, t2, 2u), wa, wb);
+                tap8(&bot, window(u0, u1, u2, 2u), wa, wb);
+            }
+            if (KW > 3u) {
+                wa = subgroupBroadcast(w, 6u);
+                wb = subgroupBroadcast(w, 7u);
+                tap8(&top, window(t0, t1, t2, 3u), wa, wb);
+                tap8(&bot, window(u0, u1, u2, 3u), wa, wb);
+            }
+        }
+    }
+    if (q >= positions) { return; }
+    store_row(&top, n, cb, oy, b);
+    store_row(&bot, n, cb, oy + 1u, b);
+}
