@@ -87,3 +87,95 @@ fn conv2d_forward_shared(
     store_row(&top, n, cb, oy, b);
     store_row(&bot, n, cb, oy + 1u, b);
 }
+
+// conv2d_backward_weight_shared: padded input, row-padded dy [N, Cout, Ho, dyq], partial sums
+// [splits, Cout, Cin, KH, KW]; as conv2d_backward_weight in conv2d.wgsl.
+@group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gdy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> gdw: array<f32>;
+
+// conv2d_backward_weight of conv2d.wgsl with its dy loads shared through the subgroup: the lanes
+// of a workgroup are input channels of one block of 4 output channels, so they all read the
+// same 4 vec4s of dy per block of 4 pixels; lanes 0-3 of each subgroup load one each and
+// subgroupBroadcast hands them to every lane. Workgroup -> (split s, block of 4 output
+// channels, group of WG input channels), the channel group fastest; lane -> input channel.
+// Lanes past Cin compute the last channel again and store nothing.
+@compute @workgroup_size(WG)
+fn conv2d_backward_weight_shared(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) sg: u32,
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(num_workgroups) nwg: vec3u,
+) {
+    let group = wg.x + wg.y * nwg.x;
+    let co_blocks = (cv.cout + 3u) / 4u;
+    let ci_groups = (cv.cin + WG - 1u) / WG;
+    let rows = cv.n * cv.ho;
+    let splits = (rows + cv.rows_per_split - 1u) / cv.rows_per_split;
+    if (group >= splits * co_blocks * ci_groups) { return; }
+    let cig = group % ci_groups;
+    let cb = (group / ci_groups) % co_blocks;
+    let split = group / (ci_groups * co_blocks);
+    let ci_lane = cig * WG + lane;
+    let ci = min(ci_lane, cv.cin - 1u);
+    let co0 = cb * 4u;
+
+    // acc[(c*KH + ky)*KW + kx]: a vec4 of partial sums over the 4 pixels of a block.
+    var acc: array<vec4<f32>, 100>;
+    for (var k = 0u; k < 4u * KH * KW; k++) { acc[k] = vec4<f32>(0.0); }
+    let col_blocks = (cv.wo + 3u) / 4u;
+    let row_vec4s = cv.wq / 4u;
+    let dy_row_vec4s = cv.dyq / 4u;
+    let nv = window_vec4s();
+    // Lane sg % 4 of each subgroup loads output channel co0 + sg % 4's dy.
+    let mine = min(co0 + sg % 4u, cv.cout - 1u);
+    let r1 = min((split + 1u) * cv.rows_per_split, rows);
+    for (var r = split * cv.rows_per_split; r < r1; r++) {
+        let n = r / cv.ho;
+        let oy = r % cv.ho;
+        let xr = ((n * cv.cin + ci) * cv.hp + oy * STRIDE) * row_vec4s;
+        let d = ((n * cv.cout + mine) * cv.ho + oy) * dy_row_vec4s;
+        // Neighbouring column blocks share a vec4 of each x row: carry it instead of reloading.
+        var next: array<vec4<f32>, 5>;
+        for (var ky = 0u; ky < KH; ky++) { next[ky] = gx[xr + ky * row_vec4s]; }
+        for (var b = 0u; b < col_blocks; b++) {
+            let g = gdy[d + b];
+            let g0 = subgroupBroadcast(g, 0u);
+            let g1 = subgroupBroadcast(g, 1u);
+            let g2 = subgroupBroadcast(g, 2u);
+            let g3 = subgroupBroadcast(g, 3u);
+            for (var ky = 0u; ky < KH; ky++) {
+                let xk = xr + ky * row_vec4s + b * STRIDE;
+                var v0 = next[ky];
+                if (STRIDE == 2u && nv == 2u) { v0 = gx[xk]; }
+                let v1 = gx[xk + 1u];
+                var v2 = vec4<f32>(0.0);
+                if (nv > 2u) { v2 = gx[xk + 2u]; }
+                if (STRIDE == 1u) {
+                    next[ky] = v1;
+                } else {
+                    next[ky] = v2;
+                }
+                for (var kx = 0u; kx < KW; kx++) {
+                    let xw = window(v0, v1, v2, kx);
+                    let t = ky * KW + kx;
+                    acc[t] = fma(g0, xw, acc[t]);
+                    acc[KH * KW + t] = fma(g1, xw, acc[KH * KW + t]);
+                    acc[2u * KH * KW + t] = fma(g2, xw, acc[2u * KH * KW + t]);
+                    acc[3u * KH * KW + t] = fma(g3, xw, acc[3u * KH * KW + t]);
+                }
+            }
+        }
+    }
+    if (ci_lane >= cv.cin) { return; }
+    let taps = cv.cin * KH * KW;
+    let out = split * cv.cout * taps;
+    for (var c = 0u; c < 4u; c++) {
+        let co = co0 + c;
+        if (co >= cv.cout) { break; }
+        for (var t = 0u; t < KH * KW; t++) {
+            let a = acc[c * KH * KW + t];
+            gdw[out + co * taps + ci * KH * KW + t] = a.x + a.y + a.z + a.w;
+        }
+    }
+}

@@ -159,18 +159,19 @@ pub(super) fn pack(w: &Tensor, s: &ConvShape, backward: bool) -> Result<(Tensor,
     Ok((packed, cpad))
 }
 
-/// How the forward kernel gets its weights: every lane loads them, or each subgroup loads them
-/// once and broadcasts them (`shaders/conv2d_subgroup.wgsl`; needs `subgroup_weights_fit`).
+/// How the kernels get the operand every lane of a workgroup shares (the weights of the forward
+/// kernel, dy in the weight gradient): every lane loads it, or each subgroup loads it once and
+/// broadcasts it (`shaders/conv2d_subgroup.wgsl`; needs `subgroup_weights_fit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Weights {
     PerLane,
     Subgroup,
 }
 
-/// Whether the subgroup kernel can run a `kw`-wide kernel on `gpu`: subgroups of at least 8
-/// lanes, and the 2 x KW vec4s of a row of taps within 8 lanes.
-pub(super) fn subgroup_weights_fit(gpu: &crate::gpu::Gpu, kw: usize) -> bool {
-    gpu.has_subgroups() && gpu.subgroup_min_size() >= 8 && kw <= 4
+/// Whether the subgroup kernels can run on `gpu`: subgroups of at least 8 lanes, and (forward
+/// kernel, `forward`) the 2 x KW vec4s of a row of taps within 8 lanes.
+pub(super) fn subgroup_weights_fit(gpu: &crate::gpu::Gpu, kw: usize, forward: bool) -> bool {
+    gpu.has_subgroups() && gpu.subgroup_min_size() >= 8 && (!forward || kw <= 4)
 }
 
 /// The convolution kernel over a padded input `xp` [N, Cin, Hp, Wq]: `cout` output channels of
@@ -288,13 +289,23 @@ pub(super) fn backward_input_dilated(
 }
 
 /// The weight gradient, the N*Ho rows cut into slices summed afterwards.
-pub(super) fn backward_weight(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<Tensor> {
+pub(super) fn backward_weight(
+    weights: Weights,
+    x: &Tensor,
+    dy: &Tensor,
+    s: &ConvShape,
+) -> Result<Tensor> {
     let cfg = s.cfg;
     let w_shape = [s.cout, s.cin, s.kh, s.kw];
     let xp = padded_input(x, s)?;
     let dyq = 4 * s.wo.div_ceil(4);
     let dyp = pad_dilate(dy, 0, 0, s.ho, dyq, 1)?;
-    let lanes = s.cout.div_ceil(4) * s.cin;
+    // Subgroup kernel: workgroups of up to 64 input channels, all of one block of 4 outputs.
+    let lanes_per_group = (s.cin.div_ceil(8) * 8).min(CONV_WG as usize);
+    let lanes = match weights {
+        Weights::PerLane => s.cout.div_ceil(4) * s.cin,
+        Weights::Subgroup => s.cout.div_ceil(4) * s.cin.div_ceil(lanes_per_group) * lanes_per_group,
+    };
     // Cut the long N*Ho reduction into slices until there are enough invocations to fill the
     // device: a few workgroups per core on a CPU device, many thousands of lanes on a GPU.
     let target = if x.gpu().is_cpu() { 4096 } else { 262_144 };
@@ -314,8 +325,21 @@ pub(super) fn backward_weight(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<
         Access::Read(dyp.buffer()),
         Access::Write(partial.buffer()),
     ];
-    let k = kernel("conv2d_backward_weight", (s.kh, s.kw), cfg.stride);
-    x.gpu().dispatch(&k, &p, &bufs, groups(splits * lanes))?;
+    match weights {
+        Weights::PerLane => {
+            let k = kernel("conv2d_backward_weight", (s.kh, s.kw), cfg.stride);
+            x.gpu().dispatch(&k, &p, &bufs, groups(splits * lanes))?;
+        }
+        Weights::Subgroup => {
+            let k = Kernel {
+                shader: Shader::Conv2dSubgroup,
+                ..kernel("conv2d_backward_weight_shared", (s.kh, s.kw), cfg.stride)
+            }
+            .with("WG", lanes_per_group as u32);
+            let workgroups = splits * lanes / lanes_per_group;
+            x.gpu().dispatch(&k, &p, &bufs, workgroups as u32)?;
+        }
+    }
     if splits == 1 {
         partial.reshape(&w_shape)
     } else {
