@@ -5,7 +5,7 @@
 //! round's wall-clock per call. CPU reference time: the plain f64 loops of `taming::reference`, one run at
 //! a smaller batch (`--cpu-batch`, default 4) scaled linearly to the GPU's batch, because the
 //! reference convolution at batch 64 takes minutes. Options: `--quick` (fewer repetitions and
-//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only conv,ops,views,pretrain,step`
+//! shapes), `--no-cpu` (skip the reference timings), `--batch N`, `--only peak,conv,ops,views,pretrain,step`, `--conv-algo NAME`
 //! (`-- --help` lists them).
 //! The views section times the affine sampling kernel and the whole view pipeline; the step
 //! section prints the pipeline's cost next to the training step's.
