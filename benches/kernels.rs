@@ -164,14 +164,15 @@ fn bench_peak(gpu: &Gpu, o: &Options) -> Result<f64> {
         println!("  {name:<42} {ms:>10.3} {rate:>9.2} GFLOP/s");
     }
     // What a load costs: one vec4 storage load per 16 multiply-adds, inside the loop.
-    use taming::ops::peak::{load_probe, LoadAddress};
+    use taming::ops::peak::{load_probe, load_probe_source, LoadAddress};
+    let source = load_probe_source(gpu)?;
     for address in [
         LoadAddress::PerLane,
         LoadAddress::Shared,
         LoadAddress::Workgroup,
     ] {
         let ms = gpu_best_ms(gpu, || {
-            load_probe(gpu, address, iters, invocations).map(drop)
+            load_probe(&source, address, iters, invocations).map(drop)
         })?;
         let loads = iters as f64 * invocations as f64 / 8.0;
         let rate = 32.0 * iters as f64 * invocations as f64 / (ms * 1e-3) / 1e9;

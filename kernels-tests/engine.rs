@@ -140,7 +140,7 @@ fn the_same_seed_gives_bitwise_the_same_losses() {
 #[test]
 fn the_fma_and_load_probes_compute_their_chains() {
     use taming::ops::peak::{
-        fma_probe, fma_probe_reference, load_probe, Accumulators, LoadAddress,
+        fma_probe, fma_probe_reference, load_probe, load_probe_source, Accumulators, LoadAddress,
     };
     let Some(gpu) = gpu() else { return };
     for acc in [
@@ -159,7 +159,8 @@ fn the_fma_and_load_probes_compute_their_chains() {
         LoadAddress::Shared,
         LoadAddress::Workgroup,
     ] {
-        let sums = download(&load_probe(&gpu, address, 50, 70).unwrap());
+        let source = load_probe_source(&gpu).unwrap();
+        let sums = download(&load_probe(&source, address, 50, 70).unwrap());
         assert!(
             sums.iter().all(|s| s.is_finite() && *s > 0.0),
             "{address:?}: {sums:?}"

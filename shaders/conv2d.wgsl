@@ -59,11 +59,6 @@ struct ColParams {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
-// conv2d_backward_weight: padded input, row-padded dy [N, Cout, Ho, dyq], partial sums
-// [splits, Cout, Cin, KH, KW]
-@group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> gdy: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> gdw: array<f32>;
 
 // dst [planes, Hp, Wq]: src [planes, H, W] spread `dil` (1 or 2) apart, shifted by (top, left),
 // zeros elsewhere. One invocation per destination row: integer division, which a CPU device
@@ -281,7 +276,6 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
     let col_blocks = (cv.wo + 3u) / 4u;
     let row_vec4s = cv.wq / 4u;
     let dy_row_vec4s = cv.dyq / 4u;
-    let nv = window_vec4s();
     let last_co = cv.cout - 1u;
     let r1 = min((split + 1u) * cv.rows_per_split, rows);
     for (var r = split * cv.rows_per_split; r < r1; r++) {
@@ -300,39 +294,8 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
             let g1 = gdy[d1 + b];
             let g2 = gdy[d2 + b];
             let g3 = gdy[d3 + b];
-            for (var ky = 0u; ky < KH; ky++) {
-                let xk = xr + ky * row_vec4s + b * STRIDE;
-                // The next block's window starts STRIDE vec4s further on: carry that vec4 when
-                // this block loads it anyway (stride 1, or stride 2 with a 3-vec4 window).
-                var v0 = next[ky];
-                if (STRIDE == 2u && nv == 2u) { v0 = gx[xk]; }
-                let v1 = gx[xk + 1u];
-                var v2 = vec4<f32>(0.0);
-                if (nv > 2u) { v2 = gx[xk + 2u]; }
-                if (STRIDE == 1u) {
-                    next[ky] = v1;
-                } else {
-                    next[ky] = v2;
-                }
-                for (var kx = 0u; kx < KW; kx++) {
-                    let xw = window(v0, v1, v2, kx);
-                    let t = ky * KW + kx;
-                    acc[t] = fma(g0, xw, acc[t]);
-                    acc[KH * KW + t] = fma(g1, xw, acc[KH * KW + t]);
-                    acc[2u * KH * KW + t] = fma(g2, xw, acc[2u * KH * KW + t]);
-                    acc[3u * KH * KW + t] = fma(g3, xw, acc[3u * KH * KW + t]);
-                }
-            }
+            weight_block(&acc, &next, xr, b, g0, g1, g2, g3);
         }
     }
-    let taps = cv.cin * KH * KW;
-    let out = split * cv.cout * taps;
-    for (var c = 0u; c < 4u; c++) {
-        let co = co0 + c;
-        if (co >= cv.cout) { break; }
-        for (var t = 0u; t < KH * KW; t++) {
-            let a = acc[c * KH * KW + t];
-            gdw[out + co * taps + ci * KH * KW + t] = a.x + a.y + a.z + a.w;
-        }
-    }
+    store_weight_gradient(&acc, split, co0, ci);
 }

@@ -80,3 +80,60 @@ fn store_row(acc: ptr<function, array<vec4<f32>, 8>>, n: u32, cb: u32, oy: u32, 
     }
 }
 
+
+// conv2d_backward_weight: padded input, row-padded dy [N, Cout, Ho, dyq], partial sums
+// [splits, Cout, Cin, KH, KW]
+@group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gdy: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> gdw: array<f32>;
+
+// The weight gradients' update for one block b of 4 pixels of the x rows at xr: every tap of 4
+// output channels (dy vec4s g0..g3 of those pixels) against the row windows, carrying the vec4
+// the next block shares in `next`. acc[(c*KH + ky)*KW + kx]: partial sums over the 4 pixels.
+fn weight_block(
+    acc: ptr<function, array<vec4<f32>, 100>>,
+    next: ptr<function, array<vec4<f32>, 5>>,
+    xr: u32,
+    b: u32,
+    g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>,
+) {
+    let row_vec4s = cv.wq / 4u;
+    let nv = window_vec4s();
+    for (var ky = 0u; ky < KH; ky++) {
+        let xk = xr + ky * row_vec4s + b * STRIDE;
+        // The next block's window starts STRIDE vec4s further on: carry that vec4 when
+        // this block loads it anyway (stride 1, or stride 2 with a 3-vec4 window).
+        var v0 = (*next)[ky];
+        if (STRIDE == 2u && nv == 2u) { v0 = gx[xk]; }
+        let v1 = gx[xk + 1u];
+        var v2 = vec4<f32>(0.0);
+        if (nv > 2u) { v2 = gx[xk + 2u]; }
+        if (STRIDE == 1u) {
+            (*next)[ky] = v1;
+        } else {
+            (*next)[ky] = v2;
+        }
+        for (var kx = 0u; kx < KW; kx++) {
+            let xw = window(v0, v1, v2, kx);
+            let t = ky * KW + kx;
+            (*acc)[t] = fma(g0, xw, (*acc)[t]);
+            (*acc)[KH * KW + t] = fma(g1, xw, (*acc)[KH * KW + t]);
+            (*acc)[2u * KH * KW + t] = fma(g2, xw, (*acc)[2u * KH * KW + t]);
+            (*acc)[3u * KH * KW + t] = fma(g3, xw, (*acc)[3u * KH * KW + t]);
+        }
+    }
+}
+
+// The 4 output channels' sums at input channel ci into split `split`'s part of gdw.
+fn store_weight_gradient(acc: ptr<function, array<vec4<f32>, 100>>, split: u32, co0: u32, ci: u32) {
+    let taps = cv.cin * KH * KW;
+    let out = split * cv.cout * taps;
+    for (var c = 0u; c < 4u; c++) {
+        let co = co0 + c;
+        if (co >= cv.cout) { break; }
+        for (var t = 0u; t < KH * KW; t++) {
+            let a = (*acc)[c * KH * KW + t];
+            gdw[out + co * taps + ci * KH * KW + t] = a.x + a.y + a.z + a.w;
+        }
+    }
+}

@@ -88,11 +88,6 @@ fn conv2d_forward_shared(
     store_row(&bot, n, cb, oy + 1u, b);
 }
 
-// conv2d_backward_weight_shared: padded input, row-padded dy [N, Cout, Ho, dyq], partial sums
-// [splits, Cout, Cin, KH, KW]; as conv2d_backward_weight in conv2d.wgsl.
-@group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> gdy: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> gdw: array<f32>;
 
 // conv2d_backward_weight of conv2d.wgsl with its dy loads shared through the subgroup: the lanes
 // of a workgroup are input channels of one block of 4 output channels, so they all read the
@@ -126,7 +121,6 @@ fn conv2d_backward_weight_shared(
     let col_blocks = (cv.wo + 3u) / 4u;
     let row_vec4s = cv.wq / 4u;
     let dy_row_vec4s = cv.dyq / 4u;
-    let nv = window_vec4s();
     // Lane sg % 4 of each subgroup loads output channel co0 + sg % 4's dy.
     let mine = min(co0 + sg % 4u, cv.cout - 1u);
     let r1 = min((split + 1u) * cv.rows_per_split, rows);
@@ -144,38 +138,9 @@ fn conv2d_backward_weight_shared(
             let g1 = subgroupBroadcast(g, 1u);
             let g2 = subgroupBroadcast(g, 2u);
             let g3 = subgroupBroadcast(g, 3u);
-            for (var ky = 0u; ky < KH; ky++) {
-                let xk = xr + ky * row_vec4s + b * STRIDE;
-                var v0 = next[ky];
-                if (STRIDE == 2u && nv == 2u) { v0 = gx[xk]; }
-                let v1 = gx[xk + 1u];
-                var v2 = vec4<f32>(0.0);
-                if (nv > 2u) { v2 = gx[xk + 2u]; }
-                if (STRIDE == 1u) {
-                    next[ky] = v1;
-                } else {
-                    next[ky] = v2;
-                }
-                for (var kx = 0u; kx < KW; kx++) {
-                    let xw = window(v0, v1, v2, kx);
-                    let t = ky * KW + kx;
-                    acc[t] = fma(g0, xw, acc[t]);
-                    acc[KH * KW + t] = fma(g1, xw, acc[KH * KW + t]);
-                    acc[2u * KH * KW + t] = fma(g2, xw, acc[2u * KH * KW + t]);
-                    acc[3u * KH * KW + t] = fma(g3, xw, acc[3u * KH * KW + t]);
-                }
-            }
+            weight_block(&acc, &next, xr, b, g0, g1, g2, g3);
         }
     }
     if (ci_lane >= cv.cin) { return; }
-    let taps = cv.cin * KH * KW;
-    let out = split * cv.cout * taps;
-    for (var c = 0u; c < 4u; c++) {
-        let co = co0 + c;
-        if (co >= cv.cout) { break; }
-        for (var t = 0u; t < KH * KW; t++) {
-            let a = acc[c * KH * KW + t];
-            gdw[out + co * taps + ci * KH * KW + t] = a.x + a.y + a.z + a.w;
-        }
-    }
+    store_weight_gradient(&acc, split, co0, ci);
 }

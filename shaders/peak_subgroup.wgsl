@@ -3,22 +3,7 @@
 // (4 multiply-adds) and hands its four components, from lanes 0 and 1, to every lane by
 // subgroupBroadcast, each feeding 4 accumulators: 8 broadcasts and 36 multiply-adds per round.
 
-override WG: u32 = 64;
-override ITERS: u32 = 256;
-
-struct PeakParams {
-    a: f32, b: f32, invocations: u32, _p0: u32,
-}
-
-@group(0) @binding(0) var<uniform> pp: PeakParams;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-
-fn fma4(acc: ptr<function, array<f32, 32>>, k: u32, a: f32, b: f32) {
-    (*acc)[k] = fma((*acc)[k], a, b);
-    (*acc)[k + 1u] = fma((*acc)[k + 1u], a, b);
-    (*acc)[k + 2u] = fma((*acc)[k + 2u], a, b);
-    (*acc)[k + 3u] = fma((*acc)[k + 3u], a, b);
-}
+// (peak.wgsl is prepended: its parameters, bindings and fma4.)
 
 fn sum8(acc: ptr<function, array<f32, 32>>, k: u32) -> f32 {
     return (*acc)[k] + (*acc)[k + 1u] + (*acc)[k + 2u] + (*acc)[k + 3u]

@@ -67,7 +67,7 @@ shader_files! {
     Augment => "augment.wgsl",
     NtXent => "ntxent.wgsl",
     Peak => "peak.wgsl",
-    PeakSubgroup => "peak_subgroup.wgsl",
+    PeakSubgroup => "peak_subgroup.wgsl" after "peak.wgsl",
     Conv2dIgemm => "conv2d_igemm.wgsl",
 }
 

@@ -112,15 +112,27 @@ pub enum LoadAddress {
     Workgroup,
 }
 
+/// Floats the load probe reads from: 4096 vec4s, 64 KiB, in cache.
+pub const LOAD_PROBE_SOURCE: usize = 4096 * 4;
+
+/// The load probe's source, made once (outside the timed calls).
+pub fn load_probe_source(gpu: &crate::Gpu) -> Result<Tensor> {
+    let values: Vec<f32> = (0..LOAD_PROBE_SOURCE)
+        .map(|i| 1.0 - (i % 97) as f32 * 1e-3)
+        .collect();
+    Tensor::from_slice(gpu, &[LOAD_PROBE_SOURCE], &values)
+}
+
 /// The load probe: `invocations` invocations, each `iters` rounds of one vec4 storage load
 /// feeding 16 multiply-adds (flops: `32 * iters * invocations`), so that its rate against
 /// `fma_probe`'s says what a load costs on this device.
 pub fn load_probe(
-    gpu: &crate::Gpu,
+    source: &Tensor,
     address: LoadAddress,
     iters: u32,
     invocations: u32,
 ) -> Result<Tensor> {
+    let gpu = source.gpu();
     if iters == 0 || invocations == 0 {
         return Err(Error::shape(
             "load_probe",
