@@ -4,7 +4,7 @@
 use rand::Rng;
 
 use crate::augment::Normalization;
-use crate::crop::{view_geometry, CropBox, CropSpec, PadMode, PairDraw};
+use crate::crop::{view_geometry, CropBox, CropSpec, ImageGuide, PadMode, PairDraw};
 use crate::error::{Error, Result};
 use crate::ops::affine_sample::{
     affine_sample_forward, pack_view_info, PackedImages, Source, ViewInfo, VIEW_INFO_WORDS,
@@ -129,6 +129,26 @@ impl ViewPipeline {
         indices: &[u32],
         image_wh: [usize; 2],
     ) -> Result<ViewPlan> {
+        self.plan_guided(rng, indices, image_wh, None)
+    }
+
+    /// [`ViewPipeline::plan`] with the per-image guides of a guided method (indexed by image;
+    /// None before its first refresh).
+    pub fn plan_guided<R: Rng>(
+        &self,
+        rng: &mut R,
+        indices: &[u32],
+        image_wh: [usize; 2],
+        guides: Option<&[ImageGuide]>,
+    ) -> Result<ViewPlan> {
+        if let Some(g) = guides {
+            if let Some(&bad) = indices.iter().find(|&&i| i as usize >= g.len()) {
+                return Err(Error::InvalidArgument(format!(
+                    "image {bad} has no crop guide: the guides cover {} images",
+                    g.len()
+                )));
+            }
+        }
         if let Some((lo, hi)) = self.blur_sigma {
             if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
                 return Err(Error::InvalidArgument(format!(
@@ -147,7 +167,10 @@ impl ViewPipeline {
             view_wh,
         };
         for (k, &image) in indices.iter().enumerate() {
-            let draw = self.crop.draw_pair(rng, image_wh[0], image_wh[1])?;
+            let guide = guides.map(|g| &g[image as usize]);
+            let draw = self
+                .crop
+                .draw_pair_guided(rng, image_wh[0], image_wh[1], guide)?;
             for slot in [k, b + k] {
                 plan.flips[slot] = self.flip && rng.random_bool(0.5);
             }

@@ -5,6 +5,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::crop::geometry::{CropBox, PadMode};
+use crate::crop::guided::{place_in_hot_box, ImageGuide};
 use crate::error::{Error, Result};
 use crate::names::string_enum;
 
@@ -21,13 +22,28 @@ string_enum! {
         Mgcc = "mgcc",
         /// SimCLR's RandomResizedCrop (scale and ratio ranges), resized to the view size.
         Rrc = "rrc",
+        /// Saliency-guided GCC: the Gaussian centred per image on the centroid of the
+        /// encoder's heat map (GCC until the first refresh).
+        Saliency = "saliency",
+        /// ContrastiveCrop (Peng et al. 2022): crop centres Beta-distributed over the box of
+        /// the encoder's hot rows and columns (RandomResizedCrop until the first refresh).
+        Ccrop = "ccrop",
     }
 }
 
 impl Method {
     /// Whether the method has a Gaussian whose variance `alpha` scales.
     pub fn uses_alpha(self) -> bool {
-        matches!(self, Method::Gcc | Method::Cgcc | Method::Mgcc)
+        matches!(
+            self,
+            Method::Gcc | Method::Cgcc | Method::Mgcc | Method::Saliency
+        )
+    }
+
+    /// Whether the method places its crops from per-image guides computed by the encoder
+    /// being trained (see [`crate::crop::guided`]).
+    pub fn is_guided(self) -> bool {
+        matches!(self, Method::Saliency | Method::Ccrop)
     }
 }
 
@@ -45,6 +61,12 @@ pub struct CropSpec {
     /// RRC: area fraction and aspect-ratio ranges (torchvision's defaults).
     pub rrc_scale: (f64, f64),
     pub rrc_ratio: (f64, f64),
+    /// ContrastiveCrop: the Beta(a, a) of the centre within the hot box, the area range of its
+    /// boxes (their paper's 0.2-1; the ratio range is `rrc_ratio`), and whether the crop keeps
+    /// the fixed area `crop` without resize instead.
+    pub ccrop_beta: f64,
+    pub ccrop_scale: (f64, f64),
+    pub ccrop_fixed_area: bool,
 }
 
 impl CropSpec {
@@ -62,6 +84,9 @@ impl CropSpec {
             pad: PadMode::Centre,
             rrc_scale: (0.08, 1.0),
             rrc_ratio: (3.0 / 4.0, 4.0 / 3.0),
+            ccrop_beta: 0.1,
+            ccrop_scale: (0.2, 1.0),
+            ccrop_fixed_area: false,
         }
     }
 
@@ -100,6 +125,19 @@ impl CropSpec {
                 self.rrc_scale, self.rrc_ratio
             ));
         }
+        let (c0, c1) = self.ccrop_scale;
+        if !(self.ccrop_beta > 0.0
+            && self.ccrop_beta.is_finite()
+            && 0.0 < c0
+            && c0 <= c1
+            && c1 <= 1.0)
+        {
+            return bad(format!(
+                "ContrastiveCrop needs a Beta parameter > 0 (--ccrop-beta, e.g. 0.1) and \
+                 0 < scale min <= max <= 1; got beta {}, scale {:?}",
+                self.ccrop_beta, self.ccrop_scale
+            ));
+        }
         Ok(self)
     }
 
@@ -116,8 +154,21 @@ impl CropSpec {
         Ok([cw, ch])
     }
 
-    /// Draws the two boxes of one image's views.
+    /// Draws the two boxes of one image's views; a guided method draws as before its first
+    /// refresh (GCC for `saliency`, RandomResizedCrop or RC for `ccrop`).
     pub fn draw_pair<R: Rng>(&self, rng: &mut R, w: usize, h: usize) -> Result<PairDraw> {
+        self.draw_pair_guided(rng, w, h, None)
+    }
+
+    /// Draws the two boxes of one image's views, a guided method placing them by the image's
+    /// `guide` when it has one.
+    pub fn draw_pair_guided<R: Rng>(
+        &self,
+        rng: &mut R,
+        w: usize,
+        h: usize,
+        guide: Option<&ImageGuide>,
+    ) -> Result<PairDraw> {
         let [cw, ch] = self.view_size(w, h)?;
         let (wf, hf) = (w as f64, h as f64);
         let centre = [wf / 2.0, hf / 2.0];
@@ -136,7 +187,24 @@ impl CropSpec {
                 self.gaussian_pair(rng, mean, w, h, cw, ch)
             }
             Method::Rrc => {
-                let boxes = [0, 1].map(|_| self.resized_crop_box(rng, w, h));
+                let boxes = [0, 1].map(|_| self.resized_crop_box(rng, w, h, self.rrc_scale));
+                PairDraw::from_boxes(centre, boxes)
+            }
+            Method::Saliency => {
+                let mean = guide.map_or(centre, |g| g.centroid.map(f64::from));
+                self.gaussian_pair(rng, mean, w, h, cw, ch)
+            }
+            Method::Ccrop => {
+                let boxes = [0, 1].map(|_| {
+                    let b = match self.ccrop_fixed_area {
+                        true => uniform_box(rng, w, h, cw, ch),
+                        false => self.resized_crop_box(rng, w, h, self.ccrop_scale),
+                    };
+                    match guide {
+                        Some(g) => place_in_hot_box(rng, g, w, h, b, self.ccrop_beta),
+                        None => b,
+                    }
+                });
                 PairDraw::from_boxes(centre, boxes)
             }
         };
@@ -178,11 +246,17 @@ impl CropSpec {
 
     /// torchvision's RandomResizedCrop.get_params: ten tries at a box of random area and aspect
     /// ratio inside the image, then a central crop of the nearest allowed ratio.
-    fn resized_crop_box<R: Rng>(&self, rng: &mut R, w: usize, h: usize) -> CropBox {
+    fn resized_crop_box<R: Rng>(
+        &self,
+        rng: &mut R,
+        w: usize,
+        h: usize,
+        scale: (f64, f64),
+    ) -> CropBox {
         let area = (w * h) as f64;
         let (log_r0, log_r1) = (self.rrc_ratio.0.ln(), self.rrc_ratio.1.ln());
         for _ in 0..10 {
-            let target = area * rng.random_range(self.rrc_scale.0..=self.rrc_scale.1);
+            let target = area * rng.random_range(scale.0..=scale.1);
             let ratio = rng.random_range(log_r0..=log_r1).exp();
             let bw = (target * ratio).sqrt().round() as usize;
             let bh = (target / ratio).sqrt().round() as usize;

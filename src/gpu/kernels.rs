@@ -24,6 +24,7 @@ pub enum Shader {
     Peak,
     PeakSubgroup,
     Conv2dIgemm,
+    Saliency,
 }
 
 /// Each shader's file name under `shaders/` and its text, compiled in; `after F` prepends the
@@ -69,6 +70,7 @@ shader_files! {
     Peak => "peak.wgsl",
     PeakSubgroup => "peak_subgroup.wgsl" after "peak.wgsl",
     Conv2dIgemm => "conv2d_igemm.wgsl",
+    Saliency => "saliency.wgsl",
 }
 
 /// A kernel: an entry point of a shader file plus its `override` constants (tile sizes, modes).

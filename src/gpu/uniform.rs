@@ -135,6 +135,7 @@ mod tests {
             ),
             (Shader::NtXent, "Params", ops::ntxent::Params::LAYOUT),
             (Shader::Peak, "PeakParams", ops::peak::PeakParams::LAYOUT),
+            (Shader::Saliency, "Params", ops::saliency::Params::LAYOUT),
             (
                 Shader::PeakSubgroup,
                 "PeakParams",

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use crate::autograd::{Graph, Param, Var};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::ops::pool::global_avg_pool;
 use crate::tensor::Tensor;
 
 pub use resnet::ResNet18;
@@ -41,11 +42,12 @@ impl ModelKind {
     }
 }
 
-/// An encoder: a backbone ending in global average pooling (`features`), then a linear head
-/// whose output is the embedding fed to the contrastive loss.
+/// An encoder: a convolutional backbone (`feature_map`), global average pooling (`features`),
+/// then a linear head whose output is the embedding fed to the contrastive loss.
 pub trait Encoder {
-    /// Pooled backbone features `[N, feature_dim]`.
-    fn features(&self, g: &Graph, x: Var, training: bool) -> Result<Var>;
+    /// The backbone's last feature map `[N, feature_dim, h, w]`, before pooling (the saliency
+    /// of the guided crops is computed from it).
+    fn feature_map(&self, g: &Graph, x: Var, training: bool) -> Result<Var>;
     /// The head applied to pooled features.
     fn head(&self, g: &Graph, features: Var) -> Result<Var>;
     fn feature_dim(&self) -> usize;
@@ -53,6 +55,11 @@ pub trait Encoder {
     fn params(&self) -> Vec<Rc<Param>>;
     /// Non-trainable state (batch-norm running statistics), with PyTorch-style names.
     fn buffers(&self) -> Vec<(String, Tensor)>;
+
+    /// Pooled backbone features `[N, feature_dim]`.
+    fn features(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
+        global_avg_pool(g, self.feature_map(g, x, training)?)
+    }
 
     /// The embedding: `head(features(x))`.
     fn forward(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {

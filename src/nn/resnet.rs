@@ -13,7 +13,6 @@ use crate::gpu::Gpu;
 use crate::nn::layers::{BatchNorm2d, Conv2d, Linear};
 use crate::nn::Encoder;
 use crate::ops::elementwise::{add, relu};
-use crate::ops::pool::global_avg_pool;
 use crate::tensor::Tensor;
 
 /// (input channels, output channels, stride) of the eight basic blocks.
@@ -149,12 +148,12 @@ impl ResNet18 {
 }
 
 impl Encoder for ResNet18 {
-    fn features(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
+    fn feature_map(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
         let mut h = relu(g, self.bn1.forward(g, self.conv1.forward(g, x)?, training)?)?;
         for b in &self.blocks {
             h = b.forward(g, h, training)?;
         }
-        global_avg_pool(g, h)
+        Ok(h)
     }
 
     fn head(&self, g: &Graph, features: Var) -> Result<Var> {

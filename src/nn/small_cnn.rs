@@ -11,7 +11,6 @@ use crate::gpu::Gpu;
 use crate::nn::layers::{BatchNorm2d, Conv2d, Linear};
 use crate::nn::Encoder;
 use crate::ops::elementwise::relu;
-use crate::ops::pool::global_avg_pool;
 use crate::tensor::Tensor;
 
 /// (output channels, stride) of the three stages.
@@ -42,12 +41,12 @@ impl SmallCnn {
 }
 
 impl Encoder for SmallCnn {
-    fn features(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
+    fn feature_map(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
         let mut h = x;
         for (conv, bn) in &self.stages {
             h = relu(g, bn.forward(g, conv.forward(g, h)?, training)?)?;
         }
-        global_avg_pool(g, h)
+        Ok(h)
     }
 
     fn head(&self, g: &Graph, features: Var) -> Result<Var> {

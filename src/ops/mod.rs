@@ -14,4 +14,5 @@ pub mod ntxent;
 pub mod peak;
 pub mod pool;
 pub mod reduce;
+pub mod saliency;
 pub mod view;

@@ -9,4 +9,5 @@ pub mod conv2d;
 pub mod elementwise;
 pub mod ntxent;
 pub mod optim;
+pub mod saliency;
 pub mod small_ops;

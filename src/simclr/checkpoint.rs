@@ -39,6 +39,19 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Stores values that live on the CPU (the guided crops' per-image guides).
+    pub fn add_values(&mut self, name: impl Into<String>, shape: &[usize], values: Vec<f32>) {
+        self.tensors.push((name.into(), shape.to_vec(), values));
+    }
+
+    /// The shape and values stored under `name`, or None when the checkpoint lacks it.
+    pub fn values(&self, name: &str) -> Option<(&[usize], &[f32])> {
+        self.tensors
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, shape, values)| (shape.as_slice(), values.as_slice()))
+    }
+
     /// A tensor on the GPU, or None when the checkpoint lacks it.
     pub fn tensor(&self, gpu: &Gpu, name: &str) -> Option<Result<Tensor>> {
         self.tensors

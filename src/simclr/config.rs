@@ -52,6 +52,39 @@ pub struct PretrainConfig {
     pub knn_k: usize,
     /// Read the loss back (and check it is finite) every this many steps.
     pub loss_every: usize,
+    /// The guided methods' settings (saliency, ccrop); absent in checkpoints made before them.
+    #[serde(default)]
+    pub guide: GuideConfig,
+}
+
+/// How the saliency-guided methods refresh and use their per-image guides.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GuideConfig {
+    /// Epochs of the unguided strategy before the first refresh; None: a fifth of the epochs
+    /// (ContrastiveCrop's CIFAR setting, 100 of 500).
+    pub warmup: Option<usize>,
+    /// Refresh every this many epochs after the warm-up; None: a fifth of the epochs (at
+    /// least 1).
+    pub every: Option<usize>,
+    /// A heat-map row or column is hot above this (ContrastiveCrop's box), in (0, 1).
+    pub threshold: f64,
+    /// ContrastiveCrop's Beta(a, a) of the crop centre within the hot box.
+    pub ccrop_beta: f64,
+    /// ContrastiveCrop at the run's fixed crop area without resize, instead of
+    /// RandomResizedCrop's scale and ratio with resize.
+    pub ccrop_fixed_area: bool,
+}
+
+impl Default for GuideConfig {
+    fn default() -> GuideConfig {
+        GuideConfig {
+            warmup: None,
+            every: None,
+            threshold: 0.1,
+            ccrop_beta: 0.1,
+            ccrop_fixed_area: false,
+        }
+    }
 }
 
 impl PretrainConfig {
@@ -85,7 +118,24 @@ impl PretrainConfig {
             knn_every: 0,
             knn_k: 200,
             loss_every: 10,
+            guide: GuideConfig::default(),
         }
+    }
+
+    /// The guided methods' (warm-up, refresh period) in epochs, defaults resolved.
+    pub fn guide_schedule(&self) -> (usize, usize) {
+        let fifth = self.epochs / 5;
+        (
+            self.guide.warmup.unwrap_or(fifth),
+            self.guide.every.unwrap_or(fifth.max(1)),
+        )
+    }
+
+    /// Whether a guided method recomputes its guides before epoch `epoch` (0-based): at the end
+    /// of the warm-up and every refresh period after it.
+    pub fn refreshes_before(&self, epoch: usize) -> bool {
+        let (warmup, every) = self.guide_schedule();
+        self.method.is_guided() && epoch >= warmup && (epoch - warmup) % every == 0
     }
 
     /// The validated crop spec.
@@ -93,6 +143,8 @@ impl PretrainConfig {
         let mut spec = CropSpec::new(self.method, self.crop, self.alpha)?;
         spec.pad = self.pad;
         spec.mgcc_range = self.mgcc_range;
+        spec.ccrop_beta = self.guide.ccrop_beta;
+        spec.ccrop_fixed_area = self.guide.ccrop_fixed_area;
         spec.validated()
     }
 
@@ -136,6 +188,31 @@ impl PretrainConfig {
         }
         if self.embedding == 0 || self.loss_every == 0 || self.knn_k == 0 {
             return bad("the embedding width, --loss-every and the kNN k must be positive".into());
+        }
+        self.validate_guide()
+    }
+
+    /// The guided methods' settings; checked for every method, so that a typo is caught even
+    /// where it would not be used.
+    fn validate_guide(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidArgument(what));
+        let t = self.guide.threshold;
+        if !(t > 0.0 && t < 1.0) {
+            return bad(format!(
+                "--ccrop-threshold {t} must lie in (0, 1): the heat map is normalised to [0, 1] \
+                 (ContrastiveCrop uses 0.1)"
+            ));
+        }
+        let (warmup, _) = self.guide_schedule();
+        if self.guide.every == Some(0) {
+            return bad("--saliency-every must be at least 1 epoch".into());
+        }
+        if self.method.is_guided() && warmup >= self.epochs {
+            return bad(format!(
+                "--saliency-warmup {warmup} leaves no guided epoch of the {} (the guides are \
+                 first computed after the warm-up); use a warm-up below --epochs",
+                self.epochs
+            ));
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::{Normalization, ViewPipeline};
 use crate::autograd::Graph;
-use crate::crop::degenerate_warning;
+use crate::crop::{degenerate_warning, ImageGuide};
 use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -29,6 +29,7 @@ use crate::simclr::checkpoint::{Checkpoint, CHECKPOINT_FILE, SIDECAR_FILE};
 use crate::simclr::config::{OptimizerKind, PretrainConfig};
 use crate::simclr::features::all_image_features;
 use crate::simclr::knn::knn_accuracy;
+use crate::simclr::saliency::{refresh_guides, RefreshRecord};
 use crate::tensor::Tensor;
 
 /// Identifies the checkpoint layout written here.
@@ -45,6 +46,9 @@ pub struct EpochRecord {
     pub knn_accuracy: Option<f64>,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// A guided method's refresh of its guides before this epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshRecord>,
 }
 
 /// How to run, beyond what is trained (not stored in the checkpoint).
@@ -107,6 +111,10 @@ fn build(
     Ok((encoder, optimizer))
 }
 
+/// The checkpoint entry of a guided method's per-image guides: `[images, 6]`, centroid then
+/// hot box.
+const GUIDES: &str = "guides";
+
 /// Writes the checkpoint after `history.len()` epochs, then its JSON sidecar.
 #[allow(clippy::too_many_arguments)]
 fn save_checkpoint(
@@ -118,9 +126,17 @@ fn save_checkpoint(
     encoder: &dyn Encoder,
     optimizer: &Optimizer,
     history: &[EpochRecord],
+    guides: Option<&[ImageGuide]>,
 ) -> Result<PathBuf> {
     let mut ck = Checkpoint::new();
     ck.add_encoder(encoder)?;
+    if let Some(guides) = guides {
+        let values = guides
+            .iter()
+            .flat_map(|g| g.centroid.into_iter().chain(g.hot_box))
+            .collect();
+        ck.add_values(GUIDES, &[guides.len(), 6], values);
+    }
     let (state, counters) = optimizer.state();
     for (name, t) in &state {
         ck.add(format!("optim/{name}"), t)?;
@@ -210,15 +226,50 @@ pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
     })
 }
 
-/// Restores the encoder and optimiser of the run checkpointed in `out`, which must have been
-/// made with `config`; returns the epochs already done.
+/// The guides stored in a checkpoint, if it has them; `images` is how many the run trains on.
+pub fn checkpoint_guides(
+    ck: &Checkpoint,
+    path: &Path,
+    images: usize,
+) -> Result<Option<Vec<ImageGuide>>> {
+    let Some((shape, values)) = ck.values(GUIDES) else {
+        return Ok(None);
+    };
+    if shape != [images, 6] || values.len() != images * 6 {
+        return Err(Error::File {
+            path: path.to_path_buf(),
+            detail: format!(
+                "its crop guides have shape {shape:?}, the run trains on {images} images; \
+                 resume with the same data and --train-limit"
+            ),
+        });
+    }
+    let guides = values
+        .chunks_exact(6)
+        .map(|r| ImageGuide {
+            centroid: [r[0], r[1]],
+            hot_box: [r[2], r[3], r[4], r[5]],
+        })
+        .collect();
+    Ok(Some(guides))
+}
+
+/// What a resumed run continues from.
+struct Resumed {
+    history: Vec<EpochRecord>,
+    guides: Option<Vec<ImageGuide>>,
+}
+
+/// Restores the encoder, optimiser and crop guides of the run checkpointed in `out`, which
+/// must have been made with `config` on `images` training images.
 fn resume(
     gpu: &Gpu,
     out: &Path,
     config: &PretrainConfig,
     encoder: &dyn Encoder,
     optimizer: &mut Optimizer,
-) -> Result<Vec<EpochRecord>> {
+    images: usize,
+) -> Result<Resumed> {
     let ck_path = out.join(CHECKPOINT_FILE);
     let ck = Checkpoint::load(out)?;
     let saved: PretrainConfig = parse(&ck, "config", &ck_path)?;
@@ -239,13 +290,14 @@ fn resume(
     };
     optimizer.load_state(&find, &counters)?;
     let history: Vec<EpochRecord> = parse(&ck, "history", &ck_path)?;
+    let guides = checkpoint_guides(&ck, &ck_path, images)?;
     println!(
         "resuming {} after epoch {} of {}",
         out.display(),
         history.len(),
         config.epochs
     );
-    Ok(history)
+    Ok(Resumed { history, guides })
 }
 
 /// Pre-trains as configured, writing checkpoints into `out`; returns every epoch's record
@@ -280,8 +332,17 @@ pub fn pretrain(
     remove_stale_temporaries(out, &[CHECKPOINT_FILE, SIDECAR_FILE]);
     let (encoder, mut optimizer) = build(gpu, config, channels)?;
     let mut history: Vec<EpochRecord> = Vec::new();
+    let mut guides: Option<Vec<ImageGuide>> = None;
     if options.resume && ck_path.is_file() {
-        history = resume(gpu, out, config, encoder.as_ref(), &mut optimizer)?;
+        let resumed = resume(
+            gpu,
+            out,
+            config,
+            encoder.as_ref(),
+            &mut optimizer,
+            train.len(),
+        )?;
+        (history, guides) = (resumed.history, resumed.guides);
     }
 
     let normalization = match &config.normalization {
@@ -311,11 +372,32 @@ pub fn pretrain(
         steps,
     };
     for epoch in history.len()..last {
+        let refresh = match config.refreshes_before(epoch) {
+            true => {
+                let (fresh, record) = refresh_guides(
+                    encoder.as_ref(),
+                    &train_images,
+                    &pipeline,
+                    config.guide.threshold,
+                    epoch + 1,
+                )?;
+                guides = Some(fresh);
+                Some(record)
+            }
+            false => None,
+        };
         let lr = cosine_lr(config.lr as f32, epoch, config.epochs);
         optimizer.set_lr(lr);
         let bar = epoch_bar(options.progress, steps, epoch, config.epochs)?;
         let start = Instant::now();
-        let loss = run.train_epoch(&mut optimizer, epoch, lr, history.len(), &bar)?;
+        let loss = run.train_epoch(
+            &mut optimizer,
+            epoch,
+            lr,
+            history.len(),
+            guides.as_deref(),
+            &bar,
+        )?;
         let seconds = start.elapsed().as_secs_f64();
         bar.finish_and_clear();
         let knn = match &test_images {
@@ -333,9 +415,10 @@ pub fn pretrain(
             knn_accuracy: knn,
             seconds,
             images_per_second: (steps * config.batch) as f64 / seconds,
+            refresh,
         };
         println!(
-            "epoch {:>3}/{}  loss {:.4}  lr {:.5}  {:.1} img/s{}",
+            "epoch {:>3}/{}  loss {:.4}  lr {:.5}  {:.1} img/s{}{}",
             record.epoch,
             config.epochs,
             record.loss,
@@ -343,6 +426,16 @@ pub fn pretrain(
             record.images_per_second,
             match record.knn_accuracy {
                 Some(a) => format!("  kNN accuracy {:.2} %", 100.0 * a),
+                None => String::new(),
+            },
+            match &record.refresh {
+                Some(r) => format!(
+                    "  guides refreshed ({:.1} s): centroid {:.1} % of the side off centre, \
+                     hot box {:.0} % of the image",
+                    r.seconds,
+                    100.0 * r.centroid_offset,
+                    100.0 * r.hot_box_area
+                ),
                 None => String::new(),
             }
         );
@@ -356,6 +449,7 @@ pub fn pretrain(
             encoder.as_ref(),
             &optimizer,
             &history,
+            guides.as_deref(),
         )?;
     }
     Ok(history)
@@ -384,6 +478,7 @@ impl EpochContext<'_> {
         epoch: usize,
         lr: f32,
         done: usize,
+        guides: Option<&[ImageGuide]>,
         bar: &ProgressBar,
     ) -> Result<f64> {
         let (config, steps) = (self.config, self.steps);
@@ -394,7 +489,7 @@ impl EpochContext<'_> {
         let loss_sum = Tensor::zeros(self.gpu, &[1])?;
         for step in 0..steps {
             let indices = &order[step * config.batch..(step + 1) * config.batch];
-            let loss = self.train_step(optimizer, &mut rng, indices)?;
+            let loss = self.train_step(optimizer, &mut rng, indices, guides)?;
             accumulate(&loss_sum, &loss)?;
             if (step + 1) % config.loss_every == 0 || step + 1 == steps {
                 let value = loss.item()?;
@@ -416,8 +511,11 @@ impl EpochContext<'_> {
         optimizer: &mut Optimizer,
         rng: &mut ChaCha8Rng,
         indices: &[u32],
+        guides: Option<&[ImageGuide]>,
     ) -> Result<Tensor> {
-        let plan = self.pipeline.plan(rng, indices, self.image_wh)?;
+        let plan = self
+            .pipeline
+            .plan_guided(rng, indices, self.image_wh, guides)?;
         let (v1, v2) = self.pipeline.run(self.images, &plan)?;
         let g = Graph::new(self.gpu);
         let z1 = self.encoder.forward(&g, g.input(v1), true)?;
