@@ -6,11 +6,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::augment::{Normalization, ViewPipeline};
-use crate::crop::{CropSpec, Method};
+use crate::crop::{CropSpec, ImageGuide, Method};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::experiment::canvas::{heat_color, Canvas, Rgb};
 use crate::gpu::Gpu;
+use crate::nn::Encoder;
+use crate::simclr::saliency::{guide_of_summary, saliency_of};
 
 const BACKGROUND: Rgb = [24, 24, 28];
 const PANEL: Rgb = [64, 64, 72];
@@ -69,9 +71,20 @@ fn rgb_of(values: &[f32], channels: usize, plane: usize, at: usize) -> Rgb {
     }
 }
 
-/// Rows of: the image in a margin of half its size with both crop boxes drawn, then its two
+/// A trained encoder whose saliency places a guided method's crops in a contact sheet.
+pub struct SaliencySource<'a> {
+    pub encoder: &'a dyn Encoder,
+    /// The statistics the encoder was trained with.
+    pub normalization: Normalization,
+    /// A heat-map row or column is hot above this.
+    pub threshold: f64,
+}
+
+/// Rows of: the image in a margin of half its size with both crop boxes drawn, then (with a
+/// `saliency` source) the encoder's heat map with its hot box and centroid (+), then its two
 /// views as the GPU sampling kernel produces them (no flip, blur or normalisation, so that the
-/// crop alone is visible; zero padding shows black).
+/// crop alone is visible; zero padding shows black). A guided method without a source draws
+/// as before its first refresh.
 pub fn contact_sheet(
     gpu: &Gpu,
     data: &Dataset,
@@ -79,6 +92,7 @@ pub fn contact_sheet(
     count: usize,
     seed: u64,
     title: &str,
+    saliency: Option<&SaliencySource>,
 ) -> Result<Canvas> {
     if count == 0 || data.is_empty() {
         return Err(Error::InvalidArgument(
@@ -103,8 +117,20 @@ pub fn contact_sheet(
         },
     };
     let indices: Vec<u32> = (0..picked.len() as u32).collect();
-    let plan = pipeline.plan(&mut ChaCha8Rng::seed_from_u64(seed), &indices, [w, h])?;
-    let (a, b) = pipeline.run(&shown.upload(gpu)?, &plan)?;
+    let images = shown.upload(gpu)?;
+    let found = match saliency {
+        Some(src) => {
+            let eval = ViewPipeline::evaluation(src.normalization.clone());
+            let found = saliency_of(src.encoder, &images, &indices, &eval, src.threshold, true)?;
+            let guides: Vec<ImageGuide> = found.summaries.iter().map(guide_of_summary).collect();
+            Some((guides, found.heat.unwrap_or_default()))
+        }
+        None => None,
+    };
+    let guides = found.as_ref().map(|(g, _)| g.as_slice());
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let plan = pipeline.plan_guided(&mut rng, &indices, [w, h], guides)?;
+    let (a, b) = pipeline.run(&images, &plan)?;
     let views = [a.to_vec()?, b.to_vec()?];
     let [vw, vh] = plan.view_wh;
 
@@ -114,12 +140,21 @@ pub fn contact_sheet(
     let row_h = (h as i64 + 2 * my) * s;
     let (gap, header) = (20i64, 56i64);
     let title_w = 2 * gap + title.len() as i64 * 16;
-    let width = (panel_w + 2 * (gap + vw as i64 * s) + 2 * gap).max(title_w);
+    // The heat-map panel, when there is one, sits between the image and the views.
+    let heat_x = panel_w + 2 * gap;
+    let views_at = match found {
+        Some(_) => heat_x + panel_w,
+        None => panel_w,
+    };
+    let width = (views_at + 2 * (gap + vw as i64 * s) + 2 * gap).max(title_w);
     let height = header + picked.len() as i64 * (row_h + gap) + gap;
     let mut sheet = Canvas::new(width as usize, height as usize, BACKGROUND);
     sheet.text(gap, 12, title, 2, TEXT);
-    let view_x = [panel_w + 2 * gap, panel_w + 3 * gap + vw as i64 * s];
+    let view_x = [views_at + 2 * gap, views_at + 3 * gap + vw as i64 * s];
     sheet.text(gap, 36, "image + boxes", 1, TEXT);
+    if found.is_some() {
+        sheet.text(heat_x, 36, "heat, hot box, centroid", 1, TEXT);
+    }
     sheet.text(view_x[0], 36, "view 1", 1, BOX_COLORS[0]);
     sheet.text(view_x[1], 36, "view 2", 1, BOX_COLORS[1]);
     for (k, &image) in picked.iter().enumerate() {
@@ -138,6 +173,26 @@ pub fn contact_sheet(
             panel.outline((mx + bx.left) * s, (my + bx.top) * s, bw, bh, 2, color);
         }
         sheet.blit(&panel, gap, y);
+        if let Some((guides, heat)) = &found {
+            let map = &heat[k * h * w..(k + 1) * h * w];
+            let mut panel = Canvas::new(panel_w as usize, row_h as usize, PANEL);
+            panel.image(mx * s, my * s, w, h, s as usize, |x, y| {
+                heat_color(map[y * w + x] as f64)
+            });
+            let [x0, y0, x1, y1] = guides[k].hot_box.map(f64::from);
+            let (bx, by) = ((x0 * w as f64) as i64, (y0 * h as f64) as i64);
+            // The box's last hot column and row are inside it.
+            let (bw, bh) = (
+                (x1 * w as f64) as i64 + 1 - bx,
+                (y1 * h as f64) as i64 + 1 - by,
+            );
+            panel.outline((mx + bx) * s, (my + by) * s, bw * s, bh * s, 2, TEXT);
+            let [cx, cy] = guides[k].centroid.map(|v| ((v as f64) * s as f64) as i64);
+            let (cx, cy) = (mx * s + cx, my * s + cy);
+            panel.fill(cx - 6, cy - 1, 13, 3, BOX_COLORS[0]);
+            panel.fill(cx - 1, cy - 6, 3, 13, BOX_COLORS[0]);
+            sheet.blit(&panel, heat_x, y);
+        }
         for (v, (&x, color)) in view_x.iter().zip(BOX_COLORS).enumerate() {
             let vy = y + (row_h - vh as i64 * s) / 2;
             let values = &views[v][k * c * vh * vw..(k + 1) * c * vh * vw];
@@ -173,7 +228,12 @@ pub fn centre_heatmap(
     let s = scale_for(gw.max(gh), 256) as i64;
     let (panel_w, panel_h) = (gw as i64 * s, gh as i64 * s);
     let (gap, header) = (20i64, 64i64);
-    let methods = Method::ALL;
+    // The guided methods' centres depend on each image's guide: their sheets show them.
+    let methods: Vec<Method> = Method::ALL
+        .iter()
+        .copied()
+        .filter(|m| !m.is_guided())
+        .collect();
     let width = gap + methods.len() as i64 * (panel_w + gap);
     let mut sheet = Canvas::new(
         width as usize,

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::experiment::run::RunSpec;
 use crate::label_check::{LabelCheckSpec, OracleSpec};
 use crate::nn::ModelKind;
-use crate::simclr::{BackboneBn, LinearEvalConfig, PretrainConfig, ProbeProtocol};
+use crate::simclr::{BackboneBn, GuideConfig, LinearEvalConfig, PretrainConfig, ProbeProtocol};
 
 string_enum! {
     /// A named sweep.
@@ -67,6 +67,18 @@ pub struct SweepSpec {
     /// oracle per sweep); None for none.
     #[serde(default)]
     pub label_check: Option<SweepLabelCheck>,
+    /// The guided methods' settings (saliency, ccrop); ContrastiveCrop at the fixed crop area,
+    /// so that its row sits in the table.
+    #[serde(default = "sweep_guide")]
+    pub guide: GuideConfig,
+}
+
+/// The guided methods' settings of every preset: the defaults, ContrastiveCrop at fixed area.
+fn sweep_guide() -> GuideConfig {
+    GuideConfig {
+        ccrop_fixed_area: true,
+        ..GuideConfig::default()
+    }
 }
 
 /// How a sweep's label check is run (see `label_check`).
@@ -96,6 +108,10 @@ pub struct Overrides {
     /// View pairs of the label check per test image; 0 for no check.
     pub label_views: Option<usize>,
     pub oracle_epochs: Option<usize>,
+    pub saliency_warmup: Option<usize>,
+    pub saliency_every: Option<usize>,
+    pub ccrop_threshold: Option<f64>,
+    pub ccrop_beta: Option<f64>,
 }
 
 impl SweepSpec {
@@ -110,7 +126,14 @@ impl SweepSpec {
                 batch: 512,
                 lr: 0.01,
                 train_limit: None,
-                methods: vec![Method::Rc, Method::Gcc, Method::Cgcc, Method::Mgcc],
+                methods: vec![
+                    Method::Rc,
+                    Method::Gcc,
+                    Method::Cgcc,
+                    Method::Mgcc,
+                    Method::Saliency,
+                    Method::Ccrop,
+                ],
                 crops: PAPER_CROPS.to_vec(),
                 alphas: PAPER_ALPHAS.to_vec(),
                 seeds: vec![0, 1, 2, 3],
@@ -134,6 +157,7 @@ impl SweepSpec {
                         train_limit: None,
                     },
                 }),
+                guide: sweep_guide(),
             },
             Preset::Quick => SweepSpec {
                 preset,
@@ -169,6 +193,7 @@ impl SweepSpec {
                         ..OracleSpec::default()
                     },
                 }),
+                guide: sweep_guide(),
             },
             Preset::FullFmnist => SweepSpec {
                 preset,
@@ -178,7 +203,14 @@ impl SweepSpec {
                 batch: 256,
                 lr: 0.01,
                 train_limit: None,
-                methods: vec![Method::Rc, Method::Gcc, Method::Cgcc, Method::Mgcc],
+                methods: vec![
+                    Method::Rc,
+                    Method::Gcc,
+                    Method::Cgcc,
+                    Method::Mgcc,
+                    Method::Saliency,
+                    Method::Ccrop,
+                ],
                 crops: PAPER_CROPS.to_vec(),
                 alphas: PAPER_ALPHAS.to_vec(),
                 seeds: vec![0, 1, 2],
@@ -192,6 +224,7 @@ impl SweepSpec {
                         ..OracleSpec::default()
                     },
                 }),
+                guide: sweep_guide(),
             },
         }
     }
@@ -234,6 +267,10 @@ impl SweepSpec {
         if let (Some(epochs), Some(check)) = (o.oracle_epochs, s.label_check.as_mut()) {
             check.oracle.epochs = epochs;
         }
+        s.guide.warmup = o.saliency_warmup.or(s.guide.warmup);
+        s.guide.every = o.saliency_every.or(s.guide.every);
+        s.guide.threshold = o.ccrop_threshold.unwrap_or(s.guide.threshold);
+        s.guide.ccrop_beta = o.ccrop_beta.unwrap_or(s.guide.ccrop_beta);
         s.alphas = match o.alphas {
             Some(a) if a.len() == 1 => vec![a[0]; s.crops.len()],
             Some(a) => a,
@@ -302,18 +339,36 @@ impl SweepSpec {
         if let Some(check) = self.label_check_spec() {
             check.validate()?;
         }
+        // The guided settings against the sweep's epochs, before any run starts.
+        if let Some(run) = self.runs().iter().find(|r| r.method.is_some()) {
+            for &m in &self.methods {
+                let run = RunSpec {
+                    method: Some(m),
+                    ..run.clone()
+                };
+                if let Some(config) = self.pretrain_config(&run) {
+                    config.validate()?;
+                }
+            }
+        }
         Ok(())
     }
 
     /// The label check of the sweep: its data, methods, crop sizes and alphas, seeded with the
-    /// first seed, the oracle trained on the sweep's training images.
+    /// first seed, the oracle trained on the sweep's training images. The guided methods are
+    /// left out: their crops follow each run's own encoder, which the check does not have.
     pub fn label_check_spec(&self) -> Option<LabelCheckSpec> {
         let settings = self.label_check.as_ref()?;
-        let mut spec = LabelCheckSpec::new(
-            self.methods.clone(),
-            self.crops.clone(),
-            self.alphas.clone(),
-        );
+        let methods: Vec<Method> = self
+            .methods
+            .iter()
+            .copied()
+            .filter(|m| !m.is_guided())
+            .collect();
+        if methods.is_empty() {
+            return None;
+        }
+        let mut spec = LabelCheckSpec::new(methods, self.crops.clone(), self.alphas.clone());
         spec.data = self.data.clone();
         spec.views = settings.views;
         spec.seed = self.seeds.first().copied().unwrap_or(0);
@@ -370,6 +425,11 @@ impl SweepSpec {
         c.data = self.data.clone();
         c.train_limit = self.train_limit;
         c.seed = run.seed;
+        // Only the guided methods carry the sweep's guide settings: the other runs' settings
+        // stay those they had before guided methods existed, so their results still count.
+        if method.is_guided() {
+            c.guide = self.guide.clone();
+        }
         Some(c)
     }
 

@@ -124,6 +124,13 @@ impl LabelCheckSpec {
         if let Some(m) = self.methods.iter().find(|m| !seen.insert(m.name())) {
             return bad(format!("--methods names {m} twice"));
         }
+        if let Some(m) = self.methods.iter().find(|m| m.is_guided()) {
+            return bad(format!(
+                "--methods {m}: its crops follow the guides of a trained run's encoder, which \
+                 the label check does not have; check the unguided methods (rc, gcc, cgcc, \
+                 mgcc, rrc)"
+            ));
+        }
         for (i, c) in self.crops.iter().enumerate() {
             if self.crops[..i].iter().any(|d| d == c) {
                 return bad(format!("--crops names {c} twice"));

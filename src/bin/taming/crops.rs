@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 use taming::crop::CropSpec;
 use taming::data::{load_dir, Split};
-use taming::experiment::crop_preview;
+use taming::experiment::crop_preview::{self, SaliencySource};
 use taming::gpu::Gpu;
+use taming::simclr::load_trained;
 
 use crate::CropArgs;
 
@@ -32,6 +33,11 @@ pub struct CropsArgs {
     /// Images drawn for the heat map (two views each).
     #[arg(long, default_value_t = 100_000)]
     pub draws: usize,
+    /// A trained run's folder: its strategy (method, crop, alpha, padding, guide settings) and
+    /// data replace the flags, and a guided method (saliency, ccrop) places its crops by the
+    /// run's encoder, its heat maps drawn beside the images.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
 }
 
 pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
@@ -49,24 +55,66 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
         out,
         heatmap,
         draws,
+        checkpoint,
     } = args;
-    let mut spec = CropSpec::new(method, crop, alpha)?;
-    spec.pad = pad;
     if heatmap.is_some() {
         crop_preview::check_heatmap_draws(draws)?;
     }
+    let gpu = Gpu::new(device)?;
+    let trained = match &checkpoint {
+        Some(dir) => Some(load_trained(&gpu, dir)?),
+        None if method.is_guided() => {
+            return Err(taming::Error::InvalidArgument(format!(
+                "--method {method} places its crops by a trained encoder's saliency: pass \
+                 --checkpoint DIR of a run (e.g. taming pretrain --method {method} --out DIR)"
+            )))
+        }
+        None => None,
+    };
+    let (spec, data) = match &trained {
+        Some(t) => (t.config.crop_spec()?, data.or(t.config.data.clone())),
+        None => {
+            let mut spec = CropSpec::new(method, crop, alpha)?;
+            spec.pad = pad;
+            (spec, data)
+        }
+    };
     let dataset = load_dir(data.as_deref(), Split::Train)?;
     let [_, h, w] = dataset.shape();
     if let Some(warning) = taming::crop::degenerate_warning(&spec, w, h)? {
         eprintln!("warning: {warning}");
     }
-    let gpu = Gpu::new(device)?;
-    let alpha_text = match method.uses_alpha() {
-        true => format!(" alpha {alpha}"),
+    let alpha_text = match spec.method.uses_alpha() {
+        true => format!(" alpha {}", spec.alpha),
         false => String::new(),
     };
-    let title = format!("{method} crop {crop}{alpha_text}, pad {}", pad.name());
-    let sheet = crop_preview::contact_sheet(&gpu, &dataset, &spec, images, seed, &title)?;
+    let trained_text = match &trained {
+        Some(t) => format!(", run of {} epochs", t.history.len()),
+        None => String::new(),
+    };
+    let title = format!(
+        "{} crop {}{alpha_text}, pad {}{trained_text}",
+        spec.method,
+        spec.crop,
+        spec.pad.name()
+    );
+    let saliency = trained
+        .as_ref()
+        .filter(|t| t.config.method.is_guided())
+        .map(|t| SaliencySource {
+            encoder: t.encoder.as_ref(),
+            normalization: t.normalization.clone(),
+            threshold: t.config.guide.threshold,
+        });
+    let sheet = crop_preview::contact_sheet(
+        &gpu,
+        &dataset,
+        &spec,
+        images,
+        seed,
+        &title,
+        saliency.as_ref(),
+    )?;
     sheet.save_png(&out)?;
     println!(
         "contact sheet ({images} images, {title}) -> {}",
@@ -74,7 +122,7 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
     );
     if let Some(path) = heatmap {
         let [_, h, w] = dataset.shape();
-        let map = crop_preview::centre_heatmap([w, h], crop, alpha, draws, seed)?;
+        let map = crop_preview::centre_heatmap([w, h], spec.crop, spec.alpha, draws, seed)?;
         map.save_png(&path)?;
         println!(
             "crop-centre heat map ({draws} draws per strategy) -> {}",

@@ -11,9 +11,10 @@ mod smoke;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use taming::crop::{Method, PadMode};
 use taming::gpu::list_adapters;
+use taming::simclr::GuideConfig;
 
 #[derive(Parser)]
 #[command(
@@ -76,6 +77,38 @@ pub(crate) struct CropArgs {
     /// Where a box leaves the image: centre (the authors' code) or window.
     #[arg(long, default_value = "centre", value_parser = parse::<PadMode>)]
     pub pad: PadMode,
+}
+
+/// The guided methods' schedule and ContrastiveCrop's settings (`--method saliency|ccrop`).
+#[derive(Args)]
+pub(crate) struct GuideArgs {
+    /// Epochs of the unguided strategy (GCC; for ccrop RandomResizedCrop, or RC at fixed area)
+    /// before the guides are first computed [default: a fifth of the epochs].
+    #[arg(long)]
+    pub saliency_warmup: Option<usize>,
+    /// Recompute the guides every K epochs after the warm-up [default: a fifth of the epochs].
+    #[arg(long)]
+    pub saliency_every: Option<usize>,
+    /// A heat-map row or column is hot above this, in (0, 1) [default: 0.1, ContrastiveCrop's].
+    #[arg(long, allow_negative_numbers = true)]
+    pub ccrop_threshold: Option<f64>,
+    /// ContrastiveCrop's Beta(a, a) of the crop centre in the hot box [default: 0.1, theirs for
+    /// small data sets].
+    #[arg(long, allow_negative_numbers = true)]
+    pub ccrop_beta: Option<f64>,
+}
+
+impl GuideArgs {
+    /// `base` with the given flags applied.
+    pub fn apply(&self, base: GuideConfig) -> GuideConfig {
+        GuideConfig {
+            warmup: self.saliency_warmup.or(base.warmup),
+            every: self.saliency_every.or(base.every),
+            threshold: self.ccrop_threshold.unwrap_or(base.threshold),
+            ccrop_beta: self.ccrop_beta.unwrap_or(base.ccrop_beta),
+            ..base
+        }
+    }
 }
 
 fn run(cli: Cli) -> taming::Result<()> {

@@ -7,7 +7,7 @@ use taming::gpu::Gpu;
 use taming::nn::ModelKind;
 use taming::simclr::{pretrain, GuideConfig, OptimizerKind, PretrainConfig, RunOptions};
 
-use crate::CropArgs;
+use crate::{CropArgs, GuideArgs};
 
 #[derive(Args)]
 pub struct PretrainArgs {
@@ -49,40 +49,10 @@ pub struct PretrainArgs {
     pub stop_after: Option<usize>,
     #[command(flatten)]
     pub guide: GuideArgs,
-}
-
-/// The settings of the saliency-guided methods (`--method saliency|ccrop`).
-#[derive(Args)]
-pub struct GuideArgs {
-    /// Epochs of the unguided strategy (GCC; RandomResizedCrop for ccrop) before the guides
-    /// are first computed; default: a fifth of --epochs.
-    #[arg(long)]
-    pub saliency_warmup: Option<usize>,
-    /// Recompute the guides every K epochs after the warm-up; default: a fifth of --epochs.
-    #[arg(long)]
-    pub saliency_every: Option<usize>,
-    /// A heat-map row or column is hot above this, in (0, 1) (ContrastiveCrop's box).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
-    pub ccrop_threshold: f64,
-    /// ContrastiveCrop's Beta(a, a) of the crop centre in the hot box (0.1 for small data).
-    #[arg(long, allow_negative_numbers = true, default_value_t = 0.1)]
-    pub ccrop_beta: f64,
-    /// ContrastiveCrop at the fixed --crop area without resize (comparable with the paper's
-    /// table), instead of RandomResizedCrop's scale 0.2-1 with resize.
+    /// ContrastiveCrop at the fixed --crop area without resize (as the sweep runs it), instead
+    /// of RandomResizedCrop's scale 0.2-1 and ratio 3/4-4/3 with resize (as published).
     #[arg(long)]
     pub ccrop_fixed_area: bool,
-}
-
-impl GuideArgs {
-    pub fn config(&self) -> GuideConfig {
-        GuideConfig {
-            warmup: self.saliency_warmup,
-            every: self.saliency_every,
-            threshold: self.ccrop_threshold,
-            ccrop_beta: self.ccrop_beta,
-            ccrop_fixed_area: self.ccrop_fixed_area,
-        }
-    }
 }
 
 pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
@@ -109,6 +79,7 @@ pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
         train_limit,
         stop_after,
         guide,
+        ccrop_fixed_area,
     } = args;
     let mut config = PretrainConfig::new(method, crop, alpha, epochs);
     config.pad = pad;
@@ -122,7 +93,10 @@ pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
     config.knn_every = knn_every;
     config.loss_every = loss_every;
     config.train_limit = train_limit;
-    config.guide = guide.config();
+    config.guide = guide.apply(GuideConfig {
+        ccrop_fixed_area,
+        ..GuideConfig::default()
+    });
     let gpu = Gpu::new(device)?;
     println!("adapter: {}", gpu.adapter());
     let options = RunOptions {

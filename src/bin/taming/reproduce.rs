@@ -13,7 +13,7 @@ use taming::gpu::Gpu;
 use taming::io::write_atomically;
 use taming::simclr::ProbeProtocol;
 
-use crate::parse;
+use crate::{parse, GuideArgs};
 
 #[derive(Args)]
 pub struct ReproduceArgs {
@@ -68,6 +68,8 @@ pub struct ReproduceArgs {
     /// Epochs of the label check's oracle.
     #[arg(long)]
     oracle_epochs: Option<usize>,
+    #[command(flatten)]
+    guide: GuideArgs,
     /// Run only slice i of n of the sweep (0 <= i < n), e.g. from a SLURM array task.
     #[arg(long)]
     shard: Option<Shard>,
@@ -99,6 +101,10 @@ pub fn run(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
         probe_protocol: a.probe_protocol,
         label_views: a.label_views,
         oracle_epochs: a.oracle_epochs,
+        saliency_warmup: a.guide.saliency_warmup,
+        saliency_every: a.guide.saliency_every,
+        ccrop_threshold: a.guide.ccrop_threshold,
+        ccrop_beta: a.guide.ccrop_beta,
     };
     let spec = SweepSpec::with(a.preset, overrides)?;
     let runs = spec.runs().len();
