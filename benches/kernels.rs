@@ -21,7 +21,7 @@ use taming::nn::{Encoder, ResNet18};
 use taming::ops::affine_sample::{self as sample, pack_view_info, PackedImages, Source, ViewInfo};
 use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
-use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool};
+use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool, saliency};
 use taming::optim::Adam;
 use taming::reference;
 use taming::{Gpu, Result, Tensor};
@@ -351,6 +351,9 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     let (mut rm, mut rv) = (vec![0.0; 64], vec![1.0; 64]);
     let bn_saved =
         reference::batchnorm::batch_norm_train(&xr, shape, &g64, &g64, &mut rm, &mut rv, 0.1, 1e-5);
+    // The saliency of the guided crops: the small CNN's last map on 28x28 Fashion-MNIST.
+    let sal_values = random(rng, n * 128 * 49);
+    let sal_map = Tensor::from_slice(gpu, &[n, 128, 7, 7], &sal_values)?;
     // Global average pooling at [N, 512, 4, 4]; the linear head 512 -> 128.
     let p4 = tensor(gpu, rng, &[n, 512, 4, 4])?;
     let g512 = tensor(gpu, rng, &[n, 512])?;
@@ -510,6 +513,18 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
             "GFLOP/s",
             || ntxent::ntxent_backward(&saved, &one).map(drop),
             cpu(|| reference::ntxent::ntxent_backward(&u_rows, 2 * nn, d, 0.1)),
+        ),
+        op(
+            format!("saliency summary [{n},128,7,7] -> 28x28"),
+            4.0 * sal_map.numel() as f64,
+            "GB/s",
+            || saliency::saliency_summary(&sal_map, [28, 28], 0.1, false).map(drop),
+            cpu(|| {
+                sal_values
+                    .chunks(128 * 49)
+                    .map(|m| reference::saliency::saliency_summary(m, [128, 7, 7], [28, 28], 0.1))
+                    .count()
+            }),
         ),
         op(
             "adam step 11.2M params",
