@@ -396,6 +396,31 @@ fn cases() -> Vec<Case> {
             &["alpha -1"],
         ),
         pre_case("negative crop", &["--crop=-0.5"], &["crop size -0.5"]),
+        pre_case(
+            "guided warm-up beyond the epochs",
+            &["--method", "saliency", "--saliency-warmup", "1"],
+            &["--saliency-warmup 1", "--epochs"],
+        ),
+        pre_case(
+            "guided refresh every zero epochs",
+            &["--method", "ccrop", "--saliency-every", "0"],
+            &["--saliency-every"],
+        ),
+        pre_case(
+            "ccrop threshold of one",
+            &["--method", "ccrop", "--ccrop-threshold", "1"],
+            &["--ccrop-threshold 1", "(0, 1)"],
+        ),
+        pre_case(
+            "ccrop threshold below zero",
+            &["--method", "ccrop", "--ccrop-threshold=-0.1"],
+            &["--ccrop-threshold -0.1"],
+        ),
+        pre_case(
+            "ccrop beta of zero",
+            &["--method", "ccrop", "--ccrop-beta", "0"],
+            &["--ccrop-beta", "beta 0"],
+        ),
         pre_case("unknown method", &["--method", "xyz"], &["xyz"]),
         pre_case("batch of one", &["--batch", "1"], &["--batch 1"]),
         pre_case("zero epochs", &["--epochs", "0"], &["--epochs"]),
@@ -506,6 +531,24 @@ fn cases() -> Vec<Case> {
             none,
             &["smoke", "--batch", "100000000"],
             &["smoke batch", "storage binding"],
+        ),
+        case(
+            "guided crops without a checkpoint",
+            none,
+            &["crops", "--method", "saliency", "--out", "v.png"],
+            &["--method saliency", "--checkpoint"],
+        ),
+        case(
+            "crops from a missing checkpoint",
+            none,
+            &["crops", "--checkpoint", "nowhere", "--out", "v.png"],
+            &["nowhere"],
+        ),
+        case(
+            "label check of a guided method",
+            none,
+            &["label-check", "--methods", "rc,ccrop", "--out", "lc"],
+            &["--methods ccrop", "trained run"],
         ),
         case(
             "crops of size two",

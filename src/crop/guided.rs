@@ -19,6 +19,24 @@ pub struct ImageGuide {
 }
 
 impl ImageGuide {
+    /// Floats per guide in [`ImageGuide::words`]: centroid, then hot box (the first six words
+    /// of the saliency kernel's summary, in the same order).
+    pub const WORDS: usize = 6;
+
+    pub fn words(&self) -> [f32; ImageGuide::WORDS] {
+        let [cx, cy] = self.centroid;
+        let [x0, y0, x1, y1] = self.hot_box;
+        [cx, cy, x0, y0, x1, y1]
+    }
+
+    /// The guide in the first [`ImageGuide::WORDS`] of `w`.
+    pub fn from_words(w: &[f32]) -> ImageGuide {
+        ImageGuide {
+            centroid: [w[0], w[1]],
+            hot_box: [w[2], w[3], w[4], w[5]],
+        }
+    }
+
     /// The guide of an image with no salient region: the centre and the whole image.
     pub fn whole(w: usize, h: usize) -> ImageGuide {
         ImageGuide {

@@ -40,6 +40,36 @@ impl Method {
         )
     }
 
+    /// What the method does, in a line (for reports).
+    pub fn description(self) -> &'static str {
+        match self {
+            Method::Rc => {
+                "random crop: the box's top-left corner uniform over the positions inside the \
+                 image"
+            }
+            Method::Gcc => {
+                "Gaussian-centred crop: centres ~ N(image centre, alpha x side), zero padding \
+                 where the box leaves the image"
+            }
+            Method::Cgcc => "corrected GCC: GCC's boxes shifted back inside the image",
+            Method::Mgcc => "multi-object GCC: GCC with the Gaussian's mean drawn per image",
+            Method::Rrc => {
+                "RandomResizedCrop (SimCLR's): random area and aspect ratio, resized to the \
+                 view size"
+            }
+            Method::Saliency => {
+                "saliency-guided GCC: GCC's Gaussian centred per image on the centroid of the \
+                 run's own encoder's heat map (its last feature map's channels summed, min-max \
+                 normalised, upsampled to the image)"
+            }
+            Method::Ccrop => {
+                "ContrastiveCrop (Peng et al. 2022): crop centres at Beta(a, a) fractions of \
+                 the box spanning the heat map's hot rows and columns, so that crops stay on \
+                 the object"
+            }
+        }
+    }
+
     /// Whether the method places its crops from per-image guides computed by the encoder
     /// being trained (see [`crate::crop::guided`]).
     pub fn is_guided(self) -> bool {

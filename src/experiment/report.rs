@@ -4,11 +4,13 @@
 
 use std::fmt::Write;
 
+use crate::crop::Method;
 use crate::experiment::label_report;
 use crate::experiment::preset::PAPER_CROPS;
 use crate::experiment::results::SweepResults;
 use crate::experiment::stats::mean_std;
 use crate::label_check::LabelCheckResult;
+use crate::simclr::PretrainConfig;
 
 /// The paper's CIFAR-10 numbers (PAPER.md): 200 epochs, mean of 4 trials, at p = 0.2 .. 0.8.
 const PAPER_RC: [f64; 4] = [63.2, 61.1, 57.6, 54.2];
@@ -114,6 +116,37 @@ fn settings_section(r: &SweepResults) -> String {
             format!(" (random encoder also at seeds {:?})", s.baseline_seeds)
         }
     );
+    let _ = writeln!(md, "- Strategies:");
+    for m in &s.methods {
+        let _ = writeln!(md, "  - {}: {}", m.name(), m.description());
+    }
+    if s.methods.iter().any(|m| m.is_guided()) {
+        let config = PretrainConfig {
+            guide: s.guide.clone(),
+            ..PretrainConfig::new(Method::Saliency, 1.0, 1.0, s.epochs)
+        };
+        let (warmup, every) = config.guide_schedule();
+        let _ = writeln!(
+            md,
+            "  - the guided methods (saliency, ccrop) draw unguided (GCC; ccrop: {}) for the \
+             first {warmup} epoch{}, then from guides recomputed by the run's encoder every \
+             {every} epoch{}; hot threshold {}, ContrastiveCrop's Beta({b}, {b}) at {}",
+            if s.guide.ccrop_fixed_area {
+                "RC at the same area"
+            } else {
+                "RandomResizedCrop"
+            },
+            if warmup == 1 { "" } else { "s" },
+            if every == 1 { "" } else { "s" },
+            s.guide.threshold,
+            if s.guide.ccrop_fixed_area {
+                "the run's fixed crop area, no resize"
+            } else {
+                "RandomResizedCrop's scale 0.2-1 with resize"
+            },
+            b = s.guide.ccrop_beta,
+        );
+    }
     let _ = writeln!(
         md,
         "- Measured on: {}; runs finished {} .. {}",
@@ -302,6 +335,29 @@ fn findings(r: &SweepResults, gains: &[(f64, f64)]) -> Vec<String> {
         } else {
             "The paper's pattern does not appear in this sweep.".into()
         });
+    }
+    let guided: Vec<_> = r
+        .runs
+        .iter()
+        .filter(|x| x.run.method.is_some_and(|m| m.is_guided()))
+        .collect();
+    if !guided.is_empty() {
+        let refresh: f64 = guided
+            .iter()
+            .flat_map(|x| &x.history)
+            .filter_map(|e| e.refresh.map(|f| f.seconds))
+            .sum();
+        let epochs: f64 = guided
+            .iter()
+            .flat_map(|x| &x.history)
+            .map(|e| e.seconds)
+            .sum();
+        lines.push(format!(
+            "The guided runs spent {refresh:.0} s computing their guides, {:.1} % of their \
+             {:.0} s of pre-training.",
+            100.0 * refresh / (refresh + epochs).max(1e-9),
+            refresh + epochs
+        ));
     }
     if r.sweep.seeds.len() == 1 {
         lines.push(

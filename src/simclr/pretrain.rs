@@ -111,8 +111,7 @@ fn build(
     Ok((encoder, optimizer))
 }
 
-/// The checkpoint entry of a guided method's per-image guides: `[images, 6]`, centroid then
-/// hot box.
+/// The checkpoint entry of a guided method's per-image guides: `[images, ImageGuide::WORDS]`.
 const GUIDES: &str = "guides";
 
 /// Writes the checkpoint after `history.len()` epochs, then its JSON sidecar.
@@ -131,11 +130,8 @@ fn save_checkpoint(
     let mut ck = Checkpoint::new();
     ck.add_encoder(encoder)?;
     if let Some(guides) = guides {
-        let values = guides
-            .iter()
-            .flat_map(|g| g.centroid.into_iter().chain(g.hot_box))
-            .collect();
-        ck.add_values(GUIDES, &[guides.len(), 6], values);
+        let values = guides.iter().flat_map(ImageGuide::words).collect();
+        ck.add_values(GUIDES, &[guides.len(), ImageGuide::WORDS], values);
     }
     let (state, counters) = optimizer.state();
     for (name, t) in &state {
@@ -227,7 +223,7 @@ pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
 }
 
 /// The guides stored in a checkpoint, if it has them; `images` is how many the run trains on.
-pub fn checkpoint_guides(
+fn checkpoint_guides(
     ck: &Checkpoint,
     path: &Path,
     images: usize,
@@ -235,7 +231,8 @@ pub fn checkpoint_guides(
     let Some((shape, values)) = ck.values(GUIDES) else {
         return Ok(None);
     };
-    if shape != [images, 6] || values.len() != images * 6 {
+    let words = ImageGuide::WORDS;
+    if shape != [images, words] || values.len() != images * words {
         return Err(Error::File {
             path: path.to_path_buf(),
             detail: format!(
@@ -244,14 +241,12 @@ pub fn checkpoint_guides(
             ),
         });
     }
-    let guides = values
-        .chunks_exact(6)
-        .map(|r| ImageGuide {
-            centroid: [r[0], r[1]],
-            hot_box: [r[2], r[3], r[4], r[5]],
-        })
-        .collect();
-    Ok(Some(guides))
+    Ok(Some(
+        values
+            .chunks_exact(words)
+            .map(ImageGuide::from_words)
+            .collect(),
+    ))
 }
 
 /// What a resumed run continues from.

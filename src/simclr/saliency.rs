@@ -131,8 +131,5 @@ pub fn refresh_guides(
 
 /// The guide in a kernel summary.
 pub fn guide_of_summary(r: &Summary) -> ImageGuide {
-    ImageGuide {
-        centroid: [r[0], r[1]],
-        hot_box: [r[2], r[3], r[4], r[5]],
-    }
+    ImageGuide::from_words(r)
 }
