@@ -5,7 +5,8 @@
 //
 // channel_sum: one invocation per (image, feature pixel); src = feature map [N, C, fh, fw],
 //              dst = sums [N, fh * fw].
-// summarise:   one workgroup per image; src = sums, dst = summary [N, 8]:
+// summarise:   one invocation per image (maps are small; on a CPU device 8 images share a
+//              vector and no barrier is needed); src = sums, dst = summary [N, 8]:
 //              (centroid x, centroid y) in pixels, (x0, y0, x1, y1) as fractions of the side
 //              (first and last hot column and row over the side, as ContrastiveCrop writes its
 //              boxes), then the hot share of the image and the map's range before normalising;
@@ -35,12 +36,6 @@ fn channel_sum(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
     dst[i] = s;
 }
 
-var<workgroup> low: array<f32, WG>;
-var<workgroup> high: array<f32, WG>;
-var<workgroup> moments: array<vec4f, WG>;
-// Hot rows and columns: min y, max y, min x, max x.
-var<workgroup> hot: array<atomic<u32>, 4>;
-
 // PyTorch's bilinear source coordinate for align_corners = false: the two taps and the weight
 // of the second.
 fn taps(dst_i: u32, dst_n: u32, src_n: u32) -> vec3f {
@@ -65,87 +60,51 @@ fn heat_at(base: u32, x: u32, y: u32, lo: f32, scale: f32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn summarise(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3u,
-             @builtin(num_workgroups) nwg: vec3u) {
-    let n = wid.x + wid.y * nwg.x;
+fn summarise(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let n = gid.x + gid.y * nwg.x * WG;
     if (n >= p.images) { return; }
     let hw = p.fh * p.fw;
     let base = n * hw;
-    if (lid == 0u) {
-        atomicStore(&hot[0], 0xffffffffu);
-        atomicStore(&hot[1], 0u);
-        atomicStore(&hot[2], 0xffffffffu);
-        atomicStore(&hot[3], 0u);
-    }
     var lo = 3.4e38;
     var hi = -3.4e38;
-    for (var i = lid; i < hw; i += WG) {
+    for (var i = 0u; i < hw; i++) {
         lo = min(lo, src[base + i]);
         hi = max(hi, src[base + i]);
     }
-    low[lid] = lo;
-    high[lid] = hi;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            low[lid] = min(low[lid], low[lid + s]);
-            high[lid] = max(high[lid], high[lid + s]);
-        }
-        workgroupBarrier();
-    }
-    lo = low[0];
-    let range = high[0] - low[0];
+    let range = hi - lo;
     // Also 0 for a map that is not finite, so that it is treated as flat.
     let scale = select(0.0, 1.0 / range, range > 0.0 && range < 3.4e38);
 
-    // Rows: the moments of the heat and the hot rows; then columns: the hot columns.
+    // The heat's moments, and the hot box: a row (column) is hot when its maximum exceeds the
+    // threshold, that is when one of its pixels does, so the box of hot rows and columns is
+    // the bounding box of the hot pixels.
     var m = vec4f(0.0);
-    for (var y = lid; y < p.ih; y += WG) {
-        var row_max = 0.0;
+    var box_lo = vec2u(0xffffffffu);
+    var box_hi = vec2u(0u);
+    for (var y = 0u; y < p.ih; y++) {
         for (var x = 0u; x < p.iw; x++) {
             let h = heat_at(base, x, y, lo, scale);
             if (p.write_heat == 1u) { heat[(n * p.ih + y) * p.iw + x] = h; }
-            m += vec4f(h, h * (f32(x) + 0.5), h * (f32(y) + 0.5), select(0.0, 1.0, h > p.threshold));
-            row_max = max(row_max, h);
-        }
-        if (row_max > p.threshold) {
-            atomicMin(&hot[0], y);
-            atomicMax(&hot[1], y);
-        }
-    }
-    for (var x = lid; x < p.iw; x += WG) {
-        var col_max = 0.0;
-        for (var y = 0u; y < p.ih; y++) { col_max = max(col_max, heat_at(base, x, y, lo, scale)); }
-        if (col_max > p.threshold) {
-            atomicMin(&hot[2], x);
-            atomicMax(&hot[3], x);
+            let is_hot = h > p.threshold;
+            m += vec4f(h, h * (f32(x) + 0.5), h * (f32(y) + 0.5), select(0.0, 1.0, is_hot));
+            if (is_hot) {
+                box_lo = min(box_lo, vec2u(x, y));
+                box_hi = max(box_hi, vec2u(x, y));
+            }
         }
     }
-    moments[lid] = m;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) { moments[lid] += moments[lid + s]; }
-        workgroupBarrier();
-    }
-    if (lid == 0u) {
-        let t = moments[0];
-        let w = f32(p.iw);
-        let h = f32(p.ih);
-        let o = n * 8u;
-        let mass = t.x > 0.0;
-        dst[o] = select(0.5 * w, t.y / t.x, mass);
-        dst[o + 1u] = select(0.5 * h, t.z / t.x, mass);
-        let y0 = atomicLoad(&hot[0]);
-        let y1 = atomicLoad(&hot[1]);
-        let x0 = atomicLoad(&hot[2]);
-        let x1 = atomicLoad(&hot[3]);
-        // No hot row (a threshold above the map): the whole image.
-        let any = y0 <= y1 && x0 <= x1;
-        dst[o + 2u] = select(0.0, f32(x0) / w, any);
-        dst[o + 3u] = select(0.0, f32(y0) / h, any);
-        dst[o + 4u] = select(1.0, f32(x1) / w, any);
-        dst[o + 5u] = select(1.0, f32(y1) / h, any);
-        dst[o + 6u] = t.w / (w * h);
-        dst[o + 7u] = range;
-    }
+    let w = f32(p.iw);
+    let h = f32(p.ih);
+    let o = n * 8u;
+    let mass = m.x > 0.0;
+    dst[o] = select(0.5 * w, m.y / m.x, mass);
+    dst[o + 1u] = select(0.5 * h, m.z / m.x, mass);
+    // No hot pixel (a threshold above the map): the whole image.
+    let any = box_lo.x <= box_hi.x;
+    dst[o + 2u] = select(0.0, f32(box_lo.x) / w, any);
+    dst[o + 3u] = select(0.0, f32(box_lo.y) / h, any);
+    dst[o + 4u] = select(1.0, f32(box_hi.x) / w, any);
+    dst[o + 5u] = select(1.0, f32(box_hi.y) / h, any);
+    dst[o + 6u] = m.w / (w * h);
+    dst[o + 7u] = range;
 }

@@ -24,9 +24,6 @@ uniform_struct! {
     }
 }
 
-/// Workgroup size of the per-image summary (one workgroup per image).
-const SUMMARY_WG: u32 = 64;
-
 /// The summaries `[N, SUMMARY_WORDS]` of a feature map `[N, C, fh, fw]` upsampled to `[ih, iw]`
 /// images, a row or column being hot where its maximum exceeds `threshold`; with `with_heat`,
 /// also the upsampled heat maps `[N, ih, iw]` (the previews draw them).
@@ -78,14 +75,14 @@ pub fn saliency_summary(
         false => Tensor::uninit(gpu, &[1], "unused heat map")?,
     };
     gpu.dispatch(
-        &Kernel::new(Shader::Saliency, "summarise").with("WG", SUMMARY_WG),
+        &Kernel::new(Shader::Saliency, "summarise").with("WG", WG),
         &p,
         &[
             Access::Read(sums.buffer()),
             Access::Write(summary.buffer()),
             Access::Write(heat.buffer()),
         ],
-        n as u32,
+        (n as u32).div_ceil(WG),
     )?;
     Ok((summary, with_heat.then_some(heat)))
 }
