@@ -26,7 +26,8 @@ string_enum! {
         /// encoder's heat map (GCC until the first refresh).
         Saliency = "saliency",
         /// ContrastiveCrop (Peng et al. 2022): crop centres Beta-distributed over the box of
-        /// the encoder's hot rows and columns (RandomResizedCrop until the first refresh).
+        /// the encoder's hot rows and columns (until the first refresh RandomResizedCrop, or
+        /// RC at a fixed area).
         Ccrop = "ccrop",
     }
 }

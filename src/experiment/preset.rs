@@ -339,17 +339,14 @@ impl SweepSpec {
         if let Some(check) = self.label_check_spec() {
             check.validate()?;
         }
-        // The guided settings against the sweep's epochs, before any run starts.
-        if let Some(run) = self.runs().iter().find(|r| r.method.is_some()) {
-            for &m in &self.methods {
-                let run = RunSpec {
-                    method: Some(m),
-                    ..run.clone()
-                };
-                if let Some(config) = self.pretrain_config(&run) {
-                    config.validate()?;
-                }
-            }
+        // The guided settings before any run starts: their ranges even where no method uses
+        // them (a typo is not silently ignored), the warm-up against the epochs where one does.
+        let mut guided = PretrainConfig::new(Method::Gcc, 1.0, 1.0, self.epochs);
+        guided.guide = self.guide.clone();
+        guided.validate()?;
+        if let Some(&m) = self.methods.iter().find(|m| m.is_guided()) {
+            guided.method = m;
+            guided.validate()?;
         }
         Ok(())
     }
