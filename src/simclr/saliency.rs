@@ -69,22 +69,22 @@ pub fn saliency_of(
         let map = g.value(encoder.feature_map(&g, g.input(x), false)?);
         let (s, hm) = saliency_summary(&map, [h, w], threshold as f32, with_heat)?;
         let first = k * REFRESH_BATCH;
-        let words = (SUMMARY_WORDS * 4) as u64;
+        let row_bytes = (SUMMARY_WORDS * 4) as u64;
         gpu.copy(
             s.buffer(),
             0,
             summaries.buffer(),
-            first as u64 * words,
-            chunk.len() as u64 * words,
+            first as u64 * row_bytes,
+            chunk.len() as u64 * row_bytes,
         );
         if let (Some(all), Some(hm)) = (&heat, hm) {
-            let bytes = (h * w * 4) as u64;
+            let map_bytes = (h * w * 4) as u64;
             gpu.copy(
                 hm.buffer(),
                 0,
                 all.buffer(),
-                first as u64 * bytes,
-                chunk.len() as u64 * bytes,
+                first as u64 * map_bytes,
+                chunk.len() as u64 * map_bytes,
             );
         }
     }
