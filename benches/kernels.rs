@@ -523,7 +523,7 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
                 sal_values
                     .chunks(128 * 49)
                     .map(|m| reference::saliency::saliency_summary(m, [128, 7, 7], [28, 28], 0.1))
-                    .count()
+                    .collect::<Vec<_>>()
             }),
         ),
         op(
