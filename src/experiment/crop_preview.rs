@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::experiment::canvas::{heat_color, Canvas, Rgb};
 use crate::gpu::Gpu;
 use crate::nn::Encoder;
-use crate::simclr::saliency::{guide_of_summary, saliency_of};
+use crate::simclr::saliency::saliency_of;
 
 const BACKGROUND: Rgb = [24, 24, 28];
 const PANEL: Rgb = [64, 64, 72];
@@ -122,7 +122,11 @@ pub fn contact_sheet(
         Some(src) => {
             let eval = ViewPipeline::evaluation(src.normalization.clone());
             let found = saliency_of(src.encoder, &images, &indices, &eval, src.threshold, true)?;
-            let guides: Vec<ImageGuide> = found.summaries.iter().map(guide_of_summary).collect();
+            let guides: Vec<ImageGuide> = found
+                .summaries
+                .iter()
+                .map(|r| ImageGuide::from_words(r))
+                .collect();
             Some((guides, found.heat.unwrap_or_default()))
         }
         None => None,

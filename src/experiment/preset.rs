@@ -29,6 +29,16 @@ string_enum! {
     }
 }
 
+/// The strategies of the full-size presets: the paper's four and the two saliency-guided ones.
+const FULL_GRID_METHODS: [Method; 6] = [
+    Method::Rc,
+    Method::Gcc,
+    Method::Cgcc,
+    Method::Mgcc,
+    Method::Saliency,
+    Method::Ccrop,
+];
+
 /// The crop sizes of the paper's table and GCC's best alpha at each (PAPER.md).
 pub const PAPER_CROPS: [f64; 4] = [0.2, 0.4, 0.6, 0.8];
 pub const PAPER_ALPHAS: [f64; 4] = [1.0, 1.5, 2.0, 2.0];
@@ -126,14 +136,7 @@ impl SweepSpec {
                 batch: 512,
                 lr: 0.01,
                 train_limit: None,
-                methods: vec![
-                    Method::Rc,
-                    Method::Gcc,
-                    Method::Cgcc,
-                    Method::Mgcc,
-                    Method::Saliency,
-                    Method::Ccrop,
-                ],
+                methods: FULL_GRID_METHODS.to_vec(),
                 crops: PAPER_CROPS.to_vec(),
                 alphas: PAPER_ALPHAS.to_vec(),
                 seeds: vec![0, 1, 2, 3],
@@ -203,14 +206,7 @@ impl SweepSpec {
                 batch: 256,
                 lr: 0.01,
                 train_limit: None,
-                methods: vec![
-                    Method::Rc,
-                    Method::Gcc,
-                    Method::Cgcc,
-                    Method::Mgcc,
-                    Method::Saliency,
-                    Method::Ccrop,
-                ],
+                methods: FULL_GRID_METHODS.to_vec(),
                 crops: PAPER_CROPS.to_vec(),
                 alphas: PAPER_ALPHAS.to_vec(),
                 seeds: vec![0, 1, 2],

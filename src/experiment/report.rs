@@ -4,13 +4,11 @@
 
 use std::fmt::Write;
 
-use crate::crop::Method;
 use crate::experiment::label_report;
 use crate::experiment::preset::PAPER_CROPS;
 use crate::experiment::results::SweepResults;
 use crate::experiment::stats::mean_std;
 use crate::label_check::LabelCheckResult;
-use crate::simclr::PretrainConfig;
 
 /// The paper's CIFAR-10 numbers (PAPER.md): 200 epochs, mean of 4 trials, at p = 0.2 .. 0.8.
 const PAPER_RC: [f64; 4] = [63.2, 61.1, 57.6, 54.2];
@@ -121,11 +119,7 @@ fn settings_section(r: &SweepResults) -> String {
         let _ = writeln!(md, "  - {}: {}", m.name(), m.description());
     }
     if s.methods.iter().any(|m| m.is_guided()) {
-        let config = PretrainConfig {
-            guide: s.guide.clone(),
-            ..PretrainConfig::new(Method::Saliency, 1.0, 1.0, s.epochs)
-        };
-        let (warmup, every) = config.guide_schedule();
+        let (warmup, every) = s.guide.schedule(s.epochs);
         let _ = writeln!(
             md,
             "  - the guided methods (saliency, ccrop) draw unguided (GCC; ccrop: {}) for the \

@@ -54,20 +54,16 @@ impl Checkpoint {
 
     /// A tensor on the GPU, or None when the checkpoint lacks it.
     pub fn tensor(&self, gpu: &Gpu, name: &str) -> Option<Result<Tensor>> {
-        self.tensors
-            .iter()
-            .find(|(n, _, _)| n == name)
-            .map(|(_, shape, values)| Tensor::from_slice(gpu, shape, values))
+        self.values(name)
+            .map(|(shape, values)| Tensor::from_slice(gpu, shape, values))
     }
 
     /// Copies the checkpoint's `name` into `t`, which must have the same shape.
     pub fn restore_into(&self, name: &str, t: &Tensor, path: &Path) -> Result<()> {
-        let (_, shape, values) = self
-            .tensors
-            .iter()
-            .find(|(n, _, _)| n == name)
+        let (shape, values) = self
+            .values(name)
             .ok_or_else(|| corrupt(path, format!("has no tensor {name}")))?;
-        if shape.as_slice() != t.shape() {
+        if shape != t.shape() {
             return Err(corrupt(
                 path,
                 format!(

@@ -75,6 +75,17 @@ pub struct GuideConfig {
     pub ccrop_fixed_area: bool,
 }
 
+impl GuideConfig {
+    /// (warm-up, refresh period) in epochs for a run of `epochs`, defaults resolved.
+    pub fn schedule(&self, epochs: usize) -> (usize, usize) {
+        let fifth = epochs / 5;
+        (
+            self.warmup.unwrap_or(fifth),
+            self.every.unwrap_or(fifth.max(1)),
+        )
+    }
+}
+
 impl Default for GuideConfig {
     fn default() -> GuideConfig {
         GuideConfig {
@@ -122,19 +133,10 @@ impl PretrainConfig {
         }
     }
 
-    /// The guided methods' (warm-up, refresh period) in epochs, defaults resolved.
-    pub fn guide_schedule(&self) -> (usize, usize) {
-        let fifth = self.epochs / 5;
-        (
-            self.guide.warmup.unwrap_or(fifth),
-            self.guide.every.unwrap_or(fifth.max(1)),
-        )
-    }
-
     /// Whether a guided method recomputes its guides before epoch `epoch` (0-based): at the end
     /// of the warm-up and every refresh period after it.
     pub fn refreshes_before(&self, epoch: usize) -> bool {
-        let (warmup, every) = self.guide_schedule();
+        let (warmup, every) = self.guide.schedule(self.epochs);
         self.method.is_guided() && epoch >= warmup && (epoch - warmup) % every == 0
     }
 
@@ -203,7 +205,7 @@ impl PretrainConfig {
                  (ContrastiveCrop uses 0.1)"
             ));
         }
-        let (warmup, _) = self.guide_schedule();
+        let (warmup, _) = self.guide.schedule(self.epochs);
         if self.guide.every == Some(0) {
             return bad("--saliency-every must be at least 1 epoch".into());
         }

@@ -35,24 +35,47 @@ pub fn extract_features(
     batch: usize,
     training: bool,
 ) -> Result<Tensor> {
-    let [_, _, h, w] = images.shape();
-    let gpu = images.gpu();
     let dim = encoder.feature_dim();
+    let out = Tensor::uninit(images.gpu(), &[indices.len(), dim], "frozen features")?;
+    for_whole_image_batches(images, indices, pipeline, batch, |first, chunk, x| {
+        let g = Graph::no_grad(images.gpu());
+        let f = encoder.features(&g, g.input(x), training)?;
+        copy_rows(&g.value(f), &out, first, chunk.len(), dim);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f(first, chunk, x)` for each run of `batch` images of `indices`, `x` the chunk's
+/// whole images `[chunk.len(), C, H, W]` normalised by `pipeline` (its crop is not used) and
+/// `first` the chunk's position in `indices`.
+pub(crate) fn for_whole_image_batches(
+    images: &PackedImages,
+    indices: &[u32],
+    pipeline: &ViewPipeline,
+    batch: usize,
+    mut f: impl FnMut(usize, &[u32], Tensor) -> Result<()>,
+) -> Result<()> {
+    let [_, _, h, w] = images.shape();
     let batch = batch.max(1);
-    let out = Tensor::uninit(gpu, &[indices.len(), dim], "frozen features")?;
     for (k, chunk) in indices.chunks(batch).enumerate() {
         let plan = ViewPlan::whole_images(chunk, [w, h]);
-        let f = view_features(encoder, images, &plan, pipeline, training)?;
-        let offset = (k * batch * dim * 4) as u64;
-        gpu.copy(
-            f.buffer(),
-            0,
-            out.buffer(),
-            offset,
-            (chunk.len() * dim * 4) as u64,
-        );
+        f(k * batch, chunk, pipeline.run_single(images, &plan)?)?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Records a copy of the first `rows` rows of `row_floats` floats of `src` into `dst` from row
+/// `first` on (the per-batch results of a pass gathered into one tensor).
+pub(crate) fn copy_rows(src: &Tensor, dst: &Tensor, first: usize, rows: usize, row_floats: usize) {
+    let row_bytes = (row_floats * 4) as u64;
+    src.gpu().copy(
+        src.buffer(),
+        0,
+        dst.buffer(),
+        first as u64 * row_bytes,
+        rows as u64 * row_bytes,
+    );
 }
 
 /// [`extract_features`] of every image of `images`, in order.

@@ -4,13 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::augment::{ViewPipeline, ViewPlan};
+use crate::augment::ViewPipeline;
 use crate::autograd::Graph;
 use crate::crop::ImageGuide;
 use crate::error::Result;
 use crate::nn::Encoder;
 use crate::ops::affine_sample::PackedImages;
 use crate::ops::saliency::{saliency_summary, SUMMARY_WORDS};
+use crate::simclr::features::{copy_rows, for_whole_image_batches};
 use crate::tensor::Tensor;
 
 /// Images per forward pass of a refresh.
@@ -62,32 +63,22 @@ pub fn saliency_of(
         )?),
         false => None,
     };
-    for (k, chunk) in indices.chunks(REFRESH_BATCH).enumerate() {
-        let plan = ViewPlan::whole_images(chunk, [w, h]);
-        let x = pipeline.run_single(images, &plan)?;
-        let g = Graph::no_grad(gpu);
-        let map = g.value(encoder.feature_map(&g, g.input(x), false)?);
-        let (s, hm) = saliency_summary(&map, [h, w], threshold as f32, with_heat)?;
-        let first = k * REFRESH_BATCH;
-        let row_bytes = (SUMMARY_WORDS * 4) as u64;
-        gpu.copy(
-            s.buffer(),
-            0,
-            summaries.buffer(),
-            first as u64 * row_bytes,
-            chunk.len() as u64 * row_bytes,
-        );
-        if let (Some(all), Some(hm)) = (&heat, hm) {
-            let map_bytes = (h * w * 4) as u64;
-            gpu.copy(
-                hm.buffer(),
-                0,
-                all.buffer(),
-                first as u64 * map_bytes,
-                chunk.len() as u64 * map_bytes,
-            );
-        }
-    }
+    for_whole_image_batches(
+        images,
+        indices,
+        pipeline,
+        REFRESH_BATCH,
+        |first, chunk, x| {
+            let g = Graph::no_grad(gpu);
+            let map = g.value(encoder.feature_map(&g, g.input(x), false)?);
+            let (s, hm) = saliency_summary(&map, [h, w], threshold as f32, with_heat)?;
+            copy_rows(&s, &summaries, first, chunk.len(), SUMMARY_WORDS);
+            if let (Some(all), Some(hm)) = (&heat, hm) {
+                copy_rows(&hm, all, first, chunk.len(), h * w);
+            }
+            Ok(())
+        },
+    )?;
     let flat = summaries.to_vec()?;
     let summaries = flat
         .chunks_exact(SUMMARY_WORDS)
@@ -113,7 +104,7 @@ pub fn refresh_guides(
     let [n, _, h, w] = images.shape();
     let indices: Vec<u32> = (0..n as u32).collect();
     let rows = saliency_of(encoder, images, &indices, pipeline, threshold, false)?.summaries;
-    let guides: Vec<ImageGuide> = rows.iter().map(guide_of_summary).collect();
+    let guides: Vec<ImageGuide> = rows.iter().map(|r| ImageGuide::from_words(r)).collect();
     let mean =
         |f: &dyn Fn(&Summary) -> f64| rows.iter().map(f).sum::<f64>() / rows.len().max(1) as f64;
     let (wf, hf) = (w as f64, h as f64);
@@ -127,9 +118,4 @@ pub fn refresh_guides(
         seconds: start.elapsed().as_secs_f64(),
     };
     Ok((guides, record))
-}
-
-/// The guide in a kernel summary.
-pub fn guide_of_summary(r: &Summary) -> ImageGuide {
-    ImageGuide::from_words(r)
 }
