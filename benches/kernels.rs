@@ -17,12 +17,15 @@ use rand::{Rng, SeedableRng};
 use taming::augment::{Normalization, ViewPipeline};
 use taming::autograd::Graph;
 use taming::crop::{CropSpec, Method};
-use taming::nn::{Encoder, ResNet18};
+use rand_chacha::ChaCha8Rng;
+use taming::nn::{Encoder, ModelKind, ResNet18};
 use taming::ops::affine_sample::{self as sample, pack_view_info, PackedImages, Source, ViewInfo};
 use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool, saliency};
-use taming::optim::Adam;
+use taming::optim::{Adam, Optimizer};
+use taming::simclr::stn::LearntPlacement;
+use taming::simclr::{PretrainConfig, StnObjective};
 use taming::reference;
 use taming::{Gpu, Result, Tensor};
 
@@ -712,6 +715,64 @@ fn bench_pretrain(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         secs * 1e3,
         batch as f64 / secs
     );
+    bench_learnt_steps(gpu, &images, &pipeline, steps, secs)
+}
+
+/// The learnt placement's steps (`--method stn`) at the same batch and crop, against the GCC
+/// step just measured (`gcc_secs`): its warm-up (GCC through the differentiable views, no
+/// localiser) and both objectives.
+fn bench_learnt_steps(
+    gpu: &Gpu,
+    images: &PackedImages,
+    pipeline: &ViewPipeline,
+    steps: usize,
+    gcc_secs: f64,
+) -> Result<()> {
+    let batch = 256;
+    for (what, objective, warmup) in [
+        ("warm-up (GCC, differentiable views)", StnObjective::Consistency, 1),
+        ("consistency", StnObjective::Consistency, 0),
+        ("adversarial", StnObjective::Adversarial, 0),
+    ] {
+        let mut config = PretrainConfig::new(Method::Stn, 0.42, 1.5, 2);
+        config.stn.objective = objective;
+        config.stn.warmup = Some(warmup);
+        let encoder = taming::simclr::initial_encoder(gpu, ModelKind::SmallCnn, 0, 1, 128)?;
+        let mut optimizer = Optimizer::Adam(Adam::new(encoder.params(), 0.01));
+        let mut learnt = LearntPlacement::new(gpu, &config, 1, [28, 28])?;
+        let mut tally = learnt.tally();
+        let mut draw = ChaCha8Rng::seed_from_u64(3);
+        let mut step = |k: usize| -> Result<Tensor> {
+            let indices: Vec<u32> = (0..batch as u32)
+                .map(|i| (i + (k * batch) as u32) % 10_000)
+                .collect();
+            learnt.train_step(
+                encoder.as_ref(),
+                &mut optimizer,
+                pipeline,
+                images,
+                &mut draw,
+                &indices,
+                0,
+                0.1,
+                &mut tally,
+            )
+        };
+        step(0)?.item()?;
+        let t = Instant::now();
+        let mut last = None;
+        for k in 1..=steps {
+            last = Some(step(k)?);
+        }
+        last.expect("steps").item()?;
+        let secs = t.elapsed().as_secs_f64() / steps as f64;
+        println!(
+            "  stn step, {what}: {:.1} ms/step, {:.1} images/s, {:+.0} % over the GCC step",
+            secs * 1e3,
+            batch as f64 / secs,
+            100.0 * (secs / gcc_secs - 1.0)
+        );
+    }
     Ok(())
 }
 

@@ -58,3 +58,47 @@ fn blur_normalize(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
         }
     }
 }
+
+// The weight with which output index i reads input index k along an axis of n pixels: the
+// taps of i that reflect onto k (two of them for k = 1 at i = 0, say).
+fn tap_weight(i: i32, k: u32, n: i32, kern: vec3f) -> f32 {
+    var w = 0.0;
+    for (var a = 0; a < 3; a++) {
+        if (reflect(i + a - 1, n) == k) { w += kern[a]; }
+    }
+    return w;
+}
+
+// The transpose of blur_normalize for a gradient: one invocation per input pixel (v, k, l),
+// all channels; sampled = dL/dviews [V, C, h, w], out_a = dL/dsampled (split = V).
+@compute @workgroup_size(WG)
+fn blur_normalize_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let id = gid.x + gid.y * nwg.x * WG;
+    let hw = p.h * p.w;
+    if (id >= p.views * hw) { return; }
+    let v = id / hw;
+    let pix = id - v * hw;
+    let k = pix / p.w;
+    let l = pix - k * p.w;
+    let b = info[2u * v + 1u];
+    let kern = vec3f(bitcast<f32>(b.z), bitcast<f32>(b.y), bitcast<f32>(b.z));
+    let h = i32(p.h);
+    let w = i32(p.w);
+    // Outputs within two pixels can read this one (one directly, one through a reflection).
+    let i0 = max(i32(k) - 2, 0);
+    let i1 = min(i32(k) + 2, h - 1);
+    let j0 = max(i32(l) - 2, 0);
+    let j1 = min(i32(l) + 2, w - 1);
+    for (var c = 0u; c < p.channels; c++) {
+        let base = (v * p.channels + c) * hw;
+        var acc = 0.0;
+        for (var i = i0; i <= i1; i++) {
+            let wr = tap_weight(i, k, h, kern);
+            if (wr == 0.0) { continue; }
+            for (var j = j0; j <= j1; j++) {
+                acc += wr * tap_weight(j, l, w, kern) * sampled[base + u32(i) * p.w + u32(j)];
+            }
+        }
+        out_a[base + pix] = acc * p.inv_std[c];
+    }
+}

@@ -1,6 +1,9 @@
 //! The tape: a define-by-run list of nodes in creation order. Each op appends its output with a
 //! closure that turns the output's gradient into its inputs' gradients; `backward()` walks the
 //! list in reverse, which is a valid reverse topological order because inputs precede outputs.
+//! [`Graph::backward_into`] back-propagates into a chosen set of parameters and keeps the
+//! closures, so that two losses of one forward pass can train two models (the learnt crops:
+//! the encoder on NT-Xent, the localiser on its own loss).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,7 +15,8 @@ use crate::tensor::Tensor;
 
 /// Maps the output gradient to one gradient per input (`None` where not needed); the flags say
 /// which inputs need one, so an op can skip work (the stem convolution's input gradient).
-pub type BackwardFn = Box<dyn FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>>;
+/// Shared, so that a pass that keeps the tape can call it while the tape still holds it.
+pub type BackwardFn = Rc<dyn Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>>>;
 
 /// A value on the tape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,11 +115,11 @@ impl Graph {
         op: &'static str,
         value: Tensor,
         inputs: &[Var],
-        backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+        backward: impl Fn(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
     ) -> Var {
         let requires_grad = self.grad_enabled && inputs.iter().any(|&v| self.requires_grad(v));
         let backward: Option<BackwardFn> = if requires_grad {
-            Some(Box::new(backward))
+            Some(Rc::new(backward))
         } else {
             None
         };
@@ -132,6 +136,46 @@ impl Graph {
     /// Back-propagates from a one-element `loss`, accumulating into every parameter's gradient.
     /// Consumes the recorded closures: call it once per graph.
     pub fn backward(&self, loss: Var) -> Result<()> {
+        if !self.requires_grad(loss) {
+            return Err(Error::InvalidArgument(
+                "backward: the loss does not depend on any trainable parameter".into(),
+            ));
+        }
+        let reaches = self.nodes.borrow().iter().map(|n| n.requires_grad).collect();
+        self.propagate(loss, reaches, true)
+    }
+
+    /// Back-propagates from a one-element `loss` into `params` only: every other parameter is
+    /// a constant for this pass, and ops whose inputs lead to none of `params` are skipped
+    /// (the encoder's weight gradients in the localiser's pass). The closures are kept, so the
+    /// graph can be back-propagated again from another loss.
+    pub fn backward_into(&self, loss: Var, params: &[Rc<Param>]) -> Result<()> {
+        let reaches: Vec<bool> = {
+            let nodes = self.nodes.borrow();
+            let mut reaches = Vec::with_capacity(nodes.len());
+            for node in nodes.iter() {
+                let r = node.requires_grad
+                    && match &node.param {
+                        Some(p) => params.iter().any(|q| Rc::ptr_eq(p, q)),
+                        None => node.inputs.iter().any(|&j| reaches[j]),
+                    };
+                reaches.push(r);
+            }
+            reaches
+        };
+        if !reaches[loss.0] {
+            return Err(Error::InvalidArgument(
+                "backward_into: the loss does not depend on any of the given trainable \
+                 parameters"
+                    .into(),
+            ));
+        }
+        self.propagate(loss, reaches, false)
+    }
+
+    /// The reverse walk: `reaches[i]` says whether node i leads to a parameter of this pass;
+    /// `consume` drops each closure after its call.
+    fn propagate(&self, loss: Var, reaches: Vec<bool>, consume: bool) -> Result<()> {
         let loss_value = self.value(loss);
         if loss_value.numel() != 1 {
             return Err(Error::shape(
@@ -140,11 +184,6 @@ impl Graph {
                     "the loss must have one element, got {:?}",
                     loss_value.shape()
                 ),
-            ));
-        }
-        if !self.requires_grad(loss) {
-            return Err(Error::InvalidArgument(
-                "backward: the loss does not depend on any trainable parameter".into(),
             ));
         }
         let n = self.nodes.borrow().len();
@@ -157,11 +196,11 @@ impl Graph {
             let (backward, inputs, param) = {
                 let mut nodes = self.nodes.borrow_mut();
                 let node = &mut nodes[i];
-                (
-                    node.backward.take(),
-                    node.inputs.clone(),
-                    node.param.clone(),
-                )
+                let backward = match consume {
+                    true => node.backward.take(),
+                    false => node.backward.clone(),
+                };
+                (backward, node.inputs.clone(), node.param.clone())
             };
             if let Some(p) = param {
                 p.accumulate_grad(grad)?;
@@ -175,10 +214,7 @@ impl Graph {
                     "backward: called twice on the same graph".into(),
                 ));
             };
-            let needs: Vec<bool> = inputs
-                .iter()
-                .map(|&j| self.nodes.borrow()[j].requires_grad)
-                .collect();
+            let needs: Vec<bool> = inputs.iter().map(|&j| reaches[j]).collect();
             let input_grads = backward(&grad, &needs)?;
             if input_grads.len() != inputs.len() {
                 let op = self.nodes.borrow()[i].op;

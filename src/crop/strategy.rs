@@ -29,6 +29,9 @@ string_enum! {
         /// the encoder's hot rows and columns (until the first refresh RandomResizedCrop, or
         /// RC at a fixed area).
         Ccrop = "ccrop",
+        /// Learnt placement: a localiser network moves GCC's Gaussian per image and learns
+        /// its spread, trained through the differentiable sampler (GCC until it starts).
+        Stn = "stn",
     }
 }
 
@@ -37,7 +40,7 @@ impl Method {
     pub fn uses_alpha(self) -> bool {
         matches!(
             self,
-            Method::Gcc | Method::Cgcc | Method::Mgcc | Method::Saliency
+            Method::Gcc | Method::Cgcc | Method::Mgcc | Method::Saliency | Method::Stn
         )
     }
 
@@ -68,7 +71,18 @@ impl Method {
                  the box spanning the heat map's hot rows and columns, so that crops stay on \
                  the object"
             }
+            Method::Stn => {
+                "learnt placement: a small localiser network reads the whole image and moves \
+                 GCC's Gaussian and sets its spread per image, trained end to end through the \
+                 differentiable sampler (views at continuous positions, zeros outside)"
+            }
         }
+    }
+
+    /// Whether the method's views are placed by a network trained with the encoder, so that
+    /// the CPU cannot draw them ([`CropSpec::draw_pair`] draws its untrained state, GCC).
+    pub fn is_learnt(self) -> bool {
+        self == Method::Stn
     }
 
     /// Whether the method places its crops from per-image guides computed by the encoder
@@ -208,7 +222,9 @@ impl CropSpec {
                 let boxes = [0, 1].map(|_| uniform_box(rng, w, h, cw, ch));
                 PairDraw::from_boxes(centre, boxes)
             }
-            Method::Gcc | Method::Cgcc => self.gaussian_pair(rng, centre, w, h, cw, ch),
+            Method::Gcc | Method::Cgcc | Method::Stn => {
+                self.gaussian_pair(rng, centre, w, h, cw, ch)
+            }
             Method::Mgcc => {
                 let (a, b) = self.mgcc_range;
                 let mean = [

@@ -13,7 +13,10 @@ use crate::error::{Error, Result};
 use crate::experiment::run::RunSpec;
 use crate::label_check::{LabelCheckSpec, OracleSpec};
 use crate::nn::ModelKind;
-use crate::simclr::{BackboneBn, GuideConfig, LinearEvalConfig, PretrainConfig, ProbeProtocol};
+use crate::simclr::{
+    BackboneBn, GuideConfig, LinearEvalConfig, PretrainConfig, ProbeProtocol, StnConfig,
+    StnOverrides,
+};
 
 string_enum! {
     /// A named sweep.
@@ -81,6 +84,9 @@ pub struct SweepSpec {
     /// so that its row sits in the table.
     #[serde(default = "sweep_guide")]
     pub guide: GuideConfig,
+    /// The learnt placement's settings (stn).
+    #[serde(default)]
+    pub stn: StnConfig,
 }
 
 /// The guided methods' settings of every preset: the defaults, ContrastiveCrop at fixed area.
@@ -122,6 +128,7 @@ pub struct Overrides {
     pub saliency_every: Option<usize>,
     pub ccrop_threshold: Option<f64>,
     pub ccrop_beta: Option<f64>,
+    pub stn: StnOverrides,
 }
 
 impl SweepSpec {
@@ -161,6 +168,7 @@ impl SweepSpec {
                     },
                 }),
                 guide: sweep_guide(),
+                stn: StnConfig::default(),
             },
             Preset::Quick => SweepSpec {
                 preset,
@@ -197,6 +205,7 @@ impl SweepSpec {
                     },
                 }),
                 guide: sweep_guide(),
+                stn: StnConfig::default(),
             },
             Preset::FullFmnist => SweepSpec {
                 preset,
@@ -221,6 +230,7 @@ impl SweepSpec {
                     },
                 }),
                 guide: sweep_guide(),
+                stn: StnConfig::default(),
             },
         }
     }
@@ -267,6 +277,7 @@ impl SweepSpec {
         s.guide.every = o.saliency_every.or(s.guide.every);
         s.guide.threshold = o.ccrop_threshold.unwrap_or(s.guide.threshold);
         s.guide.ccrop_beta = o.ccrop_beta.unwrap_or(s.guide.ccrop_beta);
+        s.stn = o.stn.apply(s.stn);
         s.alphas = match o.alphas {
             Some(a) if a.len() == 1 => vec![a[0]; s.crops.len()],
             Some(a) => a,
@@ -343,6 +354,13 @@ impl SweepSpec {
         if let Some(&m) = self.methods.iter().find(|m| m.is_guided()) {
             guided.method = m;
             guided.validate()?;
+        }
+        let mut learnt = PretrainConfig::new(Method::Gcc, 1.0, 1.0, self.epochs);
+        learnt.stn = self.stn.clone();
+        learnt.validate()?;
+        if self.methods.contains(&Method::Stn) {
+            learnt.method = Method::Stn;
+            learnt.validate()?;
         }
         Ok(())
     }
@@ -422,6 +440,9 @@ impl SweepSpec {
         // stay those they had before guided methods existed, so their results still count.
         if method.is_guided() {
             c.guide = self.guide.clone();
+        }
+        if method.is_learnt() {
+            c.stn = self.stn.clone();
         }
         Some(c)
     }

@@ -25,6 +25,7 @@ pub enum Shader {
     PeakSubgroup,
     Conv2dIgemm,
     Saliency,
+    Stn,
 }
 
 /// Each shader's file name under `shaders/` and its text, compiled in; `after F` prepends the
@@ -71,6 +72,7 @@ shader_files! {
     PeakSubgroup => "peak_subgroup.wgsl" after "peak.wgsl",
     Conv2dIgemm => "conv2d_igemm.wgsl",
     Saliency => "saliency.wgsl",
+    Stn => "stn.wgsl",
 }
 
 /// A kernel: an entry point of a shader file plus its `override` constants (tile sizes, modes).

@@ -136,6 +136,7 @@ mod tests {
             (Shader::NtXent, "Params", ops::ntxent::Params::LAYOUT),
             (Shader::Peak, "PeakParams", ops::peak::PeakParams::LAYOUT),
             (Shader::Saliency, "Params", ops::saliency::Params::LAYOUT),
+            (Shader::Stn, "Params", ops::stn::Params::LAYOUT),
             (
                 Shader::PeakSubgroup,
                 "PeakParams",

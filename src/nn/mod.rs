@@ -1,6 +1,7 @@
 //! Layer 5: layers and the two encoders (ResNet-18 CIFAR variant, a small CNN).
 
 pub mod layers;
+pub mod localiser;
 pub mod resnet;
 pub mod small_cnn;
 

@@ -51,6 +51,7 @@ pub fn pack_view_info(views: &[ViewInfo]) -> Vec<u32> {
 
 /// u8 images (N, C, H, W) packed four bytes per word, split over at most two buffers because one
 /// storage binding is limited in size (128 MiB on lavapipe; CIFAR-10's training set is 150 MB).
+#[derive(Clone)]
 pub struct PackedImages {
     parts: Vec<Tensor>,
     images_per_part: usize,
@@ -405,6 +406,23 @@ pub fn affine_sample(
             Ok(vec![dx, dm])
         }),
     )
+}
+
+/// Records sampling of the resident u8 images on the tape, differentiable in the matrices
+/// (the images are data): the learnt crop placement's views.
+pub fn affine_sample_resident(
+    g: &Graph,
+    images: &PackedImages,
+    matrices: Var,
+    info: &Tensor,
+    out_hw: [usize; 2],
+) -> Result<Var> {
+    let (m, info, images) = (g.value(matrices), info.clone(), images.clone());
+    let y = affine_sample_forward(Source::U8(&images), &m, &info, out_hw)?;
+    Ok(g.record("affine_sample", y, &[matrices], move |dy, _| {
+        let dm = affine_sample_backward_matrix(Source::U8(&images), &m, &info, dy)?;
+        Ok(vec![Some(dm)])
+    }))
 }
 
 /// The pixel matrix of a PyTorch `affine_grid` theta (row-major 2x3) for a source of

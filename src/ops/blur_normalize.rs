@@ -1,7 +1,9 @@
 //! The blur-and-normalise kernel of the view pipeline (`shaders/augment.wgsl`): a per-view 3x3
 //! Gaussian blur with reflect padding, then per-channel normalisation, writing the two view
-//! batches as two tensors. Data augmentation only: it has no backward.
+//! batches as two tensors. Its backward (the transposed blur, scaled) is needed only where the
+//! crop placement is learnt (`stn`): there the views depend on the localiser.
 
+use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::ops::affine_sample::VIEW_INFO_WORDS;
@@ -57,8 +59,41 @@ pub fn blur_normalize_single(
     Ok(launch(sampled, info, v, mean, std)?.0)
 }
 
+/// dL/dsampled `[V, C, h, w]` for the gradient `dy` of [`blur_normalize_single`]'s output.
+pub fn blur_normalize_backward(dy: &Tensor, info: &Tensor, std: &[f32]) -> Result<Tensor> {
+    let mean = vec![0.0; std.len()];
+    let v = dy.shape().first().copied().unwrap_or(0);
+    Ok(launch_entry("blur_normalize_backward", dy, info, v, &mean, std)?.0)
+}
+
+/// Records [`blur_normalize_single`] on the tape, differentiable in the sampled views.
+pub fn blur_normalize(
+    g: &Graph,
+    sampled: Var,
+    info: &Tensor,
+    mean: &[f32],
+    std: &[f32],
+) -> Result<Var> {
+    let y = blur_normalize_single(&g.value(sampled), info, mean, std)?;
+    let (info, std) = (info.clone(), std.to_vec());
+    Ok(g.record("blur_normalize", y, &[sampled], move |dy, _| {
+        Ok(vec![Some(blur_normalize_backward(dy, &info, &std)?)])
+    }))
+}
+
 /// Views below `split` go to the first output; the second exists only if some are left.
 fn launch(
+    sampled: &Tensor,
+    info: &Tensor,
+    split: usize,
+    mean: &[f32],
+    std: &[f32],
+) -> Result<(Tensor, Option<Tensor>)> {
+    launch_entry("blur_normalize", sampled, info, split, mean, std)
+}
+
+fn launch_entry(
+    entry: &'static str,
     sampled: &Tensor,
     info: &Tensor,
     split: usize,
@@ -122,7 +157,7 @@ fn launch(
         false => Tensor::uninit(gpu, &[1], "no second views")?,
     };
     gpu.dispatch(
-        &Kernel::new(Shader::Augment, "blur_normalize").with("WG", WG),
+        &Kernel::new(Shader::Augment, entry).with("WG", WG),
         &p,
         &[
             Access::Read(info.buffer()),

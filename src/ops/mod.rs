@@ -15,4 +15,5 @@ pub mod peak;
 pub mod pool;
 pub mod reduce;
 pub mod saliency;
+pub mod stn;
 pub mod view;

@@ -14,6 +14,20 @@ pub fn reshape(g: &Graph, x: Var, shape: &[usize]) -> Result<Var> {
     }))
 }
 
+/// Rows `start..start + count` of `x`, recorded on the tape; the gradient is zero elsewhere.
+pub fn rows(g: &Graph, x: Var, start: usize, count: usize) -> Result<Var> {
+    let xv = g.value(x);
+    let y = slice_rows(&xv, start, count)?;
+    let full = xv.shape().to_vec();
+    Ok(g.record("rows", y, &[x], move |dy, _| {
+        let dx = Tensor::zeros(dy.gpu(), &full)?;
+        let offset = 4 * (start * dy.numel() / count) as u64;
+        dy.gpu()
+            .copy(dy.buffer(), 0, dx.buffer(), offset, 4 * dy.numel() as u64);
+        Ok(vec![Some(dx)])
+    }))
+}
+
 /// `[a; b]`: two tensors of the same row width stacked along the first axis (two copies).
 pub fn concat_rows(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (sa, sb) = (a.shape(), b.shape());

@@ -11,3 +11,4 @@ pub mod ntxent;
 pub mod optim;
 pub mod saliency;
 pub mod small_ops;
+pub mod stn;

@@ -55,6 +55,87 @@ pub struct PretrainConfig {
     /// The guided methods' settings (saliency, ccrop); absent in checkpoints made before them.
     #[serde(default)]
     pub guide: GuideConfig,
+    /// The learnt placement's settings (stn); absent in checkpoints made before it.
+    #[serde(default)]
+    pub stn: StnConfig,
+}
+
+string_enum! {
+    /// What the learnt placement's localiser is trained to do.
+    pub enum StnObjective {
+        /// Place views where they still look like their image: minimise
+        /// 1 - cos(z(view), stopgrad z(whole image)) over both views.
+        Consistency = "consistency",
+        /// Gradient reversal: maximise NT-Xent, held by a hinge on the views' overlap (IoU).
+        Adversarial = "adversarial",
+    }
+}
+
+/// How the learnt placement (`stn`) trains its localiser.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StnConfig {
+    pub objective: StnObjective,
+    /// The floor on the spread, as the GCC alpha whose std it is (`sqrt(a x side)` pixels);
+    /// None: 0.5, or the run's alpha where that is smaller (so that the localiser starts as
+    /// GCC at the run's alpha).
+    pub min_spread: Option<f64>,
+    /// The adversarial objective keeps the two views' IoU above this.
+    pub min_iou: f64,
+    /// The weight of the overlap hinge against NT-Xent (adversarial objective).
+    pub hinge_weight: f64,
+    /// Epochs of GCC (the untrained localiser) before the localiser trains; None: a quarter.
+    pub warmup: Option<usize>,
+    /// The localiser's Adam learning rate (constant).
+    pub lr: f64,
+}
+
+impl Default for StnConfig {
+    fn default() -> StnConfig {
+        StnConfig {
+            objective: StnObjective::Consistency,
+            min_spread: None,
+            min_iou: 0.2,
+            hinge_weight: 10.0,
+            warmup: None,
+            lr: 1e-3,
+        }
+    }
+}
+
+/// Learnt-placement settings given on a command line: each one given replaces the base's.
+#[derive(Clone, Debug, Default)]
+pub struct StnOverrides {
+    pub objective: Option<StnObjective>,
+    pub min_spread: Option<f64>,
+    pub min_iou: Option<f64>,
+    pub hinge_weight: Option<f64>,
+    pub warmup: Option<usize>,
+    pub lr: Option<f64>,
+}
+
+impl StnOverrides {
+    pub fn apply(&self, base: StnConfig) -> StnConfig {
+        StnConfig {
+            objective: self.objective.unwrap_or(base.objective),
+            min_spread: self.min_spread.or(base.min_spread),
+            min_iou: self.min_iou.unwrap_or(base.min_iou),
+            hinge_weight: self.hinge_weight.unwrap_or(base.hinge_weight),
+            warmup: self.warmup.or(base.warmup),
+            lr: self.lr.unwrap_or(base.lr),
+        }
+    }
+}
+
+impl StnConfig {
+    /// The warm-up in epochs for a run of `epochs`, the default resolved.
+    pub fn warmup(&self, epochs: usize) -> usize {
+        self.warmup.unwrap_or(epochs / 4)
+    }
+
+    /// The spread floor as a GCC alpha for a run at `alpha`, the default resolved.
+    pub fn min_spread(&self, alpha: f64) -> f64 {
+        self.min_spread.unwrap_or(alpha.min(0.5))
+    }
 }
 
 /// How the saliency-guided methods refresh and use their per-image guides.
@@ -130,6 +211,7 @@ impl PretrainConfig {
             knn_k: 200,
             loss_every: 10,
             guide: GuideConfig::default(),
+            stn: StnConfig::default(),
         }
     }
 
@@ -191,7 +273,46 @@ impl PretrainConfig {
         if self.embedding == 0 || self.loss_every == 0 || self.knn_k == 0 {
             return bad("the embedding width, --loss-every and the kNN k must be positive".into());
         }
-        self.validate_guide()
+        self.validate_guide()?;
+        self.validate_stn()
+    }
+
+    /// The learnt placement's settings; checked for every method, as the guides' are.
+    fn validate_stn(&self) -> Result<()> {
+        let bad = |what: String| Err(Error::InvalidArgument(what));
+        let s = &self.stn;
+        if let Some(f) = s.min_spread {
+            if !(f > 0.0 && f.is_finite()) {
+                return bad(format!(
+                    "--stn-min-spread {f} must be positive: it is the GCC alpha whose std \
+                     floors the views' spread (0.5 by default)"
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&s.min_iou) {
+            return bad(format!(
+                "--stn-min-iou {} must lie in [0, 1) (the two views' overlap over their union)",
+                s.min_iou
+            ));
+        }
+        if !(s.hinge_weight >= 0.0 && s.hinge_weight.is_finite()) {
+            return bad(format!(
+                "--stn-hinge-weight {} must be a number >= 0",
+                s.hinge_weight
+            ));
+        }
+        if !(s.lr > 0.0 && s.lr.is_finite()) {
+            return bad(format!("--stn-lr {} must be positive", s.lr));
+        }
+        let warmup = s.warmup(self.epochs);
+        if self.method.is_learnt() && warmup >= self.epochs {
+            return bad(format!(
+                "--stn-warmup {warmup} leaves no epoch of the {} for the localiser to train; \
+                 use a warm-up below --epochs",
+                self.epochs
+            ));
+        }
+        Ok(())
     }
 
     /// The guided methods' settings; checked for every method, so that a typo is caught even

@@ -8,8 +8,11 @@ pub mod linear_eval;
 pub mod pretrain;
 mod probe_inputs;
 pub mod saliency;
+pub mod stn;
 
-pub use config::{GuideConfig, OptimizerKind, PretrainConfig};
+pub use config::{
+    GuideConfig, OptimizerKind, PretrainConfig, StnConfig, StnObjective, StnOverrides,
+};
 pub use linear_eval::{linear_eval, BackboneBn, LinearEvalConfig, LinearEvalResult, ProbeProtocol};
 pub use pretrain::{
     initial_encoder, load_trained, pretrain, trained_config, EpochRecord, RunOptions, Trained,

@@ -30,6 +30,7 @@ use crate::simclr::config::{OptimizerKind, PretrainConfig};
 use crate::simclr::features::all_image_features;
 use crate::simclr::knn::knn_accuracy;
 use crate::simclr::saliency::{refresh_guides, RefreshRecord};
+use crate::simclr::stn::{LearntPlacement, PlacementRecord};
 use crate::tensor::Tensor;
 
 /// Identifies the checkpoint layout written here.
@@ -49,6 +50,9 @@ pub struct EpochRecord {
     /// A guided method's refresh of its guides before this epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<RefreshRecord>,
+    /// The learnt placement's epoch (stn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementRecord>,
 }
 
 /// How to run, beyond what is trained (not stored in the checkpoint).
@@ -126,9 +130,13 @@ fn save_checkpoint(
     optimizer: &Optimizer,
     history: &[EpochRecord],
     guides: Option<&[ImageGuide]>,
+    learnt: Option<&LearntPlacement>,
 ) -> Result<PathBuf> {
     let mut ck = Checkpoint::new();
     ck.add_encoder(encoder)?;
+    if let Some(learnt) = learnt {
+        learnt.save_into(&mut ck)?;
+    }
     if let Some(guides) = guides {
         let values = guides.iter().flat_map(ImageGuide::words).collect();
         ck.add_values(GUIDES, &[guides.len(), ImageGuide::WORDS], values);
@@ -263,6 +271,7 @@ fn resume(
     config: &PretrainConfig,
     encoder: &dyn Encoder,
     optimizer: &mut Optimizer,
+    learnt: Option<&mut LearntPlacement>,
     images: usize,
 ) -> Result<Resumed> {
     let ck_path = out.join(CHECKPOINT_FILE);
@@ -284,6 +293,9 @@ fn resume(
             .and_then(|r| r.ok())
     };
     optimizer.load_state(&find, &counters)?;
+    if let Some(learnt) = learnt {
+        learnt.restore_from(gpu, &ck, &ck_path)?;
+    }
     let history: Vec<EpochRecord> = parse(&ck, "history", &ck_path)?;
     let guides = checkpoint_guides(&ck, &ck_path, images)?;
     println!(
@@ -326,6 +338,10 @@ pub fn pretrain(
     })?;
     remove_stale_temporaries(out, &[CHECKPOINT_FILE, SIDECAR_FILE]);
     let (encoder, mut optimizer) = build(gpu, config, channels)?;
+    let mut learnt = match config.method.is_learnt() {
+        true => Some(LearntPlacement::new(gpu, config, channels, [w, h])?),
+        false => None,
+    };
     let mut history: Vec<EpochRecord> = Vec::new();
     let mut guides: Option<Vec<ImageGuide>> = None;
     if options.resume && ck_path.is_file() {
@@ -335,6 +351,7 @@ pub fn pretrain(
             config,
             encoder.as_ref(),
             &mut optimizer,
+            learnt.as_mut(),
             train.len(),
         )?;
         (history, guides) = (resumed.history, resumed.guides);
@@ -385,12 +402,13 @@ pub fn pretrain(
         optimizer.set_lr(lr);
         let bar = epoch_bar(options.progress, steps, epoch, config.epochs)?;
         let start = Instant::now();
-        let loss = run.train_epoch(
+        let (loss, placement) = run.train_epoch(
             &mut optimizer,
             epoch,
             lr,
             history.len(),
             guides.as_deref(),
+            learnt.as_mut(),
             &bar,
         )?;
         let seconds = start.elapsed().as_secs_f64();
@@ -411,9 +429,10 @@ pub fn pretrain(
             seconds,
             images_per_second: (steps * config.batch) as f64 / seconds,
             refresh,
+            placement,
         };
         println!(
-            "epoch {:>3}/{}  loss {:.4}  lr {:.5}  {:.1} img/s{}{}",
+            "epoch {:>3}/{}  loss {:.4}  lr {:.5}  {:.1} img/s{}{}{}",
             record.epoch,
             config.epochs,
             record.loss,
@@ -432,6 +451,21 @@ pub fn pretrain(
                     100.0 * r.hot_box_area
                 ),
                 None => String::new(),
+            },
+            match &record.placement {
+                Some(p) => format!(
+                    "  placement: offset {:.1} %, spread {:.1} % of the side, {:.1} % outside, \
+                     IoU {:.2}{}",
+                    100.0 * p.mean_offset,
+                    100.0 * p.mean_spread,
+                    100.0 * p.outside_share,
+                    p.overlap,
+                    match p.localiser_loss {
+                        Some(l) => format!(", localiser loss {l:.4}"),
+                        None => " (warm-up)".into(),
+                    }
+                ),
+                None => String::new(),
             }
         );
         history.push(record);
@@ -445,6 +479,7 @@ pub fn pretrain(
             &optimizer,
             &history,
             guides.as_deref(),
+            learnt.as_ref(),
         )?;
     }
     Ok(history)
@@ -474,17 +509,32 @@ impl EpochContext<'_> {
         lr: f32,
         done: usize,
         guides: Option<&[ImageGuide]>,
+        mut learnt: Option<&mut LearntPlacement>,
         bar: &ProgressBar,
-    ) -> Result<f64> {
+    ) -> Result<(f64, Option<PlacementRecord>)> {
         let (config, steps) = (self.config, self.steps);
         let mut rng = epoch_rng(config.seed, epoch);
         let mut order: Vec<u32> = (0..self.image_count as u32).collect();
         order.shuffle(&mut rng);
         let start = Instant::now();
         let loss_sum = Tensor::zeros(self.gpu, &[1])?;
+        let mut tally = learnt.as_ref().map(|l| l.tally());
         for step in 0..steps {
             let indices = &order[step * config.batch..(step + 1) * config.batch];
-            let loss = self.train_step(optimizer, &mut rng, indices, guides)?;
+            let loss = match (learnt.as_deref_mut(), tally.as_mut()) {
+                (Some(learnt), Some(tally)) => learnt.train_step(
+                    self.encoder,
+                    optimizer,
+                    self.pipeline,
+                    self.images,
+                    &mut rng,
+                    indices,
+                    epoch,
+                    config.temperature as f32,
+                    tally,
+                )?,
+                _ => self.train_step(optimizer, &mut rng, indices, guides)?,
+            };
             accumulate(&loss_sum, &loss)?;
             if (step + 1) % config.loss_every == 0 || step + 1 == steps {
                 let value = loss.item()?;
@@ -496,7 +546,11 @@ impl EpochContext<'_> {
         }
         let loss = loss_sum.item()? as f64 / steps as f64;
         check_finite(loss, epoch, steps - 1, done, self.out)?;
-        Ok(loss)
+        let placement = match tally {
+            Some(t) => t.record()?,
+            None => None,
+        };
+        Ok((loss, placement))
     }
 
     /// One step: two views of every image of the batch, each view batch through the encoder in

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use taming::crop::{Method, PadMode};
 use taming::gpu::list_adapters;
-use taming::simclr::GuideConfig;
+use taming::simclr::{GuideConfig, StnObjective, StnOverrides};
 
 #[derive(Parser)]
 #[command(
@@ -107,6 +107,45 @@ impl GuideArgs {
             threshold: self.ccrop_threshold.unwrap_or(base.threshold),
             ccrop_beta: self.ccrop_beta.unwrap_or(base.ccrop_beta),
             ..base
+        }
+    }
+}
+
+/// The learnt placement's settings (`--method stn`).
+#[derive(Args)]
+pub(crate) struct StnArgs {
+    /// What the localiser learns: consistency (views that still look like their image) or
+    /// adversarial (gradient reversal on NT-Xent, held by the overlap hinge) [default:
+    /// consistency].
+    #[arg(long, value_enum)]
+    pub stn_objective: Option<StnObjective>,
+    /// Floor on the views' spread, as the GCC alpha whose std it is [default: 0.5, or the
+    /// run's alpha if smaller].
+    #[arg(long, allow_negative_numbers = true)]
+    pub stn_min_spread: Option<f64>,
+    /// The adversarial objective keeps the two views' IoU above this [default: 0.2].
+    #[arg(long, allow_negative_numbers = true)]
+    pub stn_min_iou: Option<f64>,
+    /// Weight of the overlap hinge against NT-Xent [default: 10].
+    #[arg(long, allow_negative_numbers = true)]
+    pub stn_hinge_weight: Option<f64>,
+    /// Epochs of GCC before the localiser trains [default: a quarter of the epochs].
+    #[arg(long)]
+    pub stn_warmup: Option<usize>,
+    /// The localiser's Adam learning rate [default: 0.001].
+    #[arg(long, allow_negative_numbers = true)]
+    pub stn_lr: Option<f64>,
+}
+
+impl StnArgs {
+    pub fn overrides(&self) -> StnOverrides {
+        StnOverrides {
+            objective: self.stn_objective,
+            min_spread: self.stn_min_spread,
+            min_iou: self.stn_min_iou,
+            hinge_weight: self.stn_hinge_weight,
+            warmup: self.stn_warmup,
+            lr: self.stn_lr,
         }
     }
 }

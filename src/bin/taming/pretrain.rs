@@ -7,7 +7,7 @@ use taming::gpu::Gpu;
 use taming::nn::ModelKind;
 use taming::simclr::{pretrain, GuideConfig, OptimizerKind, PretrainConfig, RunOptions};
 
-use crate::{CropArgs, GuideArgs};
+use crate::{CropArgs, GuideArgs, StnArgs};
 
 #[derive(Args)]
 pub struct PretrainArgs {
@@ -49,6 +49,8 @@ pub struct PretrainArgs {
     pub stop_after: Option<usize>,
     #[command(flatten)]
     pub guide: GuideArgs,
+    #[command(flatten)]
+    pub stn: StnArgs,
     /// ContrastiveCrop at the fixed --crop area without resize (as the sweep runs it), instead
     /// of RandomResizedCrop's scale 0.2-1 and ratio 3/4-4/3 with resize (as published).
     #[arg(long)]
@@ -79,6 +81,7 @@ pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
         train_limit,
         stop_after,
         guide,
+        stn,
         ccrop_fixed_area,
     } = args;
     let mut config = PretrainConfig::new(method, crop, alpha, epochs);
@@ -97,6 +100,7 @@ pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
         ccrop_fixed_area,
         ..GuideConfig::default()
     });
+    config.stn = stn.overrides().apply(config.stn);
     let gpu = Gpu::new(device)?;
     println!("adapter: {}", gpu.adapter());
     let options = RunOptions {

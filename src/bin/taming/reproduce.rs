@@ -13,7 +13,7 @@ use taming::gpu::Gpu;
 use taming::io::write_atomically;
 use taming::simclr::ProbeProtocol;
 
-use crate::{parse, GuideArgs};
+use crate::{parse, GuideArgs, StnArgs};
 
 #[derive(Args)]
 pub struct ReproduceArgs {
@@ -70,6 +70,8 @@ pub struct ReproduceArgs {
     oracle_epochs: Option<usize>,
     #[command(flatten)]
     guide: GuideArgs,
+    #[command(flatten)]
+    stn: StnArgs,
     /// Run only slice i of n of the sweep (0 <= i < n), e.g. from a SLURM array task.
     #[arg(long)]
     shard: Option<Shard>,
@@ -105,6 +107,7 @@ pub fn run(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
         saliency_every: a.guide.saliency_every,
         ccrop_threshold: a.guide.ccrop_threshold,
         ccrop_beta: a.guide.ccrop_beta,
+        stn: a.stn.overrides(),
     };
     let spec = SweepSpec::with(a.preset, overrides)?;
     let runs = spec.runs().len();
