@@ -44,7 +44,7 @@ fn contact_sheet_and_heatmap_are_written_as_png() {
     let Some(gpu) = gpu() else { return };
     let data = load_dir(None, Split::Test).unwrap();
     let spec = CropSpec::new(Method::Gcc, 0.4, 1.5).unwrap();
-    let sheet = contact_sheet(&gpu, &data, &spec, 3, 0, "gcc", None).unwrap();
+    let sheet = contact_sheet(&gpu, &data, &spec, 3, 0, "gcc", None, None).unwrap();
     let path = dir.join("views.png");
     sheet.save_png(&path).unwrap();
     let (sw, sh, pixels) = decode(&path);

@@ -15,7 +15,10 @@
 //                           the image, the pair's overlap (IoU)
 //   view_matrices_backward: src0 = r, src1 = draws, src2 = dL/dmatrices, out = dL/dr
 //   overlap_hinge:          src0 = r, src1 = draws, out = [mean over images of
-//                           max(0, min_iou - IoU(view 1, view 2))]
+//                           max(0, min_iou - DIoU(view 1, view 2))], DIoU = IoU - |d|^2 / c^2
+//                           (d the centres' difference, c the enclosing box's diagonal): a
+//                           lower bound of the IoU whose gradient does not vanish once the
+//                           boxes no longer overlap
 //   overlap_hinge_backward: src0 = r, src1 = draws, src2 = dL/dloss [1], out = dL/dr
 //   agreement:              src0 = u [rows, dim], src2 = t [images, dim] (row v of u is
 //                           compared with row v mod images of t), out = [1 - mean dot]
@@ -137,6 +140,28 @@ fn view_matrices_backward(@builtin(global_invocation_id) gid: vec3u) {
     for (var e = 0u; e < 4u; e++) { out[4u * k + e] = dr[e]; }
 }
 
+// Distance-IoU of two boxes of the view's size whose centres differ by d.
+fn diou_of(d: vec2f) -> f32 {
+    let c = view_size() + abs(d);
+    return iou_of(d) - dot(d, d) / dot(c, c);
+}
+
+// d DIoU / d d.
+fn diou_gradient(d: vec2f) -> vec2f {
+    let s = view_size();
+    let inter = max(s - abs(d), vec2f(0.0));
+    let i = inter.x * inter.y;
+    let union_ = 2.0 * s.x * s.y - i;
+    // d IoU / d inter, then d inter / d d per axis (zero once the boxes are apart on it).
+    let diou_dinter = 2.0 * s.x * s.y / (union_ * union_);
+    let dinter_dd = -sign(d) * select(vec2f(0.0), inter.yx, inter > vec2f(0.0));
+    let c = s + abs(d);
+    let c2 = dot(c, c);
+    let rho2 = dot(d, d);
+    let dpenalty = 2.0 * d / c2 - 2.0 * rho2 * c * sign(d) / (c2 * c2);
+    return diou_dinter * dinter_dd - dpenalty;
+}
+
 // One invocation: the mean over a batch's images (a few hundred) needs no reduction tree.
 @compute @workgroup_size(1)
 fn overlap_hinge() {
@@ -144,7 +169,7 @@ fn overlap_hinge() {
     for (var k = 0u; k < p.images; k++) {
         let q = placement(k);
         let d = q.spread * (noise(k) - noise(k + p.images));
-        total += max(p.min_iou - iou_of(d), 0.0);
+        total += max(p.min_iou - diou_of(d), 0.0);
     }
     out[0] = total / f32(p.images);
 }
@@ -158,16 +183,8 @@ fn overlap_hinge_backward(@builtin(global_invocation_id) gid: vec3u) {
     let q = placement(k);
     let dn = noise(k) - noise(k + p.images);
     let d = q.spread * dn;
-    let s = view_size();
-    let inter = max(s - abs(d), vec2f(0.0));
-    let i = inter.x * inter.y;
-    let union_ = 2.0 * s.x * s.y - i;
-    // d IoU / d inter, then d inter / d d per axis (zero once the boxes are apart on it).
-    let diou_dinter = 2.0 * s.x * s.y / (union_ * union_);
-    let dinter_dd = -sign(d) * select(vec2f(0.0), inter.yx, inter > vec2f(0.0));
-    let below = iou_of(d) < p.min_iou;
-    let scale = select(0.0, -src2[0] / f32(p.images), below);
-    let dd = scale * diou_dinter * dinter_dd;
+    let below = diou_of(d) < p.min_iou;
+    let dd = select(0.0, -src2[0] / f32(p.images), below) * diou_gradient(d);
     let dr = vec4f(0.0, 0.0, dd * dn * q.dspread);
     for (var e = 0u; e < 4u; e++) { out[4u * k + e] = dr[e]; }
 }

@@ -79,6 +79,12 @@ impl Method {
         }
     }
 
+    /// Whether the method's crops depend on the state of a training run (the guides of its
+    /// encoder, or its localiser), so that they cannot be drawn without one.
+    pub fn follows_training(self) -> bool {
+        self.is_guided() || self.is_learnt()
+    }
+
     /// Whether the method's views are placed by a network trained with the encoder, so that
     /// the CPU cannot draw them ([`CropSpec::draw_pair`] draws its untrained state, GCC).
     pub fn is_learnt(self) -> bool {

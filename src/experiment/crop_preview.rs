@@ -6,13 +6,17 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::augment::{Normalization, ViewPipeline};
-use crate::crop::{CropSpec, ImageGuide, Method};
+use crate::crop::{CropBox, CropSpec, ImageGuide, Method};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::experiment::canvas::{heat_color, Canvas, Rgb};
 use crate::gpu::Gpu;
 use crate::nn::Encoder;
+use crate::tensor::Tensor;
+use crate::ops::stn::{view_matrices_forward, DRAW_WORDS, PLACEMENT_WORDS};
+use crate::reference::stn::placement as placement_of;
 use crate::simclr::saliency::saliency_of;
+use crate::simclr::stn::{draw_views, LearntPlacement};
 
 const BACKGROUND: Rgb = [24, 24, 28];
 const PANEL: Rgb = [64, 64, 72];
@@ -80,11 +84,20 @@ pub struct SaliencySource<'a> {
     pub threshold: f64,
 }
 
+/// A trained localiser whose placements a contact sheet shows (`stn`).
+pub struct LearntSource<'a> {
+    pub learnt: &'a LearntPlacement,
+    /// The statistics the run was trained with (the localiser reads normalised images).
+    pub normalization: Normalization,
+}
+
 /// Rows of: the image in a margin of half its size with both crop boxes drawn, then (with a
 /// `saliency` source) the encoder's heat map with its hot box and centroid (+), then its two
 /// views as the GPU sampling kernel produces them (no flip, blur or normalisation, so that the
-/// crop alone is visible; zero padding shows black). A guided method without a source draws
-/// as before its first refresh.
+/// crop alone is visible; zero padding shows black). With a `learnt` source the boxes are the
+/// localiser's, and the image panel also shows its Gaussian: the mean (+) and a box of one
+/// spread around it. A guided method without a source draws as before its first refresh, a
+/// learnt one as GCC.
 pub fn contact_sheet(
     gpu: &Gpu,
     data: &Dataset,
@@ -93,6 +106,7 @@ pub fn contact_sheet(
     seed: u64,
     title: &str,
     saliency: Option<&SaliencySource>,
+    learnt: Option<&LearntSource>,
 ) -> Result<Canvas> {
     if count == 0 || data.is_empty() {
         return Err(Error::InvalidArgument(
@@ -133,7 +147,11 @@ pub fn contact_sheet(
     };
     let guides = found.as_ref().map(|(g, _)| g.as_slice());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let plan = pipeline.plan_guided(&mut rng, &indices, [w, h], guides)?;
+    let mut plan = pipeline.plan_guided(&mut rng, &indices, [w, h], guides)?;
+    let mut gaussians = Vec::new();
+    if let Some(src) = learnt {
+        gaussians = learnt_plan(gpu, src, &pipeline, &images, &indices, [w, h], &mut rng, &mut plan)?;
+    }
     let (a, b) = pipeline.run(&images, &plan)?;
     let views = [a.to_vec()?, b.to_vec()?];
     let [vw, vh] = plan.view_wh;
@@ -176,6 +194,14 @@ pub fn contact_sheet(
             let (bw, bh) = (bx.width as i64 * s, bx.height as i64 * s);
             panel.outline((mx + bx.left) * s, (my + bx.top) * s, bw, bh, 2, color);
         }
+        if let Some((mean, spread)) = gaussians.get(k) {
+            let at = |v: f64, margin: i64| margin * s + (v * s as f64).round() as i64;
+            let (cx, cy) = (at(mean[0], mx), at(mean[1], my));
+            let (sx, sy) = ((spread[0] * s as f64) as i64, (spread[1] * s as f64) as i64);
+            panel.outline(cx - sx, cy - sy, 2 * sx, 2 * sy, 1, TEXT);
+            panel.fill(cx - 6, cy - 1, 13, 3, TEXT);
+            panel.fill(cx - 1, cy - 6, 3, 13, TEXT);
+        }
         sheet.blit(&panel, gap, y);
         if let Some((guides, heat)) = &found {
             let map = &heat[k * h * w..(k + 1) * h * w];
@@ -216,6 +242,51 @@ pub fn contact_sheet(
     Ok(sheet)
 }
 
+/// Replaces the boxes and matrices of `plan` with the trained localiser's placements (views
+/// at continuous positions, zeros outside the image); returns each image's Gaussian (mean and
+/// spread, in pixels).
+#[allow(clippy::too_many_arguments)]
+fn learnt_plan(
+    gpu: &Gpu,
+    src: &LearntSource,
+    pipeline: &ViewPipeline,
+    images: &crate::ops::affine_sample::PackedImages,
+    indices: &[u32],
+    image_wh: [usize; 2],
+    rng: &mut ChaCha8Rng,
+    plan: &mut crate::augment::ViewPlan,
+) -> Result<Vec<([f64; 2], [f64; 2])>> {
+    let b = indices.len();
+    let eval = ViewPipeline::evaluation(src.normalization.clone());
+    let whole = eval.run_single(images, &crate::augment::ViewPlan::whole_images(indices, image_wh))?;
+    let r = src.learnt.outputs(&whole)?;
+    let (draws, info) = draw_views(rng, pipeline, indices, image_wh);
+    let rt = Tensor::from_slice(gpu, &[b, PLACEMENT_WORDS], &r)?;
+    let dt = Tensor::from_slice(gpu, &[2 * b, DRAW_WORDS], &draws)?;
+    let (m, _) = view_matrices_forward(&rt, &dt, &src.learnt.placement)?;
+    plan.matrices = m.to_vec()?;
+    plan.info = info;
+    plan.view_wh = src.learnt.placement.view_wh;
+    let [vw, vh] = plan.view_wh;
+    for (k, draw) in plan.draws.iter_mut().enumerate() {
+        for (view, v) in [k, b + k].into_iter().enumerate() {
+            // No flips here: the translations are the boxes' top-left corners.
+            let (left, top) = (plan.matrices[6 * v + 2], plan.matrices[6 * v + 5]);
+            draw.boxes[view] = CropBox {
+                left: left.round() as i64,
+                top: top.round() as i64,
+                width: vw as u32,
+                height: vh as u32,
+            };
+        }
+    }
+    let r64: Vec<f64> = r.iter().map(|&v| v as f64).collect();
+    Ok(r64
+        .chunks(PLACEMENT_WORDS)
+        .map(|rk| placement_of(rk, &src.learnt.placement))
+        .collect())
+}
+
 /// One panel per strategy: how often a crop centre falls in each pixel of the image and a
 /// margin of one image size around it, over `draws` images (two views each), on a square-root
 /// colour scale. The white frame is the image.
@@ -232,11 +303,12 @@ pub fn centre_heatmap(
     let s = scale_for(gw.max(gh), 256) as i64;
     let (panel_w, panel_h) = (gw as i64 * s, gh as i64 * s);
     let (gap, header) = (20i64, 64i64);
-    // The guided methods' centres depend on each image's guide: their sheets show them.
+    // The guided and learnt methods' centres depend on each image and the trained run: their
+    // sheets (`taming crops --checkpoint`) show them.
     let methods: Vec<Method> = Method::ALL
         .iter()
         .copied()
-        .filter(|m| !m.is_guided())
+        .filter(|m| !m.follows_training())
         .collect();
     let width = gap + methods.len() as i64 * (panel_w + gap);
     let mut sheet = Canvas::new(

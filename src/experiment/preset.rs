@@ -32,14 +32,16 @@ string_enum! {
     }
 }
 
-/// The strategies of the full-size presets: the paper's four and the two saliency-guided ones.
-const FULL_GRID_METHODS: [Method; 6] = [
+/// The strategies of the full-size presets: the paper's four, the two saliency-guided ones and
+/// the learnt placement.
+const FULL_GRID_METHODS: [Method; 7] = [
     Method::Rc,
     Method::Gcc,
     Method::Cgcc,
     Method::Mgcc,
     Method::Saliency,
     Method::Ccrop,
+    Method::Stn,
 ];
 
 /// The crop sizes of the paper's table and GCC's best alpha at each (PAPER.md).
@@ -366,15 +368,16 @@ impl SweepSpec {
     }
 
     /// The label check of the sweep: its data, methods, crop sizes and alphas, seeded with the
-    /// first seed, the oracle trained on the sweep's training images. The guided methods are
-    /// left out: their crops follow each run's own encoder, which the check does not have.
+    /// first seed, the oracle trained on the sweep's training images. The guided and learnt
+    /// methods are left out: their crops follow each run's own encoder or localiser, which the
+    /// check does not have.
     pub fn label_check_spec(&self) -> Option<LabelCheckSpec> {
         let settings = self.label_check.as_ref()?;
         let methods: Vec<Method> = self
             .methods
             .iter()
             .copied()
-            .filter(|m| !m.is_guided())
+            .filter(|m| !m.follows_training())
             .collect();
         if methods.is_empty() {
             return None;

@@ -9,6 +9,9 @@ use crate::experiment::preset::PAPER_CROPS;
 use crate::experiment::results::SweepResults;
 use crate::experiment::stats::mean_std;
 use crate::label_check::LabelCheckResult;
+use crate::crop::Method;
+use crate::simclr::stn::PlacementRecord;
+use crate::simclr::StnObjective;
 
 /// The paper's CIFAR-10 numbers (PAPER.md): 200 epochs, mean of 4 trials, at p = 0.2 .. 0.8.
 const PAPER_RC: [f64; 4] = [63.2, 61.1, 57.6, 54.2];
@@ -139,6 +142,30 @@ fn settings_section(r: &SweepResults) -> String {
                 "RandomResizedCrop's scale 0.2-1 with resize"
             },
             b = s.guide.ccrop_beta,
+        );
+    }
+    if s.methods.contains(&Method::Stn) {
+        let t = &s.stn;
+        let warmup = t.warmup(s.epochs);
+        let _ = writeln!(
+            md,
+            "  - the learnt placement (stn) places views as GCC does for the first {warmup} \
+             epoch{}, then its localiser trains on the {} objective (Adam, lr {}), the spread \
+             floored at GCC's std at alpha {}{}",
+            if warmup == 1 { "" } else { "s" },
+            t.objective,
+            t.lr,
+            match t.min_spread {
+                Some(f) => f.to_string(),
+                None => "0.5 (or the run's alpha if smaller)".into(),
+            },
+            match t.objective {
+                StnObjective::Adversarial => format!(
+                    ", the views' overlap held above IoU {} by a hinge of weight {}",
+                    t.min_iou, t.hinge_weight
+                ),
+                StnObjective::Consistency => String::new(),
+            }
         );
     }
     let _ = writeln!(
@@ -351,6 +378,27 @@ fn findings(r: &SweepResults, gains: &[(f64, f64)]) -> Vec<String> {
              {:.0} s of pre-training.",
             100.0 * refresh / (refresh + epochs).max(1e-9),
             refresh + epochs
+        ));
+    }
+    let learnt: Vec<_> = r
+        .runs
+        .iter()
+        .filter_map(|x| x.history.last().and_then(|e| e.placement))
+        .collect();
+    if !learnt.is_empty() {
+        let n = learnt.len() as f64;
+        let mean = |f: fn(&PlacementRecord) -> f64| learnt.iter().map(f).sum::<f64>() / n;
+        lines.push(format!(
+            "In their last epoch the learnt placements (stn, {} run{}) moved the Gaussian's \
+             mean {:.1} % of the side from the centre on average, with a spread of {:.1} % of \
+             the side, {:.1} % of the view area outside the image and a mean IoU of {:.2} \
+             between the two views.",
+            learnt.len(),
+            if learnt.len() == 1 { "" } else { "s" },
+            100.0 * mean(|p| p.mean_offset),
+            100.0 * mean(|p| p.mean_spread),
+            100.0 * mean(|p| p.outside_share),
+            mean(|p| p.overlap),
         ));
     }
     if r.sweep.seeds.len() == 1 {

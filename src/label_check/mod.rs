@@ -124,11 +124,11 @@ impl LabelCheckSpec {
         if let Some(m) = self.methods.iter().find(|m| !seen.insert(m.name())) {
             return bad(format!("--methods names {m} twice"));
         }
-        if let Some(m) = self.methods.iter().find(|m| m.is_guided()) {
+        if let Some(m) = self.methods.iter().find(|m| m.follows_training()) {
             return bad(format!(
-                "--methods {m}: its crops follow the guides of a trained run's encoder, which \
-                 the label check does not have; check the unguided methods (rc, gcc, cgcc, \
-                 mgcc, rrc)"
+                "--methods {m}: its crops follow a trained run's encoder or localiser, which \
+                 the label check does not have; check the methods drawn without one (rc, gcc, \
+                 cgcc, mgcc, rrc)"
             ));
         }
         for (i, c) in self.crops.iter().enumerate() {

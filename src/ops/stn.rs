@@ -47,7 +47,8 @@ pub struct Placement {
     pub view_wh: [usize; 2],
     pub base_spread: [f64; 2],
     pub floor: [f64; 2],
-    /// The overlap the adversarial objective's hinge keeps the two views above.
+    /// The overlap (IoU, through its lower bound DIoU) the adversarial objective's hinge keeps
+    /// the two views above.
     pub min_iou: f64,
 }
 
@@ -201,7 +202,10 @@ pub fn view_matrices(
     Ok((m, stats))
 }
 
-/// `[1]`: the mean over images of `max(0, min_iou - IoU)` of the two views' boxes.
+/// `[1]`: the mean over images of `max(0, min_iou - DIoU)` of the two views' boxes, DIoU
+/// (distance-IoU) the IoU less the squared centre distance over the enclosing box's squared
+/// diagonal: a lower bound of the IoU (so the IoU stays above `min_iou` where the hinge is
+/// met) whose gradient still pulls once the boxes no longer overlap.
 pub fn overlap_hinge_forward(r: &Tensor, draws: &Tensor, at: &Placement) -> Result<Tensor> {
     let b = images_of("overlap_hinge", r, draws)?;
     let loss = Tensor::uninit(r.gpu(), &[1], "overlap hinge")?;

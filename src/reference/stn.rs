@@ -67,13 +67,21 @@ pub fn view_matrices(r: &[f64], draws: &[f64], at: &Placement) -> (Vec<f64>, Vec
     (m, stats)
 }
 
-/// The mean over images of `max(0, min_iou - IoU)`.
+/// Distance-IoU: the IoU less the squared centre distance over the enclosing box's squared
+/// diagonal.
+pub fn diou(d: [f64; 2], at: &Placement) -> f64 {
+    let [w, h] = at.view_wh.map(|s| s as f64);
+    let (cx, cy) = (w + d[0].abs(), h + d[1].abs());
+    iou(d, at) - (d[0] * d[0] + d[1] * d[1]) / (cx * cx + cy * cy)
+}
+
+/// The mean over images of `max(0, min_iou - DIoU)`.
 pub fn overlap_hinge(r: &[f64], draws: &[f64], at: &Placement) -> f64 {
     let b = r.len() / PLACEMENT_WORDS;
     let total: f64 = (0..b)
         .map(|k| {
             let c = centres(r, draws, at, k, b);
-            (at.min_iou - iou([c[0][0] - c[1][0], c[0][1] - c[1][1]], at)).max(0.0)
+            (at.min_iou - diou([c[0][0] - c[1][0], c[0][1] - c[1][1]], at)).max(0.0)
         })
         .sum();
     total / b as f64

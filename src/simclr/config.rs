@@ -95,7 +95,7 @@ impl Default for StnConfig {
             objective: StnObjective::Consistency,
             min_spread: None,
             min_iou: 0.2,
-            hinge_weight: 10.0,
+            hinge_weight: 100.0,
             warmup: None,
             lr: 1e-3,
         }

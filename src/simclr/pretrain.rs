@@ -230,6 +230,21 @@ pub fn load_trained(gpu: &Gpu, dir: &Path) -> Result<Trained> {
     })
 }
 
+/// The localiser of the learnt-placement run checkpointed in `dir`, for `image_wh` images.
+pub fn load_placement(gpu: &Gpu, dir: &Path, image_wh: [usize; 2]) -> Result<LearntPlacement> {
+    let (ck, path, config) = open_checkpoint(dir)?;
+    if !config.method.is_learnt() {
+        return Err(Error::File {
+            path,
+            detail: format!("is a {} run, which has no localiser", config.method),
+        });
+    }
+    let channels: usize = parse(&ck, "channels", &path)?;
+    let mut learnt = LearntPlacement::new(gpu, &config, channels, image_wh)?;
+    learnt.restore_from(gpu, &ck, &path)?;
+    Ok(learnt)
+}
+
 /// The guides stored in a checkpoint, if it has them; `images` is how many the run trains on.
 fn checkpoint_guides(
     ck: &Checkpoint,

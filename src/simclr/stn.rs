@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::augment::pipeline::blur_weights;
 use crate::augment::{ViewPipeline, ViewPlan};
-use crate::autograd::Graph;
+use crate::autograd::{Graph, Var};
 use crate::crop::{view_geometry, CropBox, PadMode};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -150,12 +150,7 @@ impl LearntPlacement {
             true => gradient_reversal(&g, r),
             false => r,
         };
-        let (m, stats) = view_matrices(&g, to_views, &draws, &self.placement)?;
-        let [vw, vh] = self.placement.view_wh;
-        let sampled = affine_sample_resident(&g, images, m, &info, [vh, vw])?;
-        let norm = &pipeline.normalization;
-        let views = blur_normalize(&g, sampled, &info, &norm.mean, &norm.std)?;
-        let (v1, v2) = (rows(&g, views, 0, b)?, rows(&g, views, b, b)?);
+        let (v1, v2, stats) = self.views(&g, to_views, &draws, &info, images, pipeline)?;
         let z1 = encoder.forward(&g, v1, true)?;
         let z2 = encoder.forward(&g, v2, true)?;
         let loss = nt_xent(&g, z1, z2, temperature)?;
@@ -174,18 +169,8 @@ impl LearntPlacement {
                 Some(add_forward(&ascent, &g.value(weighted))?)
             }
             (Some(_), false) => {
-                let target = {
-                    // The whole image at the views' resolution: the size the encoder trains
-                    // at, and a third of the pixels of the image at crop 0.4.
-                    let plan = resized_whole_images(indices, [iw, ih], self.placement.view_wh);
-                    let small = pipeline.run_single(images, &plan)?;
-                    let frozen = Graph::no_grad(&gpu);
-                    let z = encoder.forward(&frozen, frozen.input(small), false)?;
-                    l2_normalize_forward(&frozen.value(z))?
-                };
-                let a1 = agreement(&g, l2_normalize(&g, z1)?, &target)?;
-                let a2 = agreement(&g, l2_normalize(&g, z2)?, &target)?;
-                let consistency = scale(&g, add(&g, a1, a2)?, 0.5)?;
+                let target = self.consistency_target(encoder, pipeline, images, indices)?;
+                let consistency = consistency_loss(&g, z1, z2, &target)?;
                 g.backward_into(loss, &encoder.params())?;
                 g.backward_into(consistency, &self.localiser.params())?;
                 Some(g.value(consistency))
@@ -197,6 +182,45 @@ impl LearntPlacement {
         }
         tally.add(&stats, localiser_loss.as_ref())?;
         Ok(g.value(loss))
+    }
+
+    /// The two view batches `[B, C, h, w]` placed by `r` `[B, 4]` (on the tape, so that
+    /// gradients reach `r`) and the placement's statistics: matrices, sampling of the resident
+    /// images, blur and normalisation (each view's own weights from `info`).
+    pub fn views(
+        &self,
+        g: &Graph,
+        r: Var,
+        draws: &Tensor,
+        info: &Tensor,
+        images: &PackedImages,
+        pipeline: &ViewPipeline,
+    ) -> Result<(Var, Var, Tensor)> {
+        let b = g.value(r).shape()[0];
+        let (m, stats) = view_matrices(g, r, draws, &self.placement)?;
+        let [vw, vh] = self.placement.view_wh;
+        let sampled = affine_sample_resident(g, images, m, info, [vh, vw])?;
+        let norm = &pipeline.normalization;
+        let views = blur_normalize(g, sampled, info, &norm.mean, &norm.std)?;
+        Ok((rows(g, views, 0, b)?, rows(g, views, b, b)?, stats))
+    }
+
+    /// The consistency objective's targets `[B, D]`: the unit embeddings of the whole images,
+    /// resized to the views' resolution (the size the encoder trains at, and a third of the
+    /// pixels at crop 0.4), through the encoder with batch norm in evaluation mode, no gradient.
+    pub fn consistency_target(
+        &self,
+        encoder: &dyn Encoder,
+        pipeline: &ViewPipeline,
+        images: &PackedImages,
+        indices: &[u32],
+    ) -> Result<Tensor> {
+        let [_, _, ih, iw] = images.shape();
+        let plan = resized_whole_images(indices, [iw, ih], self.placement.view_wh);
+        let small = pipeline.run_single(images, &plan)?;
+        let frozen = Graph::no_grad(images.gpu());
+        let z = encoder.forward(&frozen, frozen.input(small), false)?;
+        l2_normalize_forward(&frozen.value(z))
     }
 
     /// Adds the localiser's weights and optimiser state to a checkpoint.
@@ -273,6 +297,13 @@ impl PlacementTally {
             localiser_loss,
         }))
     }
+}
+
+/// The consistency objective: 1 - cos(z(view), target) averaged over both views' embeddings.
+pub fn consistency_loss(g: &Graph, z1: Var, z2: Var, targets: &Tensor) -> Result<Var> {
+    let a1 = agreement(g, l2_normalize(g, z1)?, targets)?;
+    let a2 = agreement(g, l2_normalize(g, z2)?, targets)?;
+    scale(g, add(g, a1, a2)?, 0.5)
 }
 
 /// Each image `indices[k]` whole, resized to `view_wh` (bilinear; no crop, flip or blur).

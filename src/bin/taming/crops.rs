@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 use taming::crop::CropSpec;
 use taming::data::{load_dir, Split};
-use taming::experiment::crop_preview::{self, SaliencySource};
+use taming::experiment::crop_preview::{self, LearntSource, SaliencySource};
 use taming::gpu::Gpu;
-use taming::simclr::load_trained;
+use taming::simclr::{load_placement, load_trained};
 
 use crate::CropArgs;
 
@@ -34,8 +34,9 @@ pub struct CropsArgs {
     #[arg(long, default_value_t = 100_000)]
     pub draws: usize,
     /// A trained run's folder: its strategy (method, crop, alpha, padding, guide settings) and
-    /// data replace the flags, and a guided method (saliency, ccrop) places its crops by the
-    /// run's encoder, its heat maps drawn beside the images.
+    /// data replace the flags; a guided method (saliency, ccrop) places its crops by the run's
+    /// encoder, its heat maps drawn beside the images, and the learnt placement (stn) by the
+    /// run's localiser, its Gaussian drawn over the images.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
 }
@@ -63,10 +64,14 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
     let gpu = Gpu::new(device)?;
     let trained = match &checkpoint {
         Some(dir) => Some(load_trained(&gpu, dir)?),
-        None if method.is_guided() => {
+        None if method.follows_training() => {
             return Err(taming::Error::InvalidArgument(format!(
-                "--method {method} places its crops by a trained encoder's saliency: pass \
-                 --checkpoint DIR of a run (e.g. taming pretrain --method {method} --out DIR)"
+                "--method {method} places its crops by a trained run ({}): pass --checkpoint \
+                 DIR of a run (e.g. taming pretrain --method {method} --out DIR)",
+                match method.is_learnt() {
+                    true => "its localiser",
+                    false => "its encoder's saliency",
+                }
             )))
         }
         None => None,
@@ -96,7 +101,11 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
         "{} crop {}{alpha_text}, pad {}{trained_text}",
         spec.method,
         spec.crop,
-        spec.pad.name()
+        // The learnt placement reads continuous positions with zeros outside the image.
+        match spec.method.is_learnt() {
+            true => "window",
+            false => spec.pad.name(),
+        }
     );
     let saliency = trained
         .as_ref()
@@ -106,6 +115,16 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
             normalization: t.normalization.clone(),
             threshold: t.config.guide.threshold,
         });
+    let localiser = match (&trained, &checkpoint) {
+        (Some(t), Some(dir)) if t.config.method.is_learnt() => {
+            Some((load_placement(&gpu, dir, [w, h])?, t.normalization.clone()))
+        }
+        _ => None,
+    };
+    let learnt = localiser.as_ref().map(|(l, n)| LearntSource {
+        learnt: l,
+        normalization: n.clone(),
+    });
     let sheet = crop_preview::contact_sheet(
         &gpu,
         &dataset,
@@ -114,6 +133,7 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
         seed,
         &title,
         saliency.as_ref(),
+        learnt.as_ref(),
     )?;
     sheet.save_png(&out)?;
     println!(

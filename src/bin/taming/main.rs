@@ -126,7 +126,7 @@ pub(crate) struct StnArgs {
     /// The adversarial objective keeps the two views' IoU above this [default: 0.2].
     #[arg(long, allow_negative_numbers = true)]
     pub stn_min_iou: Option<f64>,
-    /// Weight of the overlap hinge against NT-Xent [default: 10].
+    /// Weight of the overlap hinge against NT-Xent [default: 100].
     #[arg(long, allow_negative_numbers = true)]
     pub stn_hinge_weight: Option<f64>,
     /// Epochs of GCC before the localiser trains [default: a quarter of the epochs].
