@@ -402,6 +402,26 @@ fn cases() -> Vec<Case> {
             &["--saliency-warmup 1", "--epochs"],
         ),
         pre_case(
+            "learnt placement warm-up of all the epochs",
+            &["--method", "stn", "--stn-warmup", "1"],
+            &["--stn-warmup 1", "--epochs"],
+        ),
+        pre_case(
+            "learnt placement spread floor of zero",
+            &["--method", "stn", "--stn-min-spread", "0"],
+            &["--stn-min-spread 0"],
+        ),
+        pre_case(
+            "learnt placement overlap bound of one",
+            &["--method", "stn", "--stn-min-iou", "1"],
+            &["--stn-min-iou 1", "[0, 1)"],
+        ),
+        pre_case(
+            "learnt placement unknown objective",
+            &["--method", "stn", "--stn-objective", "maximal"],
+            &["maximal", "consistency"],
+        ),
+        pre_case(
             "guided refresh every zero epochs",
             &["--method", "ccrop", "--saliency-every", "0"],
             &["--saliency-every"],
@@ -563,6 +583,18 @@ fn cases() -> Vec<Case> {
             none,
             &["crops", "--method", "saliency", "--out", "v.png"],
             &["--method saliency", "--checkpoint"],
+        ),
+        case(
+            "learnt crops without a checkpoint",
+            none,
+            &["crops", "--method", "stn", "--out", "v.png"],
+            &["--method stn", "localiser", "--checkpoint"],
+        ),
+        case(
+            "label check of the learnt placement",
+            none,
+            &["label-check", "--methods", "gcc,stn", "--out", "lc"],
+            &["--methods stn", "trained run"],
         ),
         case(
             "crops from a missing checkpoint",
