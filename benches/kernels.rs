@@ -14,19 +14,19 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use taming::augment::{Normalization, ViewPipeline};
 use taming::autograd::Graph;
 use taming::crop::{CropSpec, Method};
-use rand_chacha::ChaCha8Rng;
 use taming::nn::{Encoder, ModelKind, ResNet18};
 use taming::ops::affine_sample::{self as sample, pack_view_info, PackedImages, Source, ViewInfo};
 use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool, saliency};
 use taming::optim::{Adam, Optimizer};
+use taming::reference;
 use taming::simclr::stn::LearntPlacement;
 use taming::simclr::{PretrainConfig, StnObjective};
-use taming::reference;
 use taming::{Gpu, Result, Tensor};
 
 /// The bench's sections.
@@ -730,7 +730,11 @@ fn bench_learnt_steps(
 ) -> Result<()> {
     let batch = 256;
     for (what, objective, warmup) in [
-        ("warm-up (GCC, differentiable views)", StnObjective::Consistency, 1),
+        (
+            "warm-up (GCC, differentiable views)",
+            StnObjective::Consistency,
+            1,
+        ),
         ("consistency", StnObjective::Consistency, 0),
         ("adversarial", StnObjective::Adversarial, 0),
     ] {

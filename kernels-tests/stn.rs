@@ -32,7 +32,11 @@ fn random_draws(r: &mut impl Rng, views: usize) -> Vec<f64> {
     (0..views)
         .flat_map(|_| {
             let n: [f64; 2] = [r.sample(StandardNormal), r.sample(StandardNormal)];
-            [n[0] as f32 as f64, n[1] as f32 as f64, r.random_bool(0.5) as u8 as f64]
+            [
+                n[0] as f32 as f64,
+                n[1] as f32 as f64,
+                r.random_bool(0.5) as u8 as f64,
+            ]
         })
         .collect()
 }
@@ -49,14 +53,27 @@ fn matrices_statistics_hinge_and_agreement_match_the_reference() {
     let at = odd_placement();
     // More images than one workgroup; outputs far from zero so that tanh and the floor bend.
     for b in [1, 3, 70] {
-        let rv: Vec<f64> = data(&mut r, b * PLACEMENT_WORDS).iter().map(|x| 2.0 * x).collect();
+        let rv: Vec<f64> = data(&mut r, b * PLACEMENT_WORDS)
+            .iter()
+            .map(|x| 2.0 * x)
+            .collect();
         let draws = random_draws(&mut r, 2 * b);
         let rt = upload(&gpu, &[b, PLACEMENT_WORDS], &rv);
         let dt = upload(&gpu, &[2 * b, DRAW_WORDS], &draws);
         let (m, stats) = view_matrices_forward(&rt, &dt, &at).unwrap();
         let (want_m, want_s) = reference::view_matrices(&rv, &draws, &at);
-        assert_rel_close(&format!("matrices, {b} images"), &download(&m), &want_m, 1e-5);
-        assert_rel_close(&format!("statistics, {b} images"), &download(&stats), &want_s, 1e-5);
+        assert_rel_close(
+            &format!("matrices, {b} images"),
+            &download(&m),
+            &want_m,
+            1e-5,
+        );
+        assert_rel_close(
+            &format!("statistics, {b} images"),
+            &download(&stats),
+            &want_s,
+            1e-5,
+        );
         assert_eq!(stats.shape(), [b, STAT_WORDS]);
         let g = Graph::no_grad(&gpu);
         let hinge = overlap_hinge(&g, g.input(rt.clone()), &dt, &at).unwrap();
@@ -67,7 +84,11 @@ fn matrices_statistics_hinge_and_agreement_match_the_reference() {
         let u = data(&mut r, rows * d);
         let t = data(&mut r, n * d);
         let g = Graph::no_grad(&gpu);
-        let a = agreement(&g, g.input(upload(&gpu, &[rows, d], &u)), &upload(&gpu, &[n, d], &t));
+        let a = agreement(
+            &g,
+            g.input(upload(&gpu, &[rows, d], &u)),
+            &upload(&gpu, &[n, d], &t),
+        );
         let got = download(&g.value(a.unwrap()));
         assert_rel_close("agreement", &got, &[reference::agreement(&u, &t, d)], 1e-5);
     }
@@ -79,7 +100,10 @@ fn matrix_hinge_and_agreement_gradients_match_finite_differences() {
     let mut r = rng(2);
     let at = odd_placement();
     let b = 5;
-    let rv: Vec<f64> = data(&mut r, b * PLACEMENT_WORDS).iter().map(|x| 1.5 * x).collect();
+    let rv: Vec<f64> = data(&mut r, b * PLACEMENT_WORDS)
+        .iter()
+        .map(|x| 1.5 * x)
+        .collect();
     let draws = random_draws(&mut r, 2 * b);
     let dt = upload(&gpu, &[2 * b, DRAW_WORDS], &draws);
     let all: Vec<usize> = (0..rv.len()).collect();
@@ -103,7 +127,10 @@ fn matrix_hinge_and_agreement_gradients_match_finite_differences() {
     g.backward(h).unwrap();
     let mut f = |x: &[f64]| reference::overlap_hinge(x, &draws, &at);
     let want = finite_difference(&mut f, &rv, &all, 1e-5);
-    assert!(want.iter().any(|&v| v != 0.0), "the hinge is active somewhere");
+    assert!(
+        want.iter().any(|&v| v != 0.0),
+        "the hinge is active somewhere"
+    );
     assert_rel_close("hinge gradient", &download(&p.grad().unwrap()), &want, 1e-4);
     // The agreement.
     let (rows, n, d) = (6, 3, 4);
@@ -114,7 +141,12 @@ fn matrix_hinge_and_agreement_gradients_match_finite_differences() {
     g.backward(a).unwrap();
     let mut f = |x: &[f64]| reference::agreement(x, &t, d);
     let want = finite_difference(&mut f, &u, &(0..u.len()).collect::<Vec<_>>(), 1e-5);
-    assert_rel_close("agreement gradient", &download(&p.grad().unwrap()), &want, 1e-5);
+    assert_rel_close(
+        "agreement gradient",
+        &download(&p.grad().unwrap()),
+        &want,
+        1e-5,
+    );
 }
 
 #[test]
@@ -139,7 +171,10 @@ fn blur_normalise_backward_is_the_transpose_of_its_forward() {
             })
             .collect();
         let info_t = Tensor::from_u32(&gpu, &[v, VIEW_INFO_WORDS], &pack_view_info(&info)).unwrap();
-        let (mean, std) = (vec![0.3; c], (0..c).map(|k| 0.5 + k as f32).collect::<Vec<_>>());
+        let (mean, std) = (
+            vec![0.3; c],
+            (0..c).map(|k| 0.5 + k as f32).collect::<Vec<_>>(),
+        );
         let dx = blur_normalize_backward(&upload(&gpu, &[v, c, h, w], &dy), &info_t, &std).unwrap();
         // <y(x) - y(0), dy> = <x, dx>: the normalisation's shift drops out.
         let std64: Vec<f64> = std.iter().map(|&s| s as f64).collect();
@@ -148,10 +183,18 @@ fn blur_normalise_backward_is_the_transpose_of_its_forward() {
             .map(|i| {
                 let mut e = vec![0.0; x.len()];
                 e[i] = 1.0;
-                dot(&dy, &reference_blur_normalize(&e, [v, c, h, w], &blur, &vec![0.0; c], &std64))
+                dot(
+                    &dy,
+                    &reference_blur_normalize(&e, [v, c, h, w], &blur, &vec![0.0; c], &std64),
+                )
             })
             .collect();
-        assert_rel_close(&format!("blur backward {v}x{c}x{h}x{w}"), &download(&dx), &want, 1e-5);
+        assert_rel_close(
+            &format!("blur backward {v}x{c}x{h}x{w}"),
+            &download(&dx),
+            &want,
+            1e-5,
+        );
         assert!((dot(&dy, &y) - dot(&x, &want)).abs() < 1e-9 * (1.0 + dot(&dy, &y).abs()));
         // The forward the backward belongs to is the one the pipeline runs.
         let fwd = blur_normalize_single(&upload(&gpu, &[v, c, h, w], &x), &info_t, &mean, &std);
@@ -199,13 +242,22 @@ fn the_consistency_loss_gradient_reaches_the_localiser_through_the_whole_chain()
     }
     let encoder = taming::simclr::initial_encoder(&gpu, config.model, 0, 1, 16).unwrap();
     let spec = CropSpec::new(Method::Stn, 0.4, 1.0).unwrap();
-    let pipeline = ViewPipeline::paper(spec, Normalization { mean: vec![0.5], std: vec![0.25] });
+    let pipeline = ViewPipeline::paper(
+        spec,
+        Normalization {
+            mean: vec![0.5],
+            std: vec![0.25],
+        },
+    );
     let indices = [0u32, 1, 2, 3];
     let (draws, info) = draw_views(&mut ChaCha8Rng::seed_from_u64(6), &pipeline, &indices, wh);
     let draws = Tensor::from_slice(&gpu, &[2 * b, DRAW_WORDS], &draws).unwrap();
     let info = Tensor::from_u32(&gpu, &[2 * b, VIEW_INFO_WORDS], &pack_view_info(&info)).unwrap();
     let whole = pipeline
-        .run_single(&images, &taming::augment::ViewPlan::whole_images(&indices, wh))
+        .run_single(
+            &images,
+            &taming::augment::ViewPlan::whole_images(&indices, wh),
+        )
         .unwrap();
     let target = learnt
         .consistency_target(encoder.as_ref(), &pipeline, &images, &indices)
@@ -213,7 +265,9 @@ fn the_consistency_loss_gradient_reaches_the_localiser_through_the_whole_chain()
     // The localiser's loss as the step computes it (batch norm in training mode).
     let loss_of = |learnt: &LearntPlacement, g: &Graph| {
         let rv = learnt.localiser.forward(g, g.input(whole.clone())).unwrap();
-        let (v1, v2, _) = learnt.views(g, rv, &draws, &info, &images, &pipeline).unwrap();
+        let (v1, v2, _) = learnt
+            .views(g, rv, &draws, &info, &images, &pipeline)
+            .unwrap();
         let z1 = encoder.forward(g, v1, true).unwrap();
         let z2 = encoder.forward(g, v2, true).unwrap();
         consistency_loss(g, z1, z2, &target).unwrap()
@@ -244,7 +298,12 @@ fn the_consistency_loss_gradient_reaches_the_localiser_through_the_whole_chain()
         let got: Vec<f64> = idx.iter().map(|&i| analytic[i]).collect();
         // f32 through the localiser, the sampler, two batch-normed encoder passes and the
         // cosine, differenced at a small step: 2 % of the gradient's size.
-        assert_rel_close(&format!("localiser gradient of {}", p.name), &got, &numeric, 2e-2);
+        assert_rel_close(
+            &format!("localiser gradient of {}", p.name),
+            &got,
+            &numeric,
+            2e-2,
+        );
         checked += idx.len();
     }
     assert!(checked >= 12);
@@ -260,12 +319,24 @@ fn the_untrained_localiser_places_views_as_gcc_does() {
     let images = smooth_images(&gpu, 8, [1, 28, 28], 7);
     let indices: Vec<u32> = (0..b as u32).map(|i| i % 8).collect();
     let spec = CropSpec::new(Method::Gcc, 0.4, alpha).unwrap();
-    let pipeline = ViewPipeline::paper(spec, Normalization { mean: vec![0.5], std: vec![0.25] });
+    let pipeline = ViewPipeline::paper(
+        spec,
+        Normalization {
+            mean: vec![0.5],
+            std: vec![0.25],
+        },
+    );
     let whole = pipeline
-        .run_single(&images, &taming::augment::ViewPlan::whole_images(&indices, wh))
+        .run_single(
+            &images,
+            &taming::augment::ViewPlan::whole_images(&indices, wh),
+        )
         .unwrap();
     let r = learnt.outputs(&whole).unwrap();
-    assert!(r.iter().all(|&v| v == 0.0), "a zero last layer outputs zero");
+    assert!(
+        r.iter().all(|&v| v == 0.0),
+        "a zero last layer outputs zero"
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(8);
     let (draws, _) = draw_views(&mut rng, &pipeline, &indices, wh);
     let g = Graph::no_grad(&gpu);
@@ -299,9 +370,18 @@ fn the_untrained_localiser_places_views_as_gcc_does() {
         // Five standard errors: of the mean sqrt(var / n), of the variance var sqrt(2 / n).
         let (se_mean, se_var) = ((var_want / n).sqrt(), var_want * (2.0 / n).sqrt());
         assert!((mean - 14.0).abs() < 5.0 * se_mean, "axis {a}: mean {mean}");
-        assert!((var - var_want).abs() < 5.0 * se_var, "axis {a}: variance {var}");
-        assert!((mean - gcc_mean).abs() < 7.0 * se_mean, "axis {a}: GCC's mean {gcc_mean}");
-        assert!((var - gcc_var).abs() < 7.0 * se_var, "axis {a}: GCC's variance {gcc_var}");
+        assert!(
+            (var - var_want).abs() < 5.0 * se_var,
+            "axis {a}: variance {var}"
+        );
+        assert!(
+            (mean - gcc_mean).abs() < 7.0 * se_mean,
+            "axis {a}: GCC's mean {gcc_mean}"
+        );
+        assert!(
+            (var - gcc_var).abs() < 7.0 * se_var,
+            "axis {a}: GCC's variance {gcc_var}"
+        );
     }
 }
 
@@ -323,7 +403,10 @@ fn pushed_apart(gpu: &Gpu, weight: f32) -> f64 {
     }
     let dt = upload(gpu, &[2 * b, DRAW_WORDS], &draws);
     let push = upload(gpu, &[2 * b, 6], &push);
-    let p = Rc::new(Param::new("r", Tensor::zeros(gpu, &[b, PLACEMENT_WORDS]).unwrap()));
+    let p = Rc::new(Param::new(
+        "r",
+        Tensor::zeros(gpu, &[b, PLACEMENT_WORDS]).unwrap(),
+    ));
     let mut adam = taming::optim::Adam::new(vec![p.clone()], 0.05);
     for _ in 0..300 {
         let g = Graph::new(gpu);

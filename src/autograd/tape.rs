@@ -141,7 +141,12 @@ impl Graph {
                 "backward: the loss does not depend on any trainable parameter".into(),
             ));
         }
-        let reaches = self.nodes.borrow().iter().map(|n| n.requires_grad).collect();
+        let reaches = self
+            .nodes
+            .borrow()
+            .iter()
+            .map(|n| n.requires_grad)
+            .collect();
         self.propagate(loss, reaches, true)
     }
 

@@ -12,11 +12,11 @@ use crate::error::{Error, Result};
 use crate::experiment::canvas::{heat_color, Canvas, Rgb};
 use crate::gpu::Gpu;
 use crate::nn::Encoder;
-use crate::tensor::Tensor;
 use crate::ops::stn::{view_matrices_forward, DRAW_WORDS, PLACEMENT_WORDS};
 use crate::reference::stn::placement as placement_of;
 use crate::simclr::saliency::saliency_of;
 use crate::simclr::stn::{draw_views, LearntPlacement};
+use crate::tensor::Tensor;
 
 const BACKGROUND: Rgb = [24, 24, 28];
 const PANEL: Rgb = [64, 64, 72];
@@ -98,6 +98,7 @@ pub struct LearntSource<'a> {
 /// localiser's, and the image panel also shows its Gaussian: the mean (+) and a box of one
 /// spread around it. A guided method without a source draws as before its first refresh, a
 /// learnt one as GCC.
+#[allow(clippy::too_many_arguments)]
 pub fn contact_sheet(
     gpu: &Gpu,
     data: &Dataset,
@@ -150,7 +151,16 @@ pub fn contact_sheet(
     let mut plan = pipeline.plan_guided(&mut rng, &indices, [w, h], guides)?;
     let mut gaussians = Vec::new();
     if let Some(src) = learnt {
-        gaussians = learnt_plan(gpu, src, &pipeline, &images, &indices, [w, h], &mut rng, &mut plan)?;
+        gaussians = learnt_plan(
+            gpu,
+            src,
+            &pipeline,
+            &images,
+            &indices,
+            [w, h],
+            &mut rng,
+            &mut plan,
+        )?;
     }
     let (a, b) = pipeline.run(&images, &plan)?;
     let views = [a.to_vec()?, b.to_vec()?];
@@ -258,7 +268,10 @@ fn learnt_plan(
 ) -> Result<Vec<([f64; 2], [f64; 2])>> {
     let b = indices.len();
     let eval = ViewPipeline::evaluation(src.normalization.clone());
-    let whole = eval.run_single(images, &crate::augment::ViewPlan::whole_images(indices, image_wh))?;
+    let whole = eval.run_single(
+        images,
+        &crate::augment::ViewPlan::whole_images(indices, image_wh),
+    )?;
     let r = src.learnt.outputs(&whole)?;
     let (draws, info) = draw_views(rng, pipeline, indices, image_wh);
     let rt = Tensor::from_slice(gpu, &[b, PLACEMENT_WORDS], &r)?;

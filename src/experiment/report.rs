@@ -4,12 +4,12 @@
 
 use std::fmt::Write;
 
+use crate::crop::Method;
 use crate::experiment::label_report;
 use crate::experiment::preset::PAPER_CROPS;
 use crate::experiment::results::SweepResults;
 use crate::experiment::stats::mean_std;
 use crate::label_check::LabelCheckResult;
-use crate::crop::Method;
 use crate::simclr::stn::PlacementRecord;
 use crate::simclr::StnObjective;
 

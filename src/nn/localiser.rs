@@ -30,7 +30,8 @@ impl Localiser {
         let mut convs = Vec::new();
         let mut cin = in_channels;
         for (i, &cout) in LOCALISER_CHANNELS.iter().enumerate() {
-            let mut conv = Conv2d::new(gpu, rng, &format!("stn.conv{}", i + 1), cin, cout, 3, 2, 1)?;
+            let mut conv =
+                Conv2d::new(gpu, rng, &format!("stn.conv{}", i + 1), cin, cout, 3, 2, 1)?;
             conv.bias = Some(Rc::new(Param::new(
                 format!("stn.conv{}.bias", i + 1),
                 Tensor::zeros(gpu, &[cout])?,

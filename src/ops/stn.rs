@@ -187,12 +187,7 @@ pub fn view_matrices_backward(
 }
 
 /// Records the matrices on the tape; returns them and the (constant) statistics.
-pub fn view_matrices(
-    g: &Graph,
-    r: Var,
-    draws: &Tensor,
-    at: &Placement,
-) -> Result<(Var, Tensor)> {
+pub fn view_matrices(g: &Graph, r: Var, draws: &Tensor, at: &Placement) -> Result<(Var, Tensor)> {
     let rv = g.value(r);
     let (m, stats) = view_matrices_forward(&rv, draws, at)?;
     let (draws, at) = (draws.clone(), *at);

@@ -9,7 +9,8 @@ pub fn placement(r: &[f64], at: &Placement) -> ([f64; 2], [f64; 2]) {
     for a in 0..2 {
         let side = at.image_wh[a] as f64;
         mean[a] = side * (0.5 + 0.5 * r[a].tanh());
-        let raw = at.base_spread[a] * (LOG_SPREAD_BOUND * (r[2 + a] / LOG_SPREAD_BOUND).tanh()).exp();
+        let raw =
+            at.base_spread[a] * (LOG_SPREAD_BOUND * (r[2 + a] / LOG_SPREAD_BOUND).tanh()).exp();
         spread[a] = raw.max(at.floor[a]);
     }
     (mean, spread)
@@ -93,7 +94,11 @@ pub fn agreement(u: &[f64], t: &[f64], dim: usize) -> f64 {
     let total: f64 = (0..rows)
         .map(|v| {
             let tv = &t[(v % n) * dim..(v % n + 1) * dim];
-            u[v * dim..(v + 1) * dim].iter().zip(tv).map(|(a, b)| a * b).sum::<f64>()
+            u[v * dim..(v + 1) * dim]
+                .iter()
+                .zip(tv)
+                .map(|(a, b)| a * b)
+                .sum::<f64>()
         })
         .sum();
     1.0 - total / rows as f64

@@ -517,6 +517,7 @@ impl EpochContext<'_> {
     /// One epoch of SimCLR steps in the epoch's own seeded order; returns the mean loss. The
     /// loss is read back every `loss_every` steps (and last), and a non-finite one stops the
     /// run with `done` epochs checkpointed.
+    #[allow(clippy::too_many_arguments)]
     fn train_epoch(
         &self,
         optimizer: &mut Optimizer,

@@ -24,8 +24,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::nn::localiser::Localiser;
 use crate::nn::Encoder;
-use crate::ops::affine_sample::{affine_sample_resident, pack_view_info, PackedImages, ViewInfo};
 use crate::ops::affine_sample::VIEW_INFO_WORDS;
+use crate::ops::affine_sample::{affine_sample_resident, pack_view_info, PackedImages, ViewInfo};
 use crate::ops::blur_normalize::blur_normalize;
 use crate::ops::elementwise::{accumulate, add, add_forward, scale, scale_forward};
 use crate::ops::l2norm::{l2_normalize, l2_normalize_forward};
@@ -36,8 +36,8 @@ use crate::ops::stn::{
 };
 use crate::ops::view::rows;
 use crate::optim::{Adam, Optimizer};
-use crate::simclr::config::{PretrainConfig, StnConfig, StnObjective};
 use crate::simclr::checkpoint::Checkpoint;
+use crate::simclr::config::{PretrainConfig, StnConfig, StnObjective};
 use crate::tensor::Tensor;
 
 /// The generator stream of the localiser's initial weights (the encoder's is stream 0, the
@@ -238,16 +238,26 @@ impl LearntPlacement {
     }
 
     /// Restores what [`LearntPlacement::save_into`] wrote.
-    pub fn restore_from(&mut self, gpu: &Gpu, ck: &Checkpoint, path: &std::path::Path) -> Result<()> {
+    pub fn restore_from(
+        &mut self,
+        gpu: &Gpu,
+        ck: &Checkpoint,
+        path: &std::path::Path,
+    ) -> Result<()> {
         for p in self.localiser.params() {
             ck.restore_into(&format!("stn/param/{}", p.name), &p.value, path)?;
         }
-        let steps: Vec<u32> = serde_json::from_str(ck.meta("stn_optimizer_steps", path)?)
-            .map_err(|e| Error::File {
-                path: path.to_path_buf(),
-                detail: format!("entry \"stn_optimizer_steps\" is not valid: {e}"),
+        let steps: Vec<u32> =
+            serde_json::from_str(ck.meta("stn_optimizer_steps", path)?).map_err(|e| {
+                Error::File {
+                    path: path.to_path_buf(),
+                    detail: format!("entry \"stn_optimizer_steps\" is not valid: {e}"),
+                }
             })?;
-        let find = |name: &str| ck.tensor(gpu, &format!("stn/optim/{name}")).and_then(|r| r.ok());
+        let find = |name: &str| {
+            ck.tensor(gpu, &format!("stn/optim/{name}"))
+                .and_then(|r| r.ok())
+        };
         self.optimizer.load_state(&find, &steps)
     }
 
@@ -283,7 +293,12 @@ impl PlacementTally {
         let sums = stats.to_vec()?;
         let images = (sums.len() / STAT_WORDS * self.steps) as f64;
         let mean = |i: usize| {
-            sums.iter().skip(i).step_by(STAT_WORDS).map(|&v| v as f64).sum::<f64>() / images
+            sums.iter()
+                .skip(i)
+                .step_by(STAT_WORDS)
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / images
         };
         let localiser_loss = match &self.loss {
             Some(l) => Some(l.item()? as f64 / self.steps as f64),
@@ -316,7 +331,10 @@ fn resized_whole_images(indices: &[u32], image_wh: [usize; 2], view_wh: [usize; 
     };
     let g = view_geometry(&whole, image_wh, view_wh, PadMode::Window, false);
     let mut plan = ViewPlan::whole_images(indices, image_wh);
-    plan.matrices = indices.iter().flat_map(|_| g.matrix.map(|v| v as f32)).collect();
+    plan.matrices = indices
+        .iter()
+        .flat_map(|_| g.matrix.map(|v| v as f32))
+        .collect();
     plan.view_wh = view_wh;
     plan
 }
