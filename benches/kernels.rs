@@ -22,6 +22,7 @@ use taming::nn::{Encoder, ModelKind, ResNet18};
 use taming::ops::affine_sample::{self as sample, pack_view_info, PackedImages, Source, ViewInfo};
 use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
+use taming::ops::stn::{self, Placement};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool, saliency};
 use taming::optim::{Adam, Optimizer};
 use taming::reference;
@@ -394,8 +395,76 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     let mut adam = Adam::new(vec![p.clone()], 0.01);
     let (mut adam_p, adam_g) = (to_f64(&random(rng, count)), to_f64(&random(rng, count)));
     let (mut m, mut v) = (vec![0.0; count], vec![0.0; count]);
+    // The learnt placement at the quick preset's pre-training shape: 256 images of 28x28, two
+    // 17x17 views each, and the blur's backward over those views.
+    let (sb, at) = (256, Placement::gcc([28, 28], [17, 17], 1.5, 0.5, 0.2));
+    let stn_r = to_f64(&random(rng, sb * 4));
+    let stn_draws: Vec<f64> = (0..2 * sb)
+        .flat_map(|_| {
+            [
+                rng.random_range(-2.0..2.0),
+                rng.random_range(-2.0..2.0),
+                0.0,
+            ]
+        })
+        .collect();
+    let stn_r_t = Tensor::from_slice(
+        gpu,
+        &[sb, 4],
+        &stn_r.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    )?;
+    let stn_d_t = Tensor::from_slice(
+        gpu,
+        &[2 * sb, 3],
+        &stn_draws.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+    )?;
+    let stn_dm = tensor(gpu, rng, &[2 * sb, 6])?;
+    let blur_views = 2 * sb;
+    let blur_dy = tensor(gpu, rng, &[blur_views, 1, 17, 17])?;
+    let blur_info: Vec<ViewInfo> = (0..blur_views)
+        .map(|i| ViewInfo {
+            blur: [0.6, 0.2],
+            ..ViewInfo::whole(i as u32)
+        })
+        .collect();
+    let blur_info = Tensor::from_u32(gpu, &[blur_views, 8], &pack_view_info(&blur_info))?;
+    let blur_x = to_f64(&random(rng, blur_views * 17 * 17));
+    let blur_weights = vec![[0.6, 0.2]; blur_views];
 
     let table = vec![
+        op(
+            format!("stn view matrices [{sb}] fwd"),
+            4.0 * (sb * 4 + 2 * sb * 3 + 2 * sb * 6) as f64,
+            "GB/s",
+            || stn::view_matrices_forward(&stn_r_t, &stn_d_t, &at).map(drop),
+            cpu(|| reference::stn::view_matrices(&stn_r, &stn_draws, &at)),
+        ),
+        op(
+            format!("stn view matrices [{sb}] bwd"),
+            4.0 * (sb * 4 + 2 * sb * 3 + 2 * sb * 6) as f64,
+            "GB/s",
+            || stn::view_matrices_backward(&stn_r_t, &stn_d_t, &at, &stn_dm).map(drop),
+            None,
+        ),
+        op(
+            format!("blur-normalise bwd [{blur_views},1,17,17]"),
+            8.0 * blur_dy.numel() as f64,
+            "GB/s",
+            || {
+                taming::ops::blur_normalize::blur_normalize_backward(&blur_dy, &blur_info, &[0.3])
+                    .map(drop)
+            },
+            // The forward's reference: the backward is its transpose, as much work.
+            cpu(|| {
+                reference::augment::blur_normalize(
+                    &blur_x,
+                    [blur_views, 1, 17, 17],
+                    &blur_weights,
+                    &[0.0],
+                    &[0.3],
+                )
+            }),
+        ),
         op(
             format!("batch norm fwd [{n},64,32,32]"),
             4.0 * bytes,
@@ -715,66 +784,111 @@ fn bench_pretrain(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         secs * 1e3,
         batch as f64 / secs
     );
-    bench_learnt_steps(gpu, &images, &pipeline, steps, secs)
+    bench_learnt_steps(gpu, &images, &pipeline, if o.quick { 2 } else { 7 })
 }
 
-/// The learnt placement's steps (`--method stn`) at the same batch and crop, against the GCC
-/// step just measured (`gcc_secs`): its warm-up (GCC through the differentiable views, no
-/// localiser) and both objectives.
+/// The learnt placement's steps (`--method stn`) at the same batch and crop against the GCC
+/// step: its warm-up (GCC through the differentiable views, no localiser) and both objectives.
+/// The four kinds of step take turns, one step each per round, and each reports its median over
+/// the rounds, so that a slow minute on a shared machine hits them all alike.
 fn bench_learnt_steps(
     gpu: &Gpu,
     images: &PackedImages,
     pipeline: &ViewPipeline,
-    steps: usize,
-    gcc_secs: f64,
+    rounds: usize,
 ) -> Result<()> {
     let batch = 256;
-    for (what, objective, warmup) in [
+    let kinds = [
+        ("GCC (taming pretrain --method gcc)", None),
         (
-            "warm-up (GCC, differentiable views)",
-            StnObjective::Consistency,
-            1,
+            "stn warm-up (GCC through the differentiable views)",
+            Some((StnObjective::Consistency, 1)),
         ),
-        ("consistency", StnObjective::Consistency, 0),
-        ("adversarial", StnObjective::Adversarial, 0),
-    ] {
-        let mut config = PretrainConfig::new(Method::Stn, 0.42, 1.5, 2);
-        config.stn.objective = objective;
-        config.stn.warmup = Some(warmup);
+        ("stn consistency", Some((StnObjective::Consistency, 0))),
+        ("stn adversarial", Some((StnObjective::Adversarial, 0))),
+    ];
+    struct Runner {
+        encoder: Box<dyn Encoder>,
+        optimizer: Optimizer,
+        learnt: Option<(LearntPlacement, taming::simclr::stn::PlacementTally)>,
+        draw: ChaCha8Rng,
+    }
+    let mut runners = Vec::new();
+    for (_, stn) in kinds {
         let encoder = taming::simclr::initial_encoder(gpu, ModelKind::SmallCnn, 0, 1, 128)?;
-        let mut optimizer = Optimizer::Adam(Adam::new(encoder.params(), 0.01));
-        let mut learnt = LearntPlacement::new(gpu, &config, 1, [28, 28])?;
-        let mut tally = learnt.tally();
-        let mut draw = ChaCha8Rng::seed_from_u64(3);
-        let mut step = |k: usize| -> Result<Tensor> {
-            let indices: Vec<u32> = (0..batch as u32)
-                .map(|i| (i + (k * batch) as u32) % 10_000)
-                .collect();
-            learnt.train_step(
-                encoder.as_ref(),
-                &mut optimizer,
+        let optimizer = Optimizer::Adam(Adam::new(encoder.params(), 0.01));
+        let learnt = match stn {
+            Some((objective, warmup)) => {
+                let mut config = PretrainConfig::new(Method::Stn, 0.42, 1.5, 2);
+                config.stn.objective = objective;
+                config.stn.warmup = Some(warmup);
+                let learnt = LearntPlacement::new(gpu, &config, 1, [28, 28])?;
+                let tally = learnt.tally();
+                Some((learnt, tally))
+            }
+            None => None,
+        };
+        runners.push(Runner {
+            encoder,
+            optimizer,
+            learnt,
+            draw: ChaCha8Rng::seed_from_u64(3),
+        });
+    }
+    let step = |r: &mut Runner, k: usize| -> Result<f64> {
+        let indices: Vec<u32> = (0..batch as u32)
+            .map(|i| (i + (k * batch) as u32) % 10_000)
+            .collect();
+        let t = Instant::now();
+        let loss = match &mut r.learnt {
+            Some((learnt, tally)) => learnt.train_step(
+                r.encoder.as_ref(),
+                &mut r.optimizer,
                 pipeline,
                 images,
-                &mut draw,
+                &mut r.draw,
                 &indices,
                 0,
                 0.1,
-                &mut tally,
-            )
+                tally,
+            )?,
+            None => {
+                let plan = pipeline.plan(&mut r.draw, &indices, [28, 28])?;
+                let (v1, v2) = pipeline.run(images, &plan)?;
+                let g = Graph::new(gpu);
+                let z1 = r.encoder.forward(&g, g.input(v1), true)?;
+                let z2 = r.encoder.forward(&g, g.input(v2), true)?;
+                let loss = ntxent::nt_xent(&g, z1, z2, 0.1)?;
+                g.backward(loss)?;
+                r.optimizer.step()?;
+                g.value(loss)
+            }
         };
-        step(0)?.item()?;
-        let t = Instant::now();
-        let mut last = None;
-        for k in 1..=steps {
-            last = Some(step(k)?);
+        loss.item()?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let mut times = vec![Vec::new(); runners.len()];
+    for round in 0..=rounds {
+        for (r, t) in runners.iter_mut().zip(&mut times) {
+            let secs = step(r, round)?;
+            // Round 0 compiles the kernels.
+            if round > 0 {
+                t.push(secs);
+            }
         }
-        last.expect("steps").item()?;
-        let secs = t.elapsed().as_secs_f64() / steps as f64;
+    }
+    let median = |t: &mut Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let medians: Vec<f64> = times.iter_mut().map(median).collect();
+    println!("the learnt placement's steps, batch {batch}, median of {rounds} interleaved rounds:");
+    for ((name, _), secs) in kinds.iter().zip(&medians) {
         println!(
-            "  stn step, {what}: {:.1} ms/step, {:.1} images/s, {:+.0} % over the GCC step",
+            "  {name:<52} {:>8.1} ms/step {:>7.1} images/s {:>+6.0} % over GCC",
             secs * 1e3,
             batch as f64 / secs,
-            100.0 * (secs / gcc_secs - 1.0)
+            100.0 * (secs / medians[0] - 1.0)
         );
     }
     Ok(())
