@@ -272,14 +272,15 @@ impl LearntPlacement {
 impl PlacementTally {
     fn add(&mut self, stats: &Tensor, loss: Option<&Tensor>) -> Result<()> {
         self.steps += 1;
+        // The first step's outputs become the sums: nothing else holds or writes them.
         match &self.stats {
             Some(sum) => accumulate(sum, stats)?,
-            None => self.stats = Some(stats.add(&Tensor::zeros(stats.gpu(), stats.shape())?)?),
+            None => self.stats = Some(stats.clone()),
         }
         if let Some(loss) = loss {
             match &self.loss {
                 Some(sum) => accumulate(sum, loss)?,
-                None => self.loss = Some(loss.add(&Tensor::zeros(loss.gpu(), &[1])?)?),
+                None => self.loss = Some(loss.clone()),
             }
         }
         Ok(())
