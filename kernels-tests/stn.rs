@@ -437,12 +437,13 @@ fn the_overlap_hinge_holds_the_views_together() {
 #[test]
 fn bad_learnt_placement_settings_get_one_clear_error() {
     let base = PretrainConfig::new(Method::Stn, 0.4, 1.5, 4);
-    let cases: [(&str, fn(&mut PretrainConfig)); 5] = [
+    let cases: [(&str, fn(&mut PretrainConfig)); 6] = [
         ("--stn-warmup", |c| c.stn.warmup = Some(4)),
         ("--stn-min-spread", |c| c.stn.min_spread = Some(0.0)),
         ("--stn-min-spread", |c| c.stn.min_spread = Some(-1.0)),
         ("--stn-min-iou", |c| c.stn.min_iou = 1.0),
         ("--stn-lr", |c| c.stn.lr = f64::NAN),
+        ("--stn-every", |c| c.stn.every = 0),
     ];
     for (flag, spoil) in cases {
         let mut c = base.clone();
@@ -474,8 +475,14 @@ fn sorted_tensors(dir: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 fn a_resumed_learnt_run_ends_where_an_uninterrupted_one_does() {
     let Some(gpu) = gpu() else { return };
     gpu.set_poison(false);
-    for objective in [StnObjective::Consistency, StnObjective::Adversarial] {
+    // The localiser learning on every step, and on every other one (it still places all).
+    for (objective, every) in [
+        (StnObjective::Consistency, 1),
+        (StnObjective::Adversarial, 1),
+        (StnObjective::Consistency, 2),
+    ] {
         let mut config = PretrainConfig::new(Method::Stn, 0.4, 1.5, 3);
+        config.stn.every = every;
         config.batch = 32;
         config.train_limit = Some(64);
         config.loss_every = 1;
@@ -499,6 +506,14 @@ fn a_resumed_learnt_run_ends_where_an_uninterrupted_one_does() {
             assert_eq!(a.loss, b.loss, "{objective} epoch {} loss", a.epoch);
             assert_eq!(a.placement, b.placement, "{objective} epoch {}", a.epoch);
         }
+        // Two steps an epoch, two epochs after the warm-up: the localiser's Adam stepped on
+        // every `every`-th of those four steps.
+        let ck = Checkpoint::load(&whole).unwrap();
+        let steps: Vec<u32> = serde_json::from_str(&ck.metadata["stn_optimizer_steps"]).unwrap();
+        assert!(
+            steps.iter().all(|&s| s as usize == 4 / every),
+            "{objective}: {steps:?}"
+        );
         let (a, b) = (sorted_tensors(&whole), sorted_tensors(&split));
         assert_eq!(a.len(), b.len());
         assert!(a.iter().any(|(n, _, _)| n == "stn/param/stn.fc.weight"));

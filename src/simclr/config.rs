@@ -87,6 +87,14 @@ pub struct StnConfig {
     pub warmup: Option<usize>,
     /// The localiser's Adam learning rate (constant).
     pub lr: f64,
+    /// The localiser learns on every this-many-th step of an epoch (it places every step's
+    /// views); absent in checkpoints made before it.
+    #[serde(default = "every_step")]
+    pub every: usize,
+}
+
+fn every_step() -> usize {
+    1
 }
 
 impl Default for StnConfig {
@@ -98,6 +106,7 @@ impl Default for StnConfig {
             hinge_weight: 100.0,
             warmup: None,
             lr: 1e-3,
+            every: 1,
         }
     }
 }
@@ -111,6 +120,7 @@ pub struct StnOverrides {
     pub hinge_weight: Option<f64>,
     pub warmup: Option<usize>,
     pub lr: Option<f64>,
+    pub every: Option<usize>,
 }
 
 impl StnOverrides {
@@ -122,6 +132,7 @@ impl StnOverrides {
             hinge_weight: self.hinge_weight.unwrap_or(base.hinge_weight),
             warmup: self.warmup.or(base.warmup),
             lr: self.lr.unwrap_or(base.lr),
+            every: self.every.unwrap_or(base.every),
         }
     }
 }
@@ -303,6 +314,9 @@ impl PretrainConfig {
         }
         if !(s.lr > 0.0 && s.lr.is_finite()) {
             return bad(format!("--stn-lr {} must be positive", s.lr));
+        }
+        if s.every == 0 {
+            return bad("--stn-every must be at least 1 step".into());
         }
         let warmup = s.warmup(self.epochs);
         if self.method.is_learnt() && warmup >= self.epochs {

@@ -546,6 +546,7 @@ impl EpochContext<'_> {
                     &mut rng,
                     indices,
                     epoch,
+                    step,
                     config.temperature as f32,
                     tally,
                 )?,

@@ -9,7 +9,8 @@
 //!   trains the encoder to minimise NT-Xent and the localiser to maximise it, plus the overlap
 //!   hinge that keeps the two views' IoU above `min_iou`.
 //!
-//! During the warm-up the localiser is not run: its zero output places views as GCC does.
+//! During the warm-up the localiser is not run: its zero output places views as GCC does. After
+//! it, the localiser places every step's views and learns on every `every`-th step.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,6 +75,8 @@ pub struct PlacementTally {
     stats: Option<Tensor>,
     loss: Option<Tensor>,
     steps: usize,
+    /// Steps on which the localiser learnt (and its loss was added).
+    loss_steps: usize,
 }
 
 impl LearntPlacement {
@@ -112,6 +115,7 @@ impl LearntPlacement {
             stats: None,
             loss: None,
             steps: 0,
+            loss_steps: 0,
         }
     }
 
@@ -126,6 +130,7 @@ impl LearntPlacement {
         rng: &mut ChaCha8Rng,
         indices: &[u32],
         epoch: usize,
+        step: usize,
         temperature: f32,
         tally: &mut PlacementTally,
     ) -> Result<Tensor> {
@@ -135,14 +140,18 @@ impl LearntPlacement {
         let (draws, info) = draw_views(rng, pipeline, indices, [iw, ih]);
         let draws = Tensor::from_slice(&gpu, &[2 * b, DRAW_WORDS], &draws)?;
         let info = Tensor::from_u32(&gpu, &[2 * b, VIEW_INFO_WORDS], &pack_view_info(&info))?;
-        let trains = epoch >= self.warmup;
-        let whole = match trains {
+        let started = epoch >= self.warmup;
+        // After the warm-up the localiser places every step's views, and learns on every
+        // `every`-th step of an epoch.
+        let trains = started && step % self.config.every == 0;
+        let whole = match started {
             true => Some(pipeline.run_single(images, &ViewPlan::whole_images(indices, [iw, ih]))?),
             false => None,
         };
         let g = Graph::new(&gpu);
         let r = match &whole {
-            Some(whole) => self.localiser.forward(&g, g.input(whole.clone()))?,
+            Some(whole) if trains => self.localiser.forward(&g, g.input(whole.clone()))?,
+            Some(whole) => g.input(self.placements(whole)?),
             None => g.input(Tensor::zeros(&gpu, &[b, PLACEMENT_WORDS])?),
         };
         let adversarial = trains && self.config.objective == StnObjective::Adversarial;
@@ -154,12 +163,12 @@ impl LearntPlacement {
         let z1 = encoder.forward(&g, v1, true)?;
         let z2 = encoder.forward(&g, v2, true)?;
         let loss = nt_xent(&g, z1, z2, temperature)?;
-        let localiser_loss = match (&whole, adversarial) {
-            (None, _) => {
+        let localiser_loss = match (trains, adversarial) {
+            (false, _) => {
                 g.backward(loss)?;
                 None
             }
-            (Some(_), true) => {
+            (true, true) => {
                 // One pass: the reversal turns NT-Xent's gradient into the localiser's ascent.
                 let hinge = overlap_hinge(&g, r, &draws, &self.placement)?;
                 let weighted = scale(&g, hinge, self.config.hinge_weight as f32)?;
@@ -168,7 +177,7 @@ impl LearntPlacement {
                 let ascent = scale_forward(&g.value(loss), -1.0)?;
                 Some(add_forward(&ascent, &g.value(weighted))?)
             }
-            (Some(_), false) => {
+            (true, false) => {
                 let target = self.consistency_target(encoder, pipeline, images, indices)?;
                 let consistency = consistency_loss(&g, z1, z2, &target)?;
                 g.backward_into(loss, &encoder.params())?;
@@ -261,11 +270,16 @@ impl LearntPlacement {
         self.optimizer.load_state(&find, &steps)
     }
 
-    /// The placement outputs `[N, 4]` of whole images (previews).
-    pub fn outputs(&self, whole: &Tensor) -> Result<Vec<f32>> {
+    /// The placement outputs `[N, 4]` of whole images, without gradient.
+    pub fn placements(&self, whole: &Tensor) -> Result<Tensor> {
         let g = Graph::no_grad(whole.gpu());
         let r = self.localiser.forward(&g, g.input(whole.clone()))?;
-        g.value(r).to_vec()
+        Ok(g.value(r))
+    }
+
+    /// [`LearntPlacement::placements`] read back (previews).
+    pub fn outputs(&self, whole: &Tensor) -> Result<Vec<f32>> {
+        self.placements(whole)?.to_vec()
     }
 }
 
@@ -278,6 +292,7 @@ impl PlacementTally {
             None => self.stats = Some(stats.clone()),
         }
         if let Some(loss) = loss {
+            self.loss_steps += 1;
             match &self.loss {
                 Some(sum) => accumulate(sum, loss)?,
                 None => self.loss = Some(loss.clone()),
@@ -302,7 +317,7 @@ impl PlacementTally {
                 / images
         };
         let localiser_loss = match &self.loss {
-            Some(l) => Some(l.item()? as f64 / self.steps as f64),
+            Some(l) => Some(l.item()? as f64 / self.loss_steps as f64),
             None => None,
         };
         Ok(Some(PlacementRecord {

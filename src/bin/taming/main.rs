@@ -135,6 +135,10 @@ pub(crate) struct StnArgs {
     /// The localiser's Adam learning rate [default: 0.001].
     #[arg(long, allow_negative_numbers = true)]
     pub stn_lr: Option<f64>,
+    /// The localiser learns on every K-th step (it places every step's views); K > 1 lowers
+    /// the cost of its extra passes [default: 1].
+    #[arg(long)]
+    pub stn_every: Option<usize>,
 }
 
 impl StnArgs {
@@ -146,6 +150,7 @@ impl StnArgs {
             hinge_weight: self.stn_hinge_weight,
             warmup: self.stn_warmup,
             lr: self.stn_lr,
+            every: self.stn_every,
         }
     }
 }
