@@ -149,10 +149,13 @@ fn settings_section(r: &SweepResults) -> String {
         let warmup = t.warmup(s.epochs);
         let _ = writeln!(
             md,
-            "  - the learnt placement (stn) places views as GCC does for the first {warmup} \
-             epoch{}, then its localiser trains on the {} objective (Adam, lr {}), the spread \
-             floored at GCC's std at alpha {}{}",
-            if warmup == 1 { "" } else { "s" },
+            "  - the learnt placement (stn): {}its localiser trains on the {} objective (Adam, \
+             lr {}), the spread floored at GCC's std at alpha {}{}",
+            match warmup {
+                0 => String::new(),
+                1 => "views placed as GCC places them for the first epoch, then ".into(),
+                w => format!("views placed as GCC places them for the first {w} epochs, then "),
+            },
             t.objective,
             t.lr,
             match t.min_spread {
