@@ -437,7 +437,8 @@ fn the_overlap_hinge_holds_the_views_together() {
 #[test]
 fn bad_learnt_placement_settings_get_one_clear_error() {
     let base = PretrainConfig::new(Method::Stn, 0.4, 1.5, 4);
-    let cases: [(&str, fn(&mut PretrainConfig)); 6] = [
+    type Spoil = fn(&mut PretrainConfig);
+    let cases: [(&str, Spoil); 6] = [
         ("--stn-warmup", |c| c.stn.warmup = Some(4)),
         ("--stn-min-spread", |c| c.stn.min_spread = Some(0.0)),
         ("--stn-min-spread", |c| c.stn.min_spread = Some(-1.0)),
