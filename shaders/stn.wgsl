@@ -14,14 +14,16 @@
 //                           fractions), spread (side fractions), share of view area outside
 //                           the image, the pair's overlap (IoU)
 //   view_matrices_backward: src0 = r, src1 = draws, src2 = dL/dmatrices, out = dL/dr
-//   overlap_hinge:          src0 = r, src1 = draws, out = [mean over images of
-//                           max(0, min_iou - DIoU(view 1, view 2))], DIoU = IoU - |d|^2 / c^2
+//   overlap_hinge:          src0 = r, src1 = draws, out = [B] shares of the mean over images
+//                           of max(0, min_iou - DIoU(view 1, view 2)), DIoU = IoU - |d|^2 / c^2
 //                           (d the centres' difference, c the enclosing box's diagonal): a
 //                           lower bound of the IoU whose gradient does not vanish once the
 //                           boxes no longer overlap
 //   overlap_hinge_backward: src0 = r, src1 = draws, src2 = dL/dloss [1], out = dL/dr
 //   agreement:              src0 = u [rows, dim], src2 = t [images, dim] (row v of u is
-//                           compared with row v mod images of t), out = [1 - mean dot]
+//                           compared with row v mod images of t), out = [rows] shares of
+//                           1 - mean dot
+// The two losses' shares are summed by `reduce.wgsl`'s sum_channels, a tree on any device.
 //   agreement_backward:     src1 = dL/dloss [1], src2 = t, out = dL/du
 
 struct Params {
@@ -162,16 +164,14 @@ fn diou_gradient(d: vec2f) -> vec2f {
     return diou_dinter * dinter_dd - dpenalty;
 }
 
-// One invocation: the mean over a batch's images (a few hundred) needs no reduction tree.
-@compute @workgroup_size(1)
-fn overlap_hinge() {
-    var total = 0.0;
-    for (var k = 0u; k < p.images; k++) {
-        let q = placement(k);
-        let d = q.spread * (noise(k) - noise(k + p.images));
-        total += max(p.min_iou - diou_of(d), 0.0);
-    }
-    out[0] = total / f32(p.images);
+// One invocation per image: its share of the batch's mean hinge (summed by the reduce kernel).
+@compute @workgroup_size(WG)
+fn overlap_hinge(@builtin(global_invocation_id) gid: vec3u) {
+    let k = gid.x;
+    if (k >= p.images) { return; }
+    let q = placement(k);
+    let d = q.spread * (noise(k) - noise(k + p.images));
+    out[k] = max(p.min_iou - diou_of(d), 0.0) / f32(p.images);
 }
 
 // One invocation per image. The centre difference q.spread x (n_1 - n_2) does not depend on
@@ -189,14 +189,15 @@ fn overlap_hinge_backward(@builtin(global_invocation_id) gid: vec3u) {
     for (var e = 0u; e < 4u; e++) { out[4u * k + e] = dr[e]; }
 }
 
-@compute @workgroup_size(1)
-fn agreement() {
-    var total = 0.0;
-    for (var v = 0u; v < p.rows; v++) {
-        let t = (v % p.images) * p.dim;
-        for (var d = 0u; d < p.dim; d++) { total += src0[v * p.dim + d] * src2[t + d]; }
-    }
-    out[0] = 1.0 - total / f32(p.rows);
+// One invocation per row of u: its share of 1 - mean dot (summed by the reduce kernel).
+@compute @workgroup_size(WG)
+fn agreement(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let v = gid.x + gid.y * nwg.x * WG;
+    if (v >= p.rows) { return; }
+    let t = (v % p.images) * p.dim;
+    var dot_ = 0.0;
+    for (var d = 0u; d < p.dim; d++) { dot_ += src0[v * p.dim + d] * src2[t + d]; }
+    out[v] = (1.0 - dot_) / f32(p.rows);
 }
 
 // One invocation per element of u.

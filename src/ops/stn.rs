@@ -7,6 +7,7 @@ use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::ops::elementwise::scale_forward;
+use crate::ops::reduce::sum_channels;
 use crate::tensor::Tensor;
 
 /// Localiser outputs per image: mean offset (x, y) and log spread (x, y), before squashing.
@@ -203,16 +204,16 @@ pub fn view_matrices(g: &Graph, r: Var, draws: &Tensor, at: &Placement) -> Resul
 /// met) whose gradient still pulls once the boxes no longer overlap.
 pub fn overlap_hinge_forward(r: &Tensor, draws: &Tensor, at: &Placement) -> Result<Tensor> {
     let b = images_of("overlap_hinge", r, draws)?;
-    let loss = Tensor::uninit(r.gpu(), &[1], "overlap hinge")?;
+    let shares = Tensor::uninit(r.gpu(), &[b], "overlap hinge shares")?;
     launch(
         "overlap_hinge",
         &at.params(b),
         [Some(r), Some(draws), None],
-        [Some(&loss), None],
-        1,
+        [Some(&shares), None],
+        (b as u32).div_ceil(WG),
         r.gpu(),
     )?;
-    Ok(loss)
+    sum_channels(&shares, b, 1, 1, 1.0)
 }
 
 /// Records the overlap hinge on the tape (its gradient reaches only the spread).
@@ -253,15 +254,16 @@ pub fn agreement(g: &Graph, u: Var, targets: &Tensor) -> Result<Var> {
         rows: us[0] as u32,
         ..bytemuck::Zeroable::zeroed()
     };
-    let loss = Tensor::uninit(uv.gpu(), &[1], "agreement loss")?;
+    let shares = Tensor::uninit(uv.gpu(), &[us[0]], "agreement shares")?;
     launch(
         "agreement",
         &p,
         [Some(&uv), None, Some(targets)],
-        [Some(&loss), None],
-        1,
+        [Some(&shares), None],
+        (us[0] as u32).div_ceil(WG),
         uv.gpu(),
     )?;
+    let loss = sum_channels(&shares, us[0], 1, 1, 1.0)?;
     let targets = targets.clone();
     Ok(g.record("agreement", loss, &[u], move |dloss, _| {
         let du = uv.like("agreement gradient")?;
