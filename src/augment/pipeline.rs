@@ -171,13 +171,9 @@ impl ViewPipeline {
             let draw = self
                 .crop
                 .draw_pair_guided(rng, image_wh[0], image_wh[1], guide)?;
-            for slot in [k, b + k] {
-                plan.flips[slot] = self.flip && rng.random_bool(0.5);
-            }
-            for slot in [k, b + k] {
-                if let Some((lo, hi)) = self.blur_sigma {
-                    plan.sigmas[slot] = rng.random_range(lo..=hi);
-                }
+            let (flips, sigmas) = self.draw_flips_and_sigmas(rng);
+            for (view, slot) in [k, b + k].into_iter().enumerate() {
+                (plan.flips[slot], plan.sigmas[slot]) = (flips[view], sigmas[view]);
             }
             for (view, slot) in [k, b + k].into_iter().enumerate() {
                 let g = view_geometry(
@@ -196,15 +192,31 @@ impl ViewPipeline {
                 plan.info[slot] = ViewInfo {
                     rect: g.rect,
                     image,
-                    blur: match self.blur_sigma {
-                        Some(_) => blur_weights(plan.sigmas[slot]),
-                        None => [1.0, 0.0],
-                    },
+                    blur: self.blur_of(plan.sigmas[slot]),
                 };
             }
             plan.draws.push(draw);
         }
         Ok(plan)
+    }
+
+    /// The flips and blur sigmas of one image's two views, in the order every plan draws them
+    /// (the two flips, then the two sigmas; sigma 0 without blur).
+    pub fn draw_flips_and_sigmas<R: Rng>(&self, rng: &mut R) -> ([bool; 2], [f64; 2]) {
+        let flips = [0, 1].map(|_| self.flip && rng.random_bool(0.5));
+        let sigmas = [0, 1].map(|_| match self.blur_sigma {
+            Some((lo, hi)) => rng.random_range(lo..=hi),
+            None => 0.0,
+        });
+        (flips, sigmas)
+    }
+
+    /// The blur weights a view of blur `sigma` carries (none without blur).
+    pub fn blur_of(&self, sigma: f64) -> [f32; 2] {
+        match self.blur_sigma {
+            Some(_) => blur_weights(sigma),
+            None => [1.0, 0.0],
+        }
     }
 
     /// The two view batches `[batch, C, h, w]` of a plan, from the resident images: one upload

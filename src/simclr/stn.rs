@@ -17,7 +17,6 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::augment::pipeline::blur_weights;
 use crate::augment::{ViewPipeline, ViewPlan};
 use crate::autograd::{Graph, Var};
 use crate::crop::{view_geometry, CropBox, PadMode};
@@ -374,14 +373,10 @@ pub fn draw_views<R: Rng>(
                 draws[DRAW_WORDS * v + a] = rng.sample::<f64, _>(StandardNormal) as f32;
             }
         }
-        for v in [k, b + k] {
-            draws[DRAW_WORDS * v + 2] = (pipeline.flip && rng.random_bool(0.5)) as u8 as f32;
-        }
-        for v in [k, b + k] {
-            let blur = match pipeline.blur_sigma {
-                Some((lo, hi)) => blur_weights(rng.random_range(lo..=hi)),
-                None => [1.0, 0.0],
-            };
+        let (flips, sigmas) = pipeline.draw_flips_and_sigmas(rng);
+        for (view, v) in [k, b + k].into_iter().enumerate() {
+            draws[DRAW_WORDS * v + 2] = flips[view] as u8 as f32;
+            let blur = pipeline.blur_of(sigmas[view]);
             info[v] = ViewInfo { rect, image, blur };
         }
     }
