@@ -85,8 +85,8 @@ pub struct SaliencySource<'a> {
 }
 
 /// A trained localiser whose placements a contact sheet shows (`stn`).
-pub struct LearntSource<'a> {
-    pub learnt: &'a LearntPlacement,
+pub struct LearntSource {
+    pub learnt: LearntPlacement,
     /// The statistics the run was trained with (the localiser reads normalised images).
     pub normalization: Normalization,
 }

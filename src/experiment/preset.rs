@@ -348,21 +348,16 @@ impl SweepSpec {
         if let Some(check) = self.label_check_spec() {
             check.validate()?;
         }
-        // The guided settings before any run starts: their ranges even where no method uses
-        // them (a typo is not silently ignored), the warm-up against the epochs where one does.
-        let mut guided = PretrainConfig::new(Method::Gcc, 1.0, 1.0, self.epochs);
-        guided.guide = self.guide.clone();
-        guided.validate()?;
-        if let Some(&m) = self.methods.iter().find(|m| m.is_guided()) {
-            guided.method = m;
-            guided.validate()?;
-        }
-        let mut learnt = PretrainConfig::new(Method::Gcc, 1.0, 1.0, self.epochs);
-        learnt.stn = self.stn.clone();
-        learnt.validate()?;
-        if self.methods.contains(&Method::Stn) {
-            learnt.method = Method::Stn;
-            learnt.validate()?;
+        // The guided and learnt settings before any run starts: their ranges even where no
+        // method uses them (a typo is not silently ignored), the warm-ups against the epochs
+        // where one does.
+        let mut trained = PretrainConfig::new(Method::Gcc, 1.0, 1.0, self.epochs);
+        trained.guide = self.guide.clone();
+        trained.stn = self.stn.clone();
+        trained.validate()?;
+        for &m in self.methods.iter().filter(|m| m.follows_training()) {
+            trained.method = m;
+            trained.validate()?;
         }
         Ok(())
     }

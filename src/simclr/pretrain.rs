@@ -30,7 +30,7 @@ use crate::simclr::config::{OptimizerKind, PretrainConfig};
 use crate::simclr::features::all_image_features;
 use crate::simclr::knn::knn_accuracy;
 use crate::simclr::saliency::{refresh_guides, RefreshRecord};
-use crate::simclr::stn::{LearntPlacement, PlacementRecord};
+use crate::simclr::stn::{LearntPlacement, PlacementRecord, PlacementTally};
 use crate::tensor::Tensor;
 
 /// Identifies the checkpoint layout written here.
@@ -525,7 +525,7 @@ impl EpochContext<'_> {
         lr: f32,
         done: usize,
         guides: Option<&[ImageGuide]>,
-        mut learnt: Option<&mut LearntPlacement>,
+        learnt: Option<&mut LearntPlacement>,
         bar: &ProgressBar,
     ) -> Result<(f64, Option<PlacementRecord>)> {
         let (config, steps) = (self.config, self.steps);
@@ -534,11 +534,11 @@ impl EpochContext<'_> {
         order.shuffle(&mut rng);
         let start = Instant::now();
         let loss_sum = Tensor::zeros(self.gpu, &[1])?;
-        let mut tally = learnt.as_ref().map(|l| l.tally());
+        let mut learnt = learnt.map(|l| (l, PlacementTally::default()));
         for step in 0..steps {
             let indices = &order[step * config.batch..(step + 1) * config.batch];
-            let loss = match (learnt.as_deref_mut(), tally.as_mut()) {
-                (Some(learnt), Some(tally)) => learnt.train_step(
+            let loss = match &mut learnt {
+                Some((learnt, tally)) => learnt.train_step(
                     self.encoder,
                     optimizer,
                     self.pipeline,
@@ -550,7 +550,7 @@ impl EpochContext<'_> {
                     config.temperature as f32,
                     tally,
                 )?,
-                _ => self.train_step(optimizer, &mut rng, indices, guides)?,
+                None => self.train_step(optimizer, &mut rng, indices, guides)?,
             };
             accumulate(&loss_sum, &loss)?;
             if (step + 1) % config.loss_every == 0 || step + 1 == steps {
@@ -563,8 +563,8 @@ impl EpochContext<'_> {
         }
         let loss = loss_sum.item()? as f64 / steps as f64;
         check_finite(loss, epoch, steps - 1, done, self.out)?;
-        let placement = match tally {
-            Some(t) => t.record()?,
+        let placement = match learnt {
+            Some((_, tally)) => tally.record()?,
             None => None,
         };
         Ok((loss, placement))

@@ -70,6 +70,7 @@ pub struct LearntPlacement {
 }
 
 /// The running sums of one epoch (on the device; read once, at its end).
+#[derive(Default)]
 pub struct PlacementTally {
     stats: Option<Tensor>,
     loss: Option<Tensor>,
@@ -107,15 +108,6 @@ impl LearntPlacement {
             config: s.clone(),
             warmup: s.warmup(config.epochs),
         })
-    }
-
-    pub fn tally(&self) -> PlacementTally {
-        PlacementTally {
-            stats: None,
-            loss: None,
-            steps: 0,
-            loss_steps: 0,
-        }
     }
 
     /// One SimCLR step with learnt views (see the module's comment); returns NT-Xent's loss.

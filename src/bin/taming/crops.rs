@@ -115,16 +115,13 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
             normalization: t.normalization.clone(),
             threshold: t.config.guide.threshold,
         });
-    let localiser = match (&trained, &checkpoint) {
-        (Some(t), Some(dir)) if t.config.method.is_learnt() => {
-            Some((load_placement(&gpu, dir, [w, h])?, t.normalization.clone()))
-        }
+    let learnt = match (&trained, &checkpoint) {
+        (Some(t), Some(dir)) if t.config.method.is_learnt() => Some(LearntSource {
+            learnt: load_placement(&gpu, dir, [w, h])?,
+            normalization: t.normalization.clone(),
+        }),
         _ => None,
     };
-    let learnt = localiser.as_ref().map(|(l, n)| LearntSource {
-        learnt: l,
-        normalization: n.clone(),
-    });
     let sheet = crop_preview::contact_sheet(
         &gpu,
         &dataset,
