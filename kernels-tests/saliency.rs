@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use common::*;
@@ -18,9 +18,8 @@ use taming::data::Dataset;
 use taming::nn::Encoder;
 use taming::ops::saliency::{saliency_summary, SUMMARY_WORDS};
 use taming::reference::saliency as reference;
-use taming::simclr::checkpoint::Checkpoint;
 use taming::simclr::saliency::refresh_guides;
-use taming::simclr::{pretrain, PretrainConfig, RunOptions};
+use taming::simclr::PretrainConfig;
 use taming::Tensor;
 
 #[test]
@@ -313,12 +312,6 @@ fn bad_guided_settings_are_one_clear_error() {
     gcc.validate().unwrap();
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taming-saliency-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 #[test]
 fn a_resumed_guided_run_ends_where_an_uninterrupted_one_does() {
     let Some(gpu) = gpu() else { return };
@@ -332,44 +325,17 @@ fn a_resumed_guided_run_ends_where_an_uninterrupted_one_does() {
         config.loss_every = 1;
         config.guide.warmup = Some(1);
         config.guide.every = Some(2);
-        let (whole, split) = (fresh_dir("whole"), fresh_dir("split"));
-        let straight = pretrain(&gpu, &config, &whole, &RunOptions::default()).unwrap();
+        let (whole, split, straight, resumed) = straight_and_resumed(&gpu, &config, "saliency", 2);
         let refreshed: Vec<usize> = straight
             .iter()
             .filter_map(|r| r.refresh.map(|f| f.epoch))
             .collect();
         assert_eq!(refreshed, [2, 4], "{method}");
-        let stop = RunOptions {
-            stop_after: Some(2),
-            ..RunOptions::default()
-        };
-        pretrain(&gpu, &config, &split, &stop).unwrap();
-        let resume = RunOptions {
-            resume: true,
-            ..RunOptions::default()
-        };
-        let resumed = pretrain(&gpu, &config, &split, &resume).unwrap();
         for (a, b) in straight.iter().zip(&resumed) {
             assert_eq!(a.loss, b.loss, "{method} epoch {} loss", a.epoch);
         }
-        let (mut a, mut b) = (
-            Checkpoint::load(&whole).unwrap(),
-            Checkpoint::load(&split).unwrap(),
-        );
-        a.tensors.sort_by(|x, y| x.0.cmp(&y.0));
-        b.tensors.sort_by(|x, y| x.0.cmp(&y.0));
-        assert_eq!(a.tensors.len(), b.tensors.len());
-        assert!(a
-            .tensors
-            .iter()
-            .any(|(n, s, _)| n == "guides" && s == &[64, 6]));
-        for ((na, _, va), (nb, _, vb)) in a.tensors.iter().zip(&b.tensors) {
-            assert_eq!(na, nb);
-            assert!(
-                va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{method}: {na} differs after resuming"
-            );
-        }
+        let names = assert_same_checkpoints(&whole, &split, &method.to_string());
+        assert!(names.iter().any(|(n, s)| n == "guides" && s == &[64, 6]));
         for dir in [whole, split] {
             std::fs::remove_dir_all(dir).unwrap();
         }

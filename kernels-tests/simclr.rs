@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -20,12 +18,6 @@ use taming::simclr::{
 };
 use taming::{Error, Tensor};
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taming-simclr-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 /// Two epochs of two steps on 64 images.
 fn tiny_config() -> PretrainConfig {
     let mut c = PretrainConfig::new(Method::Gcc, 0.4, 1.5, 2);
@@ -40,7 +32,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let Some(gpu) = gpu() else { return };
     gpu.set_poison(false);
     let config = tiny_config();
-    let (whole, split) = (fresh_dir("whole"), fresh_dir("split"));
+    let (whole, split) = (fresh_dir("simclr", "whole"), fresh_dir("simclr", "split"));
     let straight = pretrain(&gpu, &config, &whole, &RunOptions::default()).unwrap();
     assert_eq!(straight.len(), 2);
     assert!(straight.iter().all(|r| r.loss.is_finite() && r.loss > 0.0));
@@ -72,23 +64,10 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     for (a, b) in straight.iter().zip(&resumed) {
         assert_eq!(a.loss, b.loss, "epoch {} loss", a.epoch);
     }
-    let (mut a, mut b) = (
-        Checkpoint::load(&whole).unwrap(),
-        Checkpoint::load(&split).unwrap(),
-    );
-    assert_eq!(a.tensors.len(), b.tensors.len());
-    a.tensors.sort_by(|x, y| x.0.cmp(&y.0));
-    b.tensors.sort_by(|x, y| x.0.cmp(&y.0));
     // Weights, batch-norm statistics and Adam moments, bit for bit.
-    for ((na, _, va), (nb, _, vb)) in a.tensors.iter().zip(&b.tensors) {
-        assert_eq!(na, nb);
-        assert!(
-            va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{na} differs after resuming"
-        );
-    }
-    assert!(a.tensors.iter().any(|(n, _, _)| n.starts_with("optim/m/")));
-    assert!(a.tensors.iter().any(|(n, _, _)| n.ends_with("running_var")));
+    let names = assert_same_checkpoints(&whole, &split, "gcc");
+    assert!(names.iter().any(|(n, _)| n.starts_with("optim/m/")));
+    assert!(names.iter().any(|(n, _)| n.ends_with("running_var")));
     let sidecar = std::fs::read_to_string(whole.join("checkpoint.json")).unwrap();
     assert!(sidecar.contains("\"epochs_done\": 2"), "{sidecar}");
 
@@ -106,7 +85,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let Some(gpu) = gpu() else { return };
     gpu.set_poison(false);
     let config = tiny_config();
-    let dir = fresh_dir("nan");
+    let dir = fresh_dir("simclr", "nan");
     let stop = RunOptions {
         stop_after: Some(1),
         ..RunOptions::default()
@@ -142,7 +121,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
 #[test]
 fn bad_settings_are_clear_errors() {
     let Some(gpu) = gpu() else { return };
-    let dir = fresh_dir("bad");
+    let dir = fresh_dir("simclr", "bad");
     let mut c = tiny_config();
     c.batch = 1;
     let e = pretrain(&gpu, &c, &dir, &RunOptions::default()).unwrap_err();

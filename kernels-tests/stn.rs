@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use common::*;
@@ -24,7 +23,7 @@ use taming::reference::augment::blur_normalize as reference_blur_normalize;
 use taming::reference::stn as reference;
 use taming::simclr::checkpoint::Checkpoint;
 use taming::simclr::stn::{consistency_loss, draw_views, LearntPlacement};
-use taming::simclr::{pretrain, PretrainConfig, RunOptions, StnObjective};
+use taming::simclr::{PretrainConfig, StnObjective};
 use taming::{Gpu, Tensor};
 
 /// Draws of `views` views: standard normal noise and a flip each, rounded to f32.
@@ -460,18 +459,6 @@ fn bad_learnt_placement_settings_get_one_clear_error() {
     assert!(gcc.validate().is_ok());
 }
 
-fn fresh_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("taming-stn-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn sorted_tensors(dir: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut ck = Checkpoint::load(dir).unwrap();
-    ck.tensors.sort_by(|x, y| x.0.cmp(&y.0));
-    ck.tensors
-}
-
 #[test]
 fn a_resumed_learnt_run_ends_where_an_uninterrupted_one_does() {
     let Some(gpu) = gpu() else { return };
@@ -489,20 +476,9 @@ fn a_resumed_learnt_run_ends_where_an_uninterrupted_one_does() {
         config.loss_every = 1;
         config.stn.objective = objective;
         config.stn.warmup = Some(1);
-        let (whole, split) = (fresh_dir("whole"), fresh_dir("split"));
-        let straight = pretrain(&gpu, &config, &whole, &RunOptions::default()).unwrap();
+        let (whole, split, straight, resumed) = straight_and_resumed(&gpu, &config, "stn", 2);
         assert!(straight[0].placement.unwrap().localiser_loss.is_none());
         assert!(straight[2].placement.unwrap().localiser_loss.is_some());
-        let stop = RunOptions {
-            stop_after: Some(2),
-            ..RunOptions::default()
-        };
-        pretrain(&gpu, &config, &split, &stop).unwrap();
-        let resume = RunOptions {
-            resume: true,
-            ..RunOptions::default()
-        };
-        let resumed = pretrain(&gpu, &config, &split, &resume).unwrap();
         for (a, b) in straight.iter().zip(&resumed) {
             assert_eq!(a.loss, b.loss, "{objective} epoch {} loss", a.epoch);
             assert_eq!(a.placement, b.placement, "{objective} epoch {}", a.epoch);
@@ -515,17 +491,9 @@ fn a_resumed_learnt_run_ends_where_an_uninterrupted_one_does() {
             steps.iter().all(|&s| s as usize == 4 / every),
             "{objective}: {steps:?}"
         );
-        let (a, b) = (sorted_tensors(&whole), sorted_tensors(&split));
-        assert_eq!(a.len(), b.len());
-        assert!(a.iter().any(|(n, _, _)| n == "stn/param/stn.fc.weight"));
-        assert!(a.iter().any(|(n, _, _)| n.starts_with("stn/optim/")));
-        for ((na, _, va), (nb, _, vb)) in a.iter().zip(&b) {
-            assert_eq!(na, nb);
-            assert!(
-                va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{objective}: {na} differs after resuming"
-            );
-        }
+        let names = assert_same_checkpoints(&whole, &split, &objective.to_string());
+        assert!(names.iter().any(|(n, _)| n == "stn/param/stn.fc.weight"));
+        assert!(names.iter().any(|(n, _)| n.starts_with("stn/optim/")));
         for dir in [whole, split] {
             std::fs::remove_dir_all(dir).unwrap();
         }

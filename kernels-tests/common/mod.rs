@@ -124,3 +124,62 @@ pub fn finite_difference(
 pub fn dot(w: &[f64], y: &[f64]) -> f64 {
     w.iter().zip(y).map(|(a, b)| a * b).sum()
 }
+
+/// An empty scratch folder `taming-PREFIX-NAME-PID` under the system's temporary folder.
+pub fn fresh_dir(prefix: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("taming-{prefix}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Asserts that the checkpoints in `a` and `b` hold the same tensors, bit for bit (`what`
+/// names the case in a failure); returns their names and shapes, sorted by name.
+pub fn assert_same_checkpoints(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    what: &str,
+) -> Vec<(String, Vec<usize>)> {
+    use taming::simclr::checkpoint::Checkpoint;
+    let (mut a, mut b) = (Checkpoint::load(a).unwrap(), Checkpoint::load(b).unwrap());
+    assert_eq!(a.tensors.len(), b.tensors.len(), "{what}: tensor counts");
+    a.tensors.sort_by(|x, y| x.0.cmp(&y.0));
+    b.tensors.sort_by(|x, y| x.0.cmp(&y.0));
+    for ((na, _, va), (nb, _, vb)) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(na, nb, "{what}");
+        assert!(
+            va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{what}: {na} differs after resuming"
+        );
+    }
+    a.tensors.into_iter().map(|(n, s, _)| (n, s)).collect()
+}
+
+/// Runs `config` straight through in one folder and, in another, stopped after `stop_after`
+/// epochs and resumed; returns (straight folder, split folder, straight history, resumed
+/// history).
+pub fn straight_and_resumed(
+    gpu: &Gpu,
+    config: &taming::simclr::PretrainConfig,
+    prefix: &str,
+    stop_after: usize,
+) -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Vec<taming::simclr::EpochRecord>,
+    Vec<taming::simclr::EpochRecord>,
+) {
+    use taming::simclr::{pretrain, RunOptions};
+    let (whole, split) = (fresh_dir(prefix, "whole"), fresh_dir(prefix, "split"));
+    let straight = pretrain(gpu, config, &whole, &RunOptions::default()).unwrap();
+    let stop = RunOptions {
+        stop_after: Some(stop_after),
+        ..RunOptions::default()
+    };
+    pretrain(gpu, config, &split, &stop).unwrap();
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    let resumed = pretrain(gpu, config, &split, &resume).unwrap();
+    (whole, split, straight, resumed)
+}
