@@ -753,21 +753,18 @@ fn bench_pretrain(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     let spec = CropSpec::new(Method::Gcc, 0.42, 1.5)?;
     let pipeline = ViewPipeline::paper(spec, Normalization::of_dataset(&data)?);
     let model = taming::nn::SmallCnn::new(gpu, rng, 1, 128)?;
-    let mut adam = Adam::new(model.params(), 0.01);
+    let mut optimizer = Optimizer::Adam(Adam::new(model.params(), 0.01));
     let mut draw = StdRng::seed_from_u64(2);
-    let mut step = |k: usize| -> Result<Tensor> {
-        let indices: Vec<u32> = (0..batch as u32)
-            .map(|i| (i + (k * batch) as u32) % 10_000)
-            .collect();
-        let plan = pipeline.plan(&mut draw, &indices, [28, 28])?;
-        let (v1, v2) = pipeline.run(&images, &plan)?;
-        let g = Graph::new(gpu);
-        let z1 = model.forward(&g, g.input(v1), true)?;
-        let z2 = model.forward(&g, g.input(v2), true)?;
-        let loss = ntxent::nt_xent(&g, z1, z2, 0.1)?;
-        g.backward(loss)?;
-        adam.step()?;
-        Ok(g.value(loss))
+    let mut step = |k: usize| {
+        let indices = step_batch(k, batch);
+        gcc_step(
+            &pipeline,
+            &images,
+            &model,
+            &mut optimizer,
+            &mut draw,
+            &indices,
+        )
     };
     step(0)?.item()?;
     let steps = if o.quick { 2 } else { 5 };
@@ -785,6 +782,35 @@ fn bench_pretrain(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         batch as f64 / secs
     );
     bench_learnt_steps(gpu, &images, &pipeline, if o.quick { 2 } else { 8 })
+}
+
+/// The images of step `k` of the pre-training benches: `batch` consecutive ones of the shipped
+/// sample's 10,000.
+fn step_batch(k: usize, batch: usize) -> Vec<u32> {
+    (0..batch as u32)
+        .map(|i| (i + (k * batch) as u32) % 10_000)
+        .collect()
+}
+
+/// One SimCLR step as `taming pretrain --method gcc` takes it (views planned on the CPU and
+/// made on the device, two forward passes, NT-Xent, backward, the update); returns the loss.
+fn gcc_step<R: Rng>(
+    pipeline: &ViewPipeline,
+    images: &PackedImages,
+    encoder: &dyn Encoder,
+    optimizer: &mut Optimizer,
+    rng: &mut R,
+    indices: &[u32],
+) -> Result<Tensor> {
+    let plan = pipeline.plan(rng, indices, [28, 28])?;
+    let (v1, v2) = pipeline.run(images, &plan)?;
+    let g = Graph::new(images.gpu());
+    let z1 = encoder.forward(&g, g.input(v1), true)?;
+    let z2 = encoder.forward(&g, g.input(v2), true)?;
+    let loss = ntxent::nt_xent(&g, z1, z2, 0.1)?;
+    g.backward(loss)?;
+    optimizer.step()?;
+    Ok(g.value(loss))
 }
 
 /// The learnt placement's steps (`--method stn`) at the same batch and crop against the GCC
@@ -840,9 +866,7 @@ fn bench_learnt_steps(
         });
     }
     let step = |r: &mut Runner, k: usize| -> Result<f64> {
-        let indices: Vec<u32> = (0..batch as u32)
-            .map(|i| (i + (k * batch) as u32) % 10_000)
-            .collect();
+        let indices = step_batch(k, batch);
         let t = Instant::now();
         let loss = match &mut r.learnt {
             Some((learnt, tally)) => learnt.train_step(
@@ -857,17 +881,14 @@ fn bench_learnt_steps(
                 0.1,
                 tally,
             )?,
-            None => {
-                let plan = pipeline.plan(&mut r.draw, &indices, [28, 28])?;
-                let (v1, v2) = pipeline.run(images, &plan)?;
-                let g = Graph::new(gpu);
-                let z1 = r.encoder.forward(&g, g.input(v1), true)?;
-                let z2 = r.encoder.forward(&g, g.input(v2), true)?;
-                let loss = ntxent::nt_xent(&g, z1, z2, 0.1)?;
-                g.backward(loss)?;
-                r.optimizer.step()?;
-                g.value(loss)
-            }
+            None => gcc_step(
+                pipeline,
+                images,
+                r.encoder.as_ref(),
+                &mut r.optimizer,
+                &mut r.draw,
+                &indices,
+            )?,
         };
         loss.item()?;
         Ok(t.elapsed().as_secs_f64())
