@@ -27,7 +27,7 @@ use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool
 use taming::optim::{Adam, Optimizer};
 use taming::reference;
 use taming::simclr::stn::{LearntPlacement, PlacementTally};
-use taming::simclr::{PretrainConfig, StnObjective};
+use taming::simclr::{simclr_step, PretrainConfig, StnObjective};
 use taming::{Gpu, Result, Tensor};
 
 /// The bench's sections.
@@ -802,15 +802,9 @@ fn gcc_step<R: Rng>(
     rng: &mut R,
     indices: &[u32],
 ) -> Result<Tensor> {
-    let plan = pipeline.plan(rng, indices, [28, 28])?;
-    let (v1, v2) = pipeline.run(images, &plan)?;
-    let g = Graph::new(images.gpu());
-    let z1 = encoder.forward(&g, g.input(v1), true)?;
-    let z2 = encoder.forward(&g, g.input(v2), true)?;
-    let loss = ntxent::nt_xent(&g, z1, z2, 0.1)?;
-    g.backward(loss)?;
-    optimizer.step()?;
-    Ok(g.value(loss))
+    simclr_step(
+        encoder, optimizer, pipeline, images, rng, indices, None, 0.1,
+    )
 }
 
 /// The learnt placement's steps (`--method stn`) at the same batch and crop against the GCC

@@ -1,6 +1,7 @@
 //! Layer 8: runs built on the whole engine: the reproduction sweep of `taming reproduce` and
 //! its report, the smoke run of `taming smoke` and the crop previews of `taming crops`.
 
+pub mod bench_train;
 pub mod canvas;
 pub mod crop_preview;
 pub mod label_report;

@@ -89,6 +89,8 @@ pub(crate) struct GpuInner {
     pub recorder: RefCell<Recorder>,
     /// Test switch: fill every buffer an op allocates with NaN, so an unwritten element shows.
     pub poison: Cell<bool>,
+    /// Flops of the convolutions and products recorded on a tape since the device was opened.
+    pub flops: Cell<f64>,
 }
 
 /// A handle to the device. Clones share the device, the buffer pool and the pipeline cache.
@@ -166,6 +168,7 @@ impl Gpu {
                 kernels: RefCell::new(KernelCache::default()),
                 recorder: RefCell::new(recorder),
                 poison: Cell::new(false),
+                flops: Cell::new(0.0),
             }),
         })
     }
@@ -234,6 +237,18 @@ impl Gpu {
             })
             .map(|_| ())
             .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))
+    }
+
+    /// Counts `flops` of a convolution or product recorded on a tape (2 per multiply-add).
+    pub(crate) fn add_flops(&self, flops: f64) {
+        self.inner.flops.set(self.inner.flops.get() + flops);
+    }
+
+    /// The flops of every convolution, linear layer and NT-Xent similarity matrix recorded on a
+    /// tape since the device was opened, forward and backward passes (`bench-train`'s GFLOP/s;
+    /// element-wise kernels and the optimiser are not counted).
+    pub fn flops(&self) -> f64 {
+        self.inner.flops.get()
     }
 
     /// Number of buffers the pool has created since the device was opened.

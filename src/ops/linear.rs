@@ -271,9 +271,13 @@ pub fn linear_flops(n: usize, fin: usize, fout: usize) -> f64 {
 pub fn linear(g: &Graph, x: Var, w: Var, bias: Option<Var>) -> Result<Var> {
     let (xv, wv) = (g.value(x), g.value(w));
     let y = linear_forward(&xv, &wv, bias.map(|b| g.value(b)).as_ref())?;
+    let flops = linear_flops(xv.shape()[0], wv.shape()[1], wv.shape()[0]);
+    xv.gpu().add_flops(flops);
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     Ok(g.record("linear", y, &inputs, move |dy, needs| {
+        let passes = needs[..2].iter().filter(|&&n| n).count();
+        dy.gpu().add_flops(flops * passes as f64);
         let dx = if needs[0] {
             Some(linear_backward_input(dy, &wv)?)
         } else {

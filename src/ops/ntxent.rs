@@ -7,7 +7,7 @@ use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
 use crate::ops::l2norm::l2_normalize;
-use crate::ops::linear::{linear_backward_input, linear_forward};
+use crate::ops::linear::{linear_backward_input, linear_flops, linear_forward};
 use crate::ops::reduce::sum_channels;
 use crate::ops::view::{concat_rows, split_rows};
 use crate::tensor::Tensor;
@@ -111,7 +111,12 @@ pub fn nt_xent(g: &Graph, z1: Var, z2: Var, temperature: f32) -> Result<Var> {
     let u1 = l2_normalize(g, z1)?;
     let u2 = l2_normalize(g, z2)?;
     let (loss, saved) = ntxent_forward(&g.value(u1), &g.value(u2), temperature)?;
+    // The similarity matrix U U^T forward, M U backward.
+    let [rows, d] = [saved.u.shape()[0], saved.u.shape()[1]];
+    let flops = linear_flops(rows, d, rows);
+    saved.u.gpu().add_flops(flops);
     Ok(g.record("nt_xent", loss, &[u1, u2], move |dloss, _| {
+        dloss.gpu().add_flops(flops);
         let (d1, d2) = ntxent_backward(&saved, dloss)?;
         Ok(vec![Some(d1), Some(d2)])
     }))

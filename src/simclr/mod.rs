@@ -15,6 +15,6 @@ pub use config::{
 };
 pub use linear_eval::{linear_eval, BackboneBn, LinearEvalConfig, LinearEvalResult, ProbeProtocol};
 pub use pretrain::{
-    initial_encoder, load_placement, load_trained, pretrain, trained_config, EpochRecord,
-    RunOptions, Trained,
+    initial_encoder, load_placement, load_trained, pretrain, simclr_step, trained_config,
+    EpochRecord, RunOptions, Trained,
 };

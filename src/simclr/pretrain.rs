@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -395,7 +395,6 @@ pub fn pretrain(
         encoder: encoder.as_ref(),
         images: &train_images,
         image_count: train.len(),
-        image_wh: [w, h],
         steps,
     };
     for epoch in history.len()..last {
@@ -509,7 +508,6 @@ struct EpochContext<'a> {
     encoder: &'a dyn Encoder,
     images: &'a PackedImages,
     image_count: usize,
-    image_wh: [usize; 2],
     steps: usize,
 }
 
@@ -579,17 +577,16 @@ impl EpochContext<'_> {
         indices: &[u32],
         guides: Option<&[ImageGuide]>,
     ) -> Result<Tensor> {
-        let plan = self
-            .pipeline
-            .plan_guided(rng, indices, self.image_wh, guides)?;
-        let (v1, v2) = self.pipeline.run(self.images, &plan)?;
-        let g = Graph::new(self.gpu);
-        let z1 = self.encoder.forward(&g, g.input(v1), true)?;
-        let z2 = self.encoder.forward(&g, g.input(v2), true)?;
-        let loss = nt_xent(&g, z1, z2, self.config.temperature as f32)?;
-        g.backward(loss)?;
-        optimizer.step()?;
-        Ok(g.value(loss))
+        simclr_step(
+            self.encoder,
+            optimizer,
+            self.pipeline,
+            self.images,
+            rng,
+            indices,
+            guides,
+            self.config.temperature as f32,
+        )
     }
 
     /// The kNN monitor: test images classified by their nearest training images' features.
@@ -612,6 +609,32 @@ impl EpochContext<'_> {
             self.config.knn_k,
         )
     }
+}
+
+/// One SimCLR step on the resident `images`: two views of every image of `indices` (guided by
+/// `guides` where given), each view batch through the encoder in its own forward pass, NT-Xent
+/// at `temperature`, backward, the optimiser's update; returns the loss, left on the device.
+#[allow(clippy::too_many_arguments)]
+pub fn simclr_step<R: Rng>(
+    encoder: &dyn Encoder,
+    optimizer: &mut Optimizer,
+    pipeline: &ViewPipeline,
+    images: &PackedImages,
+    rng: &mut R,
+    indices: &[u32],
+    guides: Option<&[ImageGuide]>,
+    temperature: f32,
+) -> Result<Tensor> {
+    let [_, _, h, w] = images.shape();
+    let plan = pipeline.plan_guided(rng, indices, [w, h], guides)?;
+    let (v1, v2) = pipeline.run(images, &plan)?;
+    let g = Graph::new(images.gpu());
+    let z1 = encoder.forward(&g, g.input(v1), true)?;
+    let z2 = encoder.forward(&g, g.input(v2), true)?;
+    let loss = nt_xent(&g, z1, z2, temperature)?;
+    g.backward(loss)?;
+    optimizer.step()?;
+    Ok(g.value(loss))
 }
 
 /// The progress bar of one epoch (hidden without `progress`).

@@ -1,6 +1,7 @@
 //! The `taming` command line: one file per command, each holding its arguments, the call into
 //! the library and the printing of what it did.
 
+mod bench_train;
 mod crops;
 mod data;
 mod label_check;
@@ -56,6 +57,9 @@ enum Command {
     /// on views of every strategy) labels the views each strategy draws on the test split;
     /// writes label_check.json/.csv/.md/.svg/.png into --out, and caches the oracle there.
     LabelCheck(label_check::LabelCheckArgs),
+    /// Time the SimCLR step of a sweep's model and batch on random images (no data needed), per
+    /// crop size, and project the sweep's wall time on this adapter.
+    BenchTrain(bench_train::BenchTrainArgs),
     /// Data set tools.
     Data {
         #[command(subcommand)]
@@ -166,6 +170,7 @@ fn run(cli: Cli) -> taming::Result<()> {
         Command::Pretrain(args) => pretrain::run(device, args),
         Command::LinearEval(args) => linear_eval::run(device, args),
         Command::LabelCheck(args) => label_check::run(device, args),
+        Command::BenchTrain(args) => bench_train::run(device, args),
         Command::Data { command } => data::run(command),
     }
 }

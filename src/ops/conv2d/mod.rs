@@ -268,9 +268,14 @@ pub fn conv2d(g: &Graph, x: Var, w: Var, bias: Option<Var>, cfg: Conv2dConfig) -
     let (xv, wv) = (g.value(x), g.value(w));
     let bv = bias.map(|b| g.value(b));
     let y = conv2d_forward(&xv, &wv, bv.as_ref(), cfg)?;
+    let flops = ConvShape::new(xv.shape(), wv.shape(), cfg)?.flops();
+    xv.gpu().add_flops(flops);
     let mut inputs = vec![x, w];
     inputs.extend(bias);
     Ok(g.record("conv2d", y, &inputs, move |dy, needs| {
+        // Each gradient pass does as many multiply-adds as the forward pass.
+        let passes = needs[..2].iter().filter(|&&n| n).count();
+        dy.gpu().add_flops(flops * passes as f64);
         let dx = if needs[0] {
             Some(conv2d_backward_input(dy, &wv, xv.shape(), cfg)?)
         } else {
