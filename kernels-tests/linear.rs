@@ -1,8 +1,9 @@
 mod common;
 
 use common::*;
-use taming::ops::linear as lin;
+use taming::ops::linear::{self as lin, ProductAlgo};
 use taming::reference::small_ops as reference;
+use taming::shapes::Pass;
 
 #[test]
 fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
@@ -20,6 +21,9 @@ fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
         (7, 8, 20),
         (5, 12, 4),
         (3, 36, 8),
+        // More than one 64x64 tile of C each way with ragged edges, and a k that is not a
+        // multiple of the tiled kernel's depth of 16.
+        (70, 33, 129),
     ] {
         let (x, w, b, dy) = (
             data(&mut r, n * fin),
@@ -32,38 +36,48 @@ fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
             upload(&gpu, &[fout, fin], &w),
             upload(&gpu, &[n, fout], &dy),
         );
-        let case = format!("n{n} in{fin} out{fout}");
-        let y = lin::linear_forward(&tx, &tw, Some(&upload(&gpu, &[fout], &b))).unwrap();
-        assert_rel_close(
-            &format!("{case} y"),
-            &download(&y),
-            &reference::linear_forward(&x, &w, Some(&b), n, fin, fout),
-            1e-5,
-        );
-        let y = lin::linear_forward(&tx, &tw, None).unwrap();
-        assert_rel_close(
-            &format!("{case} y no bias"),
-            &download(&y),
-            &reference::linear_forward(&x, &w, None, n, fin, fout),
-            1e-5,
-        );
-        let dx = lin::linear_backward_input(&tdy, &tw).unwrap();
-        assert_rel_close(
-            &format!("{case} dx"),
-            &download(&dx),
-            &reference::linear_backward_input(&dy, &w, n, fin, fout),
-            1e-5,
-        );
-        let dw = lin::linear_backward_weight(&tx, &tdy).unwrap();
-        assert_rel_close(
-            &format!("{case} dw"),
-            &download(&dw),
-            &reference::linear_backward_weight(&x, &dy, n, fin, fout),
-            1e-5,
-        );
+        let tb = upload(&gpu, &[fout], &b);
+        // Every product algorithm that computes the pass, so that the tiled kernel a GPU takes
+        // is checked here too; None is the automatic choice.
+        for algo in std::iter::once(None).chain(ProductAlgo::ALL.map(Some)) {
+            let accepts = |pass, bias| {
+                algo.is_none_or(|a: ProductAlgo| a.accepts_linear(pass, n, fin, fout, bias))
+            };
+            let case = format!("n{n} in{fin} out{fout} {algo:?}");
+            for bias in [true, false] {
+                if !accepts(Pass::Forward, bias) {
+                    continue;
+                }
+                let y = lin::linear_forward_with(&tx, &tw, bias.then_some(&tb), algo).unwrap();
+                assert_rel_close(
+                    &format!("{case} y bias {bias}"),
+                    &download(&y),
+                    &reference::linear_forward(&x, &w, bias.then_some(&b[..]), n, fin, fout),
+                    1e-5,
+                );
+            }
+            if accepts(Pass::InputGradient, false) {
+                let dx = lin::linear_backward_input_with(&tdy, &tw, algo).unwrap();
+                assert_rel_close(
+                    &format!("{case} dx"),
+                    &download(&dx),
+                    &reference::linear_backward_input(&dy, &w, n, fin, fout),
+                    1e-5,
+                );
+            }
+            if accepts(Pass::WeightGradient, false) {
+                let dw = lin::linear_backward_weight_with(&tx, &tdy, algo).unwrap();
+                assert_rel_close(
+                    &format!("{case} dw"),
+                    &download(&dw),
+                    &reference::linear_backward_weight(&x, &dy, n, fin, fout),
+                    1e-5,
+                );
+            }
+        }
         let db = lin::linear_backward_bias(&tdy).unwrap();
         assert_rel_close(
-            &format!("{case} db"),
+            &format!("n{n} in{fin} out{fout} db"),
             &download(&db),
             &reference::sum_channels(&dy, n, fout, 1),
             1e-5,
@@ -173,4 +187,23 @@ fn linear_rejects_mismatched_features_naming_both_shapes() {
         msg.contains("linear") && msg.contains("[2, 3]") && msg.contains("[4, 5]"),
         "{msg}"
     );
+}
+
+#[test]
+fn linear_rejects_a_product_algorithm_that_cannot_compute_the_pass() {
+    let Some(gpu) = gpu() else { return };
+    let x = upload(&gpu, &[4, 8], &[0.5; 32]);
+    let w = upload(&gpu, &[4, 8], &[0.5; 32]);
+    let b = upload(&gpu, &[4], &[0.0; 4]);
+    // The broadcast kernel adds no bias.
+    assert!(!ProductAlgo::Broadcast.accepts_linear(Pass::Forward, 4, 8, 4, true));
+    let err = lin::linear_forward_with(&x, &w, Some(&b), Some(ProductAlgo::Broadcast))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("broadcast") && err.contains("bias"), "{err}");
+    // The other two compute it.
+    for algo in [ProductAlgo::Strided, ProductAlgo::Tiled] {
+        let y = lin::linear_forward_with(&x, &w, Some(&b), Some(algo)).unwrap();
+        assert_eq!(download(&y), vec![2.0; 16], "{algo}");
+    }
 }

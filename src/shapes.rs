@@ -3,6 +3,14 @@
 
 use crate::error::{Error, Result};
 
+/// A pass of a convolution or a product: the forward pass or one of the two gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Forward,
+    InputGradient,
+    WeightGradient,
+}
+
 /// Square stride and zero padding, as in `torch.nn.Conv2d(stride=s, padding=p)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dConfig {

@@ -10,6 +10,7 @@ pub mod preset;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod selftest;
 pub mod slurm;
 pub mod smoke;
 pub mod stats;

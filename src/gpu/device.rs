@@ -218,6 +218,11 @@ impl Gpu {
         self.inner.poison.set(on);
     }
 
+    /// Whether new buffers are filled with NaN ([`Gpu::set_poison`]).
+    pub fn poisoned(&self) -> bool {
+        self.inner.poison.get()
+    }
+
     pub(crate) fn device(&self) -> &wgpu::Device {
         &self.inner.device
     }

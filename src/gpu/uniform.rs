@@ -106,6 +106,7 @@ mod tests {
             (Shader::BatchNorm, "Params", ops::batchnorm::Params::LAYOUT),
             (Shader::Pool, "Params", ops::pool::Params::LAYOUT),
             (Shader::Matmul, "Params", ops::linear::Params::LAYOUT),
+            (Shader::MatmulTiled, "Params", ops::linear::Params::LAYOUT),
             (
                 Shader::Matmul,
                 "BroadcastParams",

@@ -1,10 +1,17 @@
-//! Fully connected layer `y = x W^T + b` (PyTorch layout: W is [out, in]) on the strided
-//! matmul kernel of `shaders/matmul.wgsl`, which serves the forward pass and both gradients.
+//! Fully connected layer `y = x W^T + b` (PyTorch layout: W is [out, in]) and the products of
+//! other ops, each pass one product `C = A B` read through strides. [`ProductAlgo`] names the
+//! kernels (`shaders/matmul.wgsl` for CPU devices, `shaders/matmul_tiled.wgsl` for GPUs) and
+//! `choose` is the one place that picks one (`TAMING_PRODUCT_ALGO` or the `_with` functions
+//! force one).
+
+use std::sync::OnceLock;
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{uniform_struct, Access, Kernel, Shader};
+use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader};
+use crate::names::string_enum;
 use crate::ops::reduce::sum_channels;
+use crate::shapes::Pass;
 use crate::tensor::Tensor;
 
 uniform_struct! {
@@ -41,6 +48,166 @@ const MATMUL_WG: u32 = 64;
 /// 16 and 32 measured alike on large products and 64 was slower on weight-gradient shapes; a
 /// real GPU gets MATMUL_WG (16 would leave half of each 32-wide warp empty).
 const CPU_BROADCAST_WG: u32 = 16;
+/// The side of `matmul_tiled`'s square tile of C.
+const TILE: usize = 64;
+
+string_enum! {
+    /// A kernel for the products of linear layers, NT-Xent's similarity matrix and the
+    /// convolutions by im2col.
+    pub enum ProductAlgo as "product algorithm" {
+        /// 4x4 outputs per invocation read straight from memory, any strides, a bias.
+        Strided = "strided",
+        /// One operand's loads shared by a workgroup of SIMD lanes (a CPU device's kernel):
+        /// operands contiguous along M and N, sides and k strides multiples of 4, no bias.
+        Broadcast = "broadcast",
+        /// 64x64 tiles of C staged through workgroup memory, 4x4 outputs per thread (the
+        /// kernel for discrete GPUs): any strides, a bias.
+        Tiled = "tiled",
+    }
+}
+
+/// The environment variable that forces a product algorithm for a whole run (where it applies).
+pub const PRODUCT_ALGO_ENV: &str = "TAMING_PRODUCT_ALGO";
+
+/// A matrix operand's strides along its logical (row, column) indices.
+#[derive(Clone, Copy, Debug)]
+struct Strides {
+    row: usize,
+    col: usize,
+}
+
+/// A product's shape: `[m, n] = A[m, k] * B[k, n]` with A's and B's strides.
+#[derive(Clone, Copy, Debug)]
+struct Product {
+    a: Strides,
+    b: Strides,
+    m: usize,
+    n: usize,
+    k: usize,
+    bias: bool,
+}
+
+impl Product {
+    /// `matmul_broadcast`'s vec4 loads need A contiguous along m, B along n, and the sides and
+    /// the k strides in whole vec4s.
+    fn broadcastable(&self) -> bool {
+        !self.bias
+            && self.a.row == 1
+            && self.b.col == 1
+            && [self.m, self.n, self.a.col, self.b.row]
+                .iter()
+                .all(|v| v % 4 == 0)
+    }
+
+    /// The product of a linear layer's pass at `n` rows, `fin` inputs and `fout` outputs.
+    fn of_linear(pass: Pass, n: usize, fin: usize, fout: usize, bias: bool) -> Product {
+        let (a, b, m, cols, k) = match pass {
+            // y = x W^T: A = x [n, fin], B = W^T.
+            Pass::Forward => (
+                Strides { row: fin, col: 1 },
+                Strides { row: 1, col: fin },
+                n,
+                fout,
+                fin,
+            ),
+            // dx = dy W: A = dy [n, fout], B = W [fout, fin].
+            Pass::InputGradient => (
+                Strides { row: fout, col: 1 },
+                Strides { row: fin, col: 1 },
+                n,
+                fin,
+                fout,
+            ),
+            // dW = dy^T x: A = dy^T, B = x [n, fin].
+            Pass::WeightGradient => (
+                Strides { row: 1, col: fout },
+                Strides { row: fin, col: 1 },
+                fout,
+                fin,
+                n,
+            ),
+        };
+        Product {
+            a,
+            b,
+            m,
+            n: cols,
+            k,
+            bias: bias && pass == Pass::Forward,
+        }
+    }
+}
+
+impl ProductAlgo {
+    fn accepts_product(self, p: &Product) -> bool {
+        self != ProductAlgo::Broadcast || p.broadcastable()
+    }
+
+    /// Whether this algorithm computes `pass` of a linear layer at `n` rows, `fin` inputs and
+    /// `fout` outputs (with a bias in the forward pass if `bias`).
+    pub fn accepts_linear(self, pass: Pass, n: usize, fin: usize, fout: usize, bias: bool) -> bool {
+        self.accepts_product(&Product::of_linear(pass, n, fin, fout, bias))
+    }
+}
+
+/// The automatic choice of a product algorithm on `gpu`, and why.
+fn choose(p: &Product, gpu: &Gpu) -> (ProductAlgo, &'static str) {
+    if !gpu.is_cpu() {
+        return (
+            ProductAlgo::Tiled,
+            "a GPU: each operand element read from memory once per 64x64 tile of C, not once \
+             per row or column (not measured on a GPU yet)",
+        );
+    }
+    if p.broadcastable() {
+        return (
+            ProductAlgo::Broadcast,
+            "a CPU device: one operand's loads are broadcasts shared by the lanes",
+        );
+    }
+    (
+        ProductAlgo::Strided,
+        "a CPU device, operands not contiguous along M and N: 4x4 outputs per lane",
+    )
+}
+
+/// The algorithm `TAMING_PRODUCT_ALGO` names, if it is set.
+pub fn forced_product_algo() -> Result<Option<ProductAlgo>> {
+    static FORCED: OnceLock<std::result::Result<Option<ProductAlgo>, String>> = OnceLock::new();
+    let forced = FORCED.get_or_init(|| match std::env::var(PRODUCT_ALGO_ENV) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<ProductAlgo>()
+            .map(Some)
+            .map_err(|e| format!("{PRODUCT_ALGO_ENV}={v}: {e}")),
+        _ => Ok(None),
+    });
+    forced.clone().map_err(Error::InvalidArgument)
+}
+
+/// The algorithm a product runs with: `requested` if given (an error if it cannot compute this
+/// product), else `TAMING_PRODUCT_ALGO` where it applies, else the automatic choice.
+fn pick(p: &Product, gpu: &Gpu, requested: Option<ProductAlgo>) -> Result<ProductAlgo> {
+    if let Some(algo) = requested {
+        if !algo.accepts_product(p) {
+            return Err(Error::InvalidArgument(format!(
+                "the {algo} product does not compute [{}, {}] x [{}, {}]{} with strides {:?} and {:?}",
+                p.m,
+                p.k,
+                p.k,
+                p.n,
+                if p.bias { " + bias" } else { "" },
+                p.a,
+                p.b
+            )));
+        }
+        return Ok(algo);
+    }
+    match forced_product_algo()? {
+        Some(algo) if algo.accepts_product(p) => Ok(algo),
+        _ => Ok(choose(p, gpu).0),
+    }
+}
 
 /// A matrix operand: its buffer and the strides of its logical (row, column) indices.
 struct Operand<'a> {
@@ -49,7 +216,8 @@ struct Operand<'a> {
     col_stride: usize,
 }
 
-/// `[m, n] = A[m, k] * B[k, n] (+ bias)`.
+/// `[m, n] = A[m, k] * B[k, n] (+ bias)` with `algo` (None: the usual choice).
+#[allow(clippy::too_many_arguments)]
 fn matmul(
     a: Operand,
     b: Operand,
@@ -58,16 +226,26 @@ fn matmul(
     n: usize,
     k: usize,
     what: &str,
+    algo: Option<ProductAlgo>,
 ) -> Result<Tensor> {
     let c = Tensor::uninit(a.t.gpu(), &[m, n], what)?;
     let bias_buf = bias.unwrap_or(b.t);
-    let contiguous = bias.is_none()
-        && a.row_stride == 1
-        && b.col_stride == 1
-        && [m, n, a.col_stride, b.row_stride]
-            .iter()
-            .all(|v| v % 4 == 0);
-    if contiguous {
+    let product = Product {
+        a: Strides {
+            row: a.row_stride,
+            col: a.col_stride,
+        },
+        b: Strides {
+            row: b.row_stride,
+            col: b.col_stride,
+        },
+        m,
+        n,
+        k,
+        bias: bias.is_some(),
+    };
+    let algo = pick(&product, c.gpu(), algo)?;
+    if algo == ProductAlgo::Broadcast {
         matmul_broadcast(a, b, &c, (m, n, k))?;
         return Ok(c);
     }
@@ -87,10 +265,20 @@ fn matmul(
         Access::Read(bias_buf.buffer()),
         Access::Write(c.buffer()),
     ];
-    let blocks = m.div_ceil(4) * n.div_ceil(4);
-    let k = Kernel::new(Shader::Matmul, "matmul").with("WG", MATMUL_WG);
-    c.gpu()
-        .dispatch(&k, &p, &bufs, (blocks as u32).div_ceil(MATMUL_WG))?;
+    let (kernel, groups) = match algo {
+        ProductAlgo::Tiled => (
+            Kernel::new(Shader::MatmulTiled, "matmul_tiled"),
+            m.div_ceil(TILE) * n.div_ceil(TILE),
+        ),
+        _ => {
+            let blocks = m.div_ceil(4) * n.div_ceil(4);
+            (
+                Kernel::new(Shader::Matmul, "matmul").with("WG", MATMUL_WG),
+                blocks.div_ceil(MATMUL_WG as usize),
+            )
+        }
+    };
+    c.gpu().dispatch(&kernel, &p, &bufs, groups as u32)?;
     Ok(c)
 }
 
@@ -167,7 +355,7 @@ pub(crate) fn matmul_strided(
         row_stride: b_stride.0,
         col_stride: b_stride.1,
     };
-    matmul(a, b, None, m, n, k, what)
+    matmul(a, b, None, m, n, k, what, None)
 }
 
 fn dims(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
@@ -182,34 +370,44 @@ fn dims(x: &Tensor, w: &Tensor) -> Result<(usize, usize, usize)> {
 }
 
 pub fn linear_forward(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let (n, fin, fout) = dims(x, w)?;
+    linear_forward_with(x, w, bias, None)
+}
+
+/// The forward pass with `algo` (None: the usual choice).
+pub fn linear_forward_with(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    algo: Option<ProductAlgo>,
+) -> Result<Tensor> {
+    let dims = dims(x, w)?;
     if let Some(b) = bias {
-        if b.shape() != [fout] {
+        if b.shape() != [dims.2] {
             return Err(Error::shape(
                 "linear",
                 format!(
-                    "bias {:?} must be [{fout}] for weight {:?}",
+                    "bias {:?} must be [{}] for weight {:?}",
                     b.shape(),
+                    dims.2,
                     w.shape()
                 ),
             ));
         }
     }
-    let a = Operand {
-        t: x,
-        row_stride: fin,
-        col_stride: 1,
-    };
-    let b = Operand {
-        t: w,
-        row_stride: 1,
-        col_stride: fin,
-    };
-    matmul(a, b, bias, n, fout, fin, "linear output")
+    linear_pass(Pass::Forward, x, w, bias, dims, "linear output", algo)
 }
 
 /// `dx = dy W`.
 pub fn linear_backward_input(dy: &Tensor, w: &Tensor) -> Result<Tensor> {
+    linear_backward_input_with(dy, w, None)
+}
+
+/// The input gradient with `algo` (None: the usual choice).
+pub fn linear_backward_input_with(
+    dy: &Tensor,
+    w: &Tensor,
+    algo: Option<ProductAlgo>,
+) -> Result<Tensor> {
     let (ds, ws) = (dy.shape(), w.shape());
     if ds.len() != 2 || ws.len() != 2 || ds[1] != ws[0] {
         return Err(Error::shape(
@@ -217,21 +415,29 @@ pub fn linear_backward_input(dy: &Tensor, w: &Tensor) -> Result<Tensor> {
             format!("gradient {ds:?} does not fit weight {ws:?}"),
         ));
     }
-    let a = Operand {
-        t: dy,
-        row_stride: ws[0],
-        col_stride: 1,
-    };
-    let b = Operand {
-        t: w,
-        row_stride: ws[1],
-        col_stride: 1,
-    };
-    matmul(a, b, None, ds[0], ws[1], ws[0], "linear input gradient")
+    let dims = (ds[0], ws[1], ws[0]);
+    linear_pass(
+        Pass::InputGradient,
+        dy,
+        w,
+        None,
+        dims,
+        "linear input gradient",
+        algo,
+    )
 }
 
 /// `dW = dy^T x`.
 pub fn linear_backward_weight(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    linear_backward_weight_with(x, dy, None)
+}
+
+/// The weight gradient with `algo` (None: the usual choice).
+pub fn linear_backward_weight_with(
+    x: &Tensor,
+    dy: &Tensor,
+    algo: Option<ProductAlgo>,
+) -> Result<Tensor> {
     let (xs, ds) = (x.shape(), dy.shape());
     if xs.len() != 2 || ds.len() != 2 || xs[0] != ds[0] {
         return Err(Error::shape(
@@ -239,17 +445,41 @@ pub fn linear_backward_weight(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
             format!("input {xs:?} and gradient {ds:?} differ in batch"),
         ));
     }
+    let dims = (xs[0], xs[1], ds[1]);
+    linear_pass(
+        Pass::WeightGradient,
+        dy,
+        x,
+        None,
+        dims,
+        "linear weight gradient",
+        algo,
+    )
+}
+
+/// `pass` of a linear layer of `(n, fin, fout)` as one product of `a` and `b` (x and W, dy and
+/// W, dy and x), with the strides of [`Product::of_linear`].
+fn linear_pass(
+    pass: Pass,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    (n, fin, fout): (usize, usize, usize),
+    what: &str,
+    algo: Option<ProductAlgo>,
+) -> Result<Tensor> {
+    let p = Product::of_linear(pass, n, fin, fout, bias.is_some());
     let a = Operand {
-        t: dy,
-        row_stride: 1,
-        col_stride: ds[1],
+        t: a,
+        row_stride: p.a.row,
+        col_stride: p.a.col,
     };
     let b = Operand {
-        t: x,
-        row_stride: xs[1],
-        col_stride: 1,
+        t: b,
+        row_stride: p.b.row,
+        col_stride: p.b.col,
     };
-    matmul(a, b, None, ds[1], xs[1], xs[0], "linear weight gradient")
+    matmul(a, b, bias, p.m, p.n, p.k, what, algo)
 }
 
 pub fn linear_backward_bias(dy: &Tensor) -> Result<Tensor> {

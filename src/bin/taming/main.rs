@@ -8,6 +8,7 @@ mod label_check;
 mod linear_eval;
 mod pretrain;
 mod reproduce;
+mod selftest;
 mod smoke;
 
 use std::process::ExitCode;
@@ -60,6 +61,9 @@ enum Command {
     /// Time the SimCLR step of a sweep's model and batch on random images (no data needed), per
     /// crop size, and project the sweep's wall time on this adapter.
     BenchTrain(bench_train::BenchTrainArgs),
+    /// Check every kernel, and every convolution and product algorithm the adapter accepts,
+    /// against the CPU references; exits non-zero if any check fails.
+    Selftest(selftest::SelftestArgs),
     /// Data set tools.
     Data {
         #[command(subcommand)]
@@ -171,6 +175,7 @@ fn run(cli: Cli) -> taming::Result<()> {
         Command::LinearEval(args) => linear_eval::run(device, args),
         Command::LabelCheck(args) => label_check::run(device, args),
         Command::BenchTrain(args) => bench_train::run(device, args),
+        Command::Selftest(args) => selftest::run(device, args),
         Command::Data { command } => data::run(command),
     }
 }

@@ -25,7 +25,7 @@ use crate::names::string_enum;
 use crate::ops::reduce::sum_channels;
 use crate::tensor::Tensor;
 
-pub use crate::shapes::{Conv2dConfig, ConvShape};
+pub use crate::shapes::{Conv2dConfig, ConvShape, Pass};
 
 string_enum! {
     /// An algorithm for the convolution's passes.
@@ -47,14 +47,6 @@ string_enum! {
 
 /// The environment variable that forces an algorithm for a whole run (where it applies).
 pub const CONV_ALGO_ENV: &str = "TAMING_CONV_ALGO";
-
-/// A pass of the convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pass {
-    Forward,
-    InputGradient,
-    WeightGradient,
-}
 
 impl ConvAlgo {
     /// Whether this algorithm computes `pass` of `s` on `gpu`.
