@@ -3,6 +3,24 @@
 //! name, the list of variants, parsing (case-insensitive, with aliases), `Display`, serde
 //! (JSON files store the same names) and clap's `ValueEnum` (the command line and its help).
 
+/// The value the environment variable `var` names, if it is set and not blank: how a run
+/// forces one of an enum's values (`TAMING_CONV_ALGO`, `TAMING_PRODUCT_ALGO`); the error says
+/// the variable, its value and why it does not parse.
+pub fn from_env<T>(var: &str) -> Result<Option<T>, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|e| format!("{var}={v}: {e}")),
+        _ => Ok(None),
+    }
+}
+
 /// Declares an enum whose variants are written `Variant = "name"` (or `"name" | "alias"`),
 /// with `name()`, `ALL`, `NAMES`, `FromStr`, `Display`, `Serialize`, `Deserialize` and
 /// `clap::ValueEnum`. Doc comments on the variants become the command line's help;

@@ -174,14 +174,7 @@ fn choose(p: &Product, gpu: &Gpu) -> (ProductAlgo, &'static str) {
 /// The algorithm `TAMING_PRODUCT_ALGO` names, if it is set.
 pub fn forced_product_algo() -> Result<Option<ProductAlgo>> {
     static FORCED: OnceLock<std::result::Result<Option<ProductAlgo>, String>> = OnceLock::new();
-    let forced = FORCED.get_or_init(|| match std::env::var(PRODUCT_ALGO_ENV) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<ProductAlgo>()
-            .map(Some)
-            .map_err(|e| format!("{PRODUCT_ALGO_ENV}={v}: {e}")),
-        _ => Ok(None),
-    });
+    let forced = FORCED.get_or_init(|| crate::names::from_env(PRODUCT_ALGO_ENV));
     forced.clone().map_err(Error::InvalidArgument)
 }
 

@@ -103,14 +103,7 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
 /// The algorithm `TAMING_CONV_ALGO` names, if it is set.
 pub fn forced_algo() -> Result<Option<ConvAlgo>> {
     static FORCED: OnceLock<std::result::Result<Option<ConvAlgo>, String>> = OnceLock::new();
-    let forced = FORCED.get_or_init(|| match std::env::var(CONV_ALGO_ENV) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<ConvAlgo>()
-            .map(Some)
-            .map_err(|e| format!("{CONV_ALGO_ENV}={v}: {e}")),
-        _ => Ok(None),
-    });
+    let forced = FORCED.get_or_init(|| crate::names::from_env(CONV_ALGO_ENV));
     forced.clone().map_err(Error::InvalidArgument)
 }
 
