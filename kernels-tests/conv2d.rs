@@ -34,6 +34,10 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([2, 37, 6, 7], [21, 37, 3, 3], 1, 1),
     ([3, 20, 9, 9], [35, 20, 3, 3], 2, 1),
     ([2, 13, 5, 5], [18, 13, 1, 1], 2, 0),
+    // More than one 64 x 64 tile of the tiled kernel's rows: output channels (forward pass,
+    // weight gradient) and input channels (input gradient).
+    ([2, 5, 9, 9], [70, 5, 3, 3], 1, 1),
+    ([1, 67, 7, 6], [5, 67, 3, 3], 2, 1),
 ];
 
 #[test]

@@ -25,6 +25,7 @@ pub enum Shader {
     Peak,
     PeakSubgroup,
     Conv2dIgemm,
+    Conv2dTiled,
     Saliency,
     Stn,
 }
@@ -73,6 +74,7 @@ shader_files! {
     Peak => "peak.wgsl",
     PeakSubgroup => "peak_subgroup.wgsl" after "peak.wgsl",
     Conv2dIgemm => "conv2d_igemm.wgsl",
+    Conv2dTiled => "conv2d_tiled.wgsl",
     Saliency => "saliency.wgsl",
     Stn => "stn.wgsl",
 }

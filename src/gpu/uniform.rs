@@ -103,6 +103,11 @@ mod tests {
                 "IgemmParams",
                 ops::conv2d::igemm::IgemmParams::LAYOUT,
             ),
+            (
+                Shader::Conv2dTiled,
+                "Params",
+                ops::conv2d::tiled::TiledParams::LAYOUT,
+            ),
             (Shader::BatchNorm, "Params", ops::batchnorm::Params::LAYOUT),
             (Shader::Pool, "Params", ops::pool::Params::LAYOUT),
             (Shader::Matmul, "Params", ops::linear::Params::LAYOUT),

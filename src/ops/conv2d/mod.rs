@@ -10,11 +10,14 @@
 //!   its output channels in registers (the shape a GPU's implicit GEMM starts from).
 //! - `phases.rs`: stride-2 input gradients as four stride-1 convolutions, with the direct or
 //!   the implicit-product kernel inside.
+//! - `tiled.rs`: an implicit GEMM with 64 x 64 workgroup-memory tiles for discrete GPUs (all
+//!   three passes; split-K weight gradients, stride phases inside its input gradient).
 
 pub(crate) mod direct;
 pub(crate) mod igemm;
 pub(crate) mod im2col;
 pub(crate) mod phases;
+pub(crate) mod tiled;
 
 use std::sync::OnceLock;
 
@@ -42,6 +45,9 @@ string_enum! {
         /// Implicit product over a channels-last input, one output pixel x 8-16 channels in
         /// registers per lane (all three passes).
         Igemm = "igemm",
+        /// An implicit GEMM with 64 x 64 workgroup-memory tiles, 4 x 4 outputs per thread (all
+        /// three passes): the discrete GPUs' kernel, chosen when the adapter is not a CPU.
+        Tiled = "tiled",
     }
 }
 
@@ -52,7 +58,7 @@ impl ConvAlgo {
     /// Whether this algorithm computes `pass` of `s` on `gpu`.
     pub fn accepts(self, pass: Pass, s: &ConvShape, gpu: &Gpu) -> bool {
         match self {
-            ConvAlgo::Direct | ConvAlgo::Igemm => true,
+            ConvAlgo::Direct | ConvAlgo::Igemm | ConvAlgo::Tiled => true,
             ConvAlgo::DirectSubgroup => {
                 direct::subgroup_weights_fit(gpu, s.kw, pass != Pass::WeightGradient)
             }
@@ -61,9 +67,17 @@ impl ConvAlgo {
     }
 }
 
-/// The automatic choice of an algorithm for `pass` of `s` on `gpu`, and why (each reason a
-/// measurement on lavapipe, README: Performance; no GPU has run any of them yet).
+/// The automatic choice of an algorithm for `pass` of `s` on `gpu`, and why (each reason on a
+/// CPU device a measurement on lavapipe, README: Performance; no GPU has run any of them yet).
 pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) {
+    if !gpu.is_cpu() {
+        return (
+            ConvAlgo::Tiled,
+            "not a CPU device: the workgroup-tiled implicit GEMM, the shape of a discrete GPU's \
+             convolution (the lavapipe kernels keep each operand in one invocation's registers \
+             and share nothing through workgroup memory)",
+        );
+    }
     let subgroup = ConvAlgo::DirectSubgroup.accepts(pass, s, gpu);
     let narrow = s.wo < 16 && s.wo % 4 != 0 && im2col::fits(s, gpu);
     match pass {
@@ -161,6 +175,7 @@ pub fn conv2d_forward_with(
         ConvAlgo::DirectSubgroup => direct::forward(direct::Weights::Subgroup, x, w, bias, &s),
         ConvAlgo::Im2col => im2col::forward(x, w, bias, &s),
         ConvAlgo::Igemm => igemm::forward(x, w, bias, &s),
+        ConvAlgo::Tiled => tiled::forward(x, w, bias, &s),
     }
 }
 
@@ -174,7 +189,7 @@ pub fn conv2d_backward_input(
 }
 
 /// The input gradient with `algo` (None: the usual choice). At stride 2 it goes by phases
-/// where they apply, with `algo` inside.
+/// where they apply, with `algo` inside (the tiled kernel splits the phases itself).
 pub fn conv2d_backward_input_with(
     dy: &Tensor,
     w: &Tensor,
@@ -190,6 +205,9 @@ pub fn conv2d_backward_input_with(
         ));
     }
     let algo = pick(Pass::InputGradient, &s, dy.gpu(), algo)?;
+    if algo == ConvAlgo::Tiled {
+        return tiled::backward_input(dy, w, &s);
+    }
     if cfg.stride == 2 {
         if let Some(phases) = phases::stride2_phases(&s) {
             return phases::backward_input_by_phases(dy, w, &s, &phases, algo);
@@ -233,6 +251,7 @@ pub fn conv2d_backward_weight_with(
         ConvAlgo::DirectSubgroup => direct::backward_weight(direct::Weights::Subgroup, x, dy, &s),
         ConvAlgo::Im2col => im2col::backward_weight(x, dy, &s),
         ConvAlgo::Igemm => igemm::backward_weight(x, dy, &s),
+        ConvAlgo::Tiled => tiled::backward_weight(x, dy, &s),
     }
 }
 
