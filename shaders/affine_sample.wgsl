@@ -8,14 +8,18 @@
 // every coordinate is an exact integer, every weight exactly 0 or 1, and the view is the slice.
 // Bilinear taps outside rect(v) = [x0, x1) x [y0, y1) (clipped to the image) read as 0.
 //
-// The source is either f32 images or the u8 dataset packed four bytes per word, possibly split
-// over two bindings of `images_per_part` images each (a binding is limited in size).
+// The source is either f32 images or the u8 dataset packed four bytes per word, split into parts
+// of `images_per_part` images (a binding is limited in size). Two parts are bound at a time:
+// the images [window_lo, window_lo + 2 images_per_part); a data set of more parts is sampled
+// by one dispatch per pair of parts, each skipping the views whose image lies elsewhere
+// (the last window takes every image from window_lo on, so an index past the end stays in
+// one dispatch).
 // info[v] holds two vec4<i32>: (x0, y0, x1, y1) and (image, blur words used by augment.wgsl).
 
 struct Params {
     views: u32, channels: u32, in_h: u32, in_w: u32,
     out_h: u32, out_w: u32, images: u32, images_per_part: u32,
-    value_scale: f32, _p0: u32, _p1: u32, _p2: u32,
+    value_scale: f32, window_lo: u32, window_hi: u32, _p0: u32,
 }
 
 override WG: u32 = 256;
@@ -32,12 +36,15 @@ override U8_SOURCE: bool = true;
 
 fn linear_id(gid: vec3u, nwg: vec3u) -> u32 { return gid.x + gid.y * nwg.x * WG; }
 
+// Whether image n is in the parts bound to this dispatch.
+fn in_window(n: u32) -> bool { return n >= p.window_lo && n < p.window_hi; }
+
 // Source value at element `k` of image `n`'s slice (k < C*H*W).
 fn load(n: u32, k: u32) -> f32 {
     let chw = p.channels * p.in_h * p.in_w;
     if (U8_SOURCE) {
-        let part = n / p.images_per_part;
-        let e = (n - part * p.images_per_part) * chw + k;
+        let part = (n - p.window_lo) / p.images_per_part;
+        let e = (n - p.window_lo - part * p.images_per_part) * chw + k;
         var word: u32;
         if (part == 0u) { word = part0[e >> 2u]; } else { word = part1[e >> 2u]; }
         return f32((word >> ((e & 3u) * 8u)) & 255u) * p.value_scale;
@@ -108,6 +115,7 @@ fn sample_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgr
     let i = pix / p.out_w;
     let j = pix - i * p.out_w;
     let n = u32(info[2u * v + 1u].x);
+    if (!in_window(n)) { return; }
     let t = taps(source_xy(v, j, i), clipped_rect(v));
     for (var c = 0u; c < p.channels; c++) {
         let q = tap_values(n, c, t);
@@ -129,6 +137,7 @@ fn backward_matrix_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_
     let i = id - v * p.out_h;
     let hw = p.out_h * p.out_w;
     let n = u32(info[2u * v + 1u].x);
+    if (!in_window(n)) { return; }
     let r = clipped_rect(v);
     var gx = vec3f(0.0);
     var gy = vec3f(0.0);

@@ -49,8 +49,9 @@ pub fn pack_view_info(views: &[ViewInfo]) -> Vec<u32> {
     words
 }
 
-/// u8 images (N, C, H, W) packed four bytes per word, split over at most two buffers because one
-/// storage binding is limited in size (128 MiB on lavapipe; CIFAR-10's training set is 150 MB).
+/// u8 images (N, C, H, W) packed four bytes per word, split over as many buffers as it takes
+/// because one storage binding is limited in size (128 MiB on lavapipe; CIFAR-10's training set
+/// is 150 MB). The kernels bind two parts at a time; more are sampled a pair per dispatch.
 #[derive(Clone)]
 pub struct PackedImages {
     parts: Vec<Tensor>,
@@ -66,7 +67,7 @@ impl PackedImages {
     }
 
     /// As [`PackedImages::upload`] with parts of at most `limit` bytes (tests use it to
-    /// exercise the two-part layout with small data).
+    /// exercise the layouts of several parts with small data).
     pub fn upload_in_parts_of(
         gpu: &Gpu,
         bytes: &[u8],
@@ -90,12 +91,6 @@ impl PackedImages {
             )));
         }
         let images_per_part = fit.min(n.next_multiple_of(4));
-        if n.div_ceil(images_per_part) > 2 {
-            return Err(Error::InvalidArgument(format!(
-                "{n} images of {per_image} bytes need more than two storage bindings of {limit} \
-                 bytes on this adapter; use a subset of the data set (taming data subset)"
-            )));
-        }
         let parts = bytes
             .chunks(images_per_part * per_image)
             .map(|chunk| {
@@ -121,7 +116,7 @@ impl PackedImages {
         self.parts[0].gpu()
     }
 
-    /// How many buffers hold the images (1 or 2).
+    /// How many buffers hold the images.
     pub fn parts(&self) -> usize {
         self.parts.len()
     }
@@ -152,13 +147,40 @@ impl Source<'_> {
             Source::U8(p) => p.parts[0].gpu(),
         }
     }
-    /// The two source bindings (the same buffer twice when there is one part).
-    fn parts(&self) -> [&Tensor; 2] {
+    /// The windows of two parts each kernel dispatch binds: the two source bindings (the same
+    /// buffer twice where only one is left) and the images they hold, `[lo, hi)`. One window
+    /// for f32 images and for data sets of one or two parts; the last window is open-ended.
+    fn windows(&self) -> Vec<Window<'_>> {
         match self {
-            Source::F32(t) => [t, t],
-            Source::U8(p) => [&p.parts[0], p.parts.last().unwrap_or(&p.parts[0])],
+            Source::F32(t) => vec![Window {
+                parts: [t, t],
+                lo: 0,
+                hi: u32::MAX,
+            }],
+            Source::U8(p) => {
+                let pairs = p.parts.len().div_ceil(2);
+                p.parts
+                    .chunks(2)
+                    .enumerate()
+                    .map(|(i, pair)| Window {
+                        parts: [&pair[0], pair.last().unwrap_or(&pair[0])],
+                        lo: (2 * i * p.images_per_part) as u32,
+                        hi: match i + 1 == pairs {
+                            true => u32::MAX,
+                            false => (2 * (i + 1) * p.images_per_part) as u32,
+                        },
+                    })
+                    .collect()
+            }
         }
     }
+}
+
+/// Two bound parts of a source and the images `[lo, hi)` they hold.
+struct Window<'a> {
+    parts: [&'a Tensor; 2],
+    lo: u32,
+    hi: u32,
 }
 
 uniform_struct! {
@@ -173,7 +195,19 @@ uniform_struct! {
         images: u32,
         images_per_part: u32,
         value_scale: f32,
-        _pad: [u32; 3],
+        window_lo: u32,
+        window_hi: u32,
+        _pad: u32,
+    }
+}
+
+impl Params {
+    fn in_window(&self, w: &Window) -> Params {
+        Params {
+            window_lo: w.lo,
+            window_hi: w.hi,
+            ..*self
+        }
     }
 }
 
@@ -259,7 +293,9 @@ fn params(
             Source::F32(_) => 1.0,
             Source::U8(_) => 1.0 / 255.0,
         },
-        _pad: [0; 3],
+        window_lo: 0,
+        window_hi: u32::MAX,
+        _pad: 0,
     })
 }
 
@@ -278,12 +314,15 @@ pub fn affine_sample_forward(
         &[p.views as usize, p.channels as usize, out_hw[0], out_hw[1]],
         "sampled views",
     )?;
-    gpu.dispatch(
-        &kernel("sample_forward", matches!(source, Source::U8(_))),
-        &p,
-        &bindings(matrices, info, source.parts(), &out, None),
-        (p.views * p.out_h * p.out_w).div_ceil(WG),
-    )?;
+    let k = kernel("sample_forward", matches!(source, Source::U8(_)));
+    for window in source.windows() {
+        gpu.dispatch(
+            &k,
+            &p.in_window(&window),
+            &bindings(matrices, info, window.parts, &out, None),
+            (p.views * p.out_h * p.out_w).div_ceil(WG),
+        )?;
+    }
     Ok(out)
 }
 
@@ -331,17 +370,21 @@ pub fn affine_sample_backward_matrix(
         "matrix gradient rows",
     )?;
     let dm = Tensor::uninit(gpu, &[p.views as usize, 6], "matrix gradient")?;
-    gpu.dispatch(
-        &kernel("backward_matrix_rows", u8_source),
-        &p,
-        &bindings(matrices, info, source.parts(), &rows, Some(dy)),
-        (p.views * p.out_h).div_ceil(WG),
-    )?;
+    let windows = source.windows();
+    let k = kernel("backward_matrix_rows", u8_source);
+    for window in &windows {
+        gpu.dispatch(
+            &k,
+            &p.in_window(window),
+            &bindings(matrices, info, window.parts, &rows, Some(dy)),
+            (p.views * p.out_h).div_ceil(WG),
+        )?;
+    }
     // The sum stage uses only `out` (dm) and binding 6 (the row partials).
     gpu.dispatch(
         &kernel("backward_matrix_sum", u8_source),
         &p,
-        &bindings(matrices, info, source.parts(), &dm, Some(&rows)),
+        &bindings(matrices, info, windows[0].parts, &dm, Some(&rows)),
         (p.views * 6).div_ceil(WG),
     )?;
     Ok(dm)
