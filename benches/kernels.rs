@@ -20,7 +20,10 @@ use taming::autograd::Graph;
 use taming::crop::{CropSpec, Method};
 use taming::nn::{Encoder, ModelKind, ResNet18};
 use taming::ops::affine_sample::{self as sample, pack_view_info, PackedImages, Source, ViewInfo};
-use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
+use taming::ops::batchnorm::{
+    batch_norm_backward, batch_norm_backward_with, batch_norm_forward, batch_norm_forward_with,
+    BatchNormState, BnOptions, BnReduction,
+};
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
 use taming::ops::stn::{self, Placement};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool, saliency};
@@ -621,6 +624,74 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
             }),
         ),
     ];
+    // Batch norm with the ReLU fused (against the two lines above it and relu's), and with the
+    // reduction the automatic choice does not take where the device has it.
+    let fused = BnOptions {
+        relu: true,
+        reduction: None,
+    };
+    let mut table = table;
+    // Beside the unfused lines: before relu's.
+    let mut at = (table.iter())
+        .position(|b| b.name.starts_with("relu fwd"))
+        .unwrap_or(table.len());
+    table.insert(
+        at,
+        op(
+            format!("batch norm + relu fused fwd [{n},64,32,32]"),
+            4.0 * bytes,
+            "GB/s",
+            || batch_norm_forward_with(&x, &gamma, &beta, &st, true, fused).map(drop),
+            None,
+        ),
+    );
+    table.insert(
+        at + 1,
+        op(
+            format!("batch norm + relu fused bwd [{n},64,32,32]"),
+            5.0 * bytes,
+            "GB/s",
+            || {
+                batch_norm_backward_with(&x, &dy, (&gamma, &beta), &stats, &st, true, fused)
+                    .map(drop)
+            },
+            None,
+        ),
+    );
+    let chosen = BnReduction::choose(gpu).0;
+    for reduction in BnReduction::ALL {
+        if reduction == chosen || !reduction.accepted_by(gpu) {
+            continue;
+        }
+        let other = BnOptions {
+            relu: false,
+            reduction: Some(reduction),
+        };
+        let (st, x, dy, gamma, beta, stats) = (&st, &x, &dy, &gamma, &beta, &stats);
+        at += 2;
+        table.insert(
+            at,
+            op(
+                format!("batch norm fwd, {reduction} sums [{n},64,32,32]"),
+                4.0 * bytes,
+                "GB/s",
+                move || batch_norm_forward_with(x, gamma, beta, st, true, other).map(drop),
+                None,
+            ),
+        );
+        table.insert(
+            at + 1,
+            op(
+                format!("batch norm bwd, {reduction} sums [{n},64,32,32]"),
+                5.0 * bytes,
+                "GB/s",
+                move || {
+                    batch_norm_backward_with(x, dy, (gamma, beta), stats, st, true, other).map(drop)
+                },
+                None,
+            ),
+        );
+    }
     for bench in table {
         let t = gpu_ms(gpu, reps, bench.gpu)?;
         let cpu_time = match (o.cpu, bench.cpu) {

@@ -3,7 +3,10 @@ mod common;
 use std::rc::Rc;
 
 use common::*;
-use taming::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
+use taming::ops::batchnorm::{
+    batch_norm_backward, batch_norm_backward_with, batch_norm_forward, batch_norm_forward_with,
+    BatchNormState, BnOptions, BnReduction,
+};
 use taming::reference::batchnorm as reference;
 
 /// Odd shapes; 300 images is more than one reduction workgroup has lanes.
@@ -25,9 +28,30 @@ fn state(gpu: &taming::Gpu, rm: &[f64], rv: &[f64]) -> Rc<BatchNormState> {
     })
 }
 
+/// Every reduction the adapter runs, with and without the fused ReLU (whose reference is
+/// max(y, 0) forward and dy masked where y > 0 backward).
+fn every_option(gpu: &taming::Gpu) -> Vec<BnOptions> {
+    let mut all = Vec::new();
+    for reduction in BnReduction::ALL {
+        if reduction.accepted_by(gpu) {
+            for relu in [false, true] {
+                all.push(BnOptions {
+                    relu,
+                    reduction: Some(reduction),
+                });
+            }
+        }
+    }
+    all
+}
+
 #[test]
 fn batch_norm_training_forward_backward_and_running_stats_match_reference() {
     let Some(gpu) = gpu() else { return };
+    // lavapipe has subgroups: both reductions must be among those checked here.
+    if gpu.adapter().to_string().contains("llvmpipe") {
+        assert!(BnReduction::Subgroup.accepted_by(&gpu));
+    }
     let mut r = rng(10);
     for &shape in SHAPES {
         let c = shape[1];
@@ -37,34 +61,52 @@ fn batch_norm_training_forward_backward_and_running_stats_match_reference() {
             .map(|v| (3.0 + 2.0 * v) as f32 as f64)
             .collect();
         let (gamma, beta, dy) = (data(&mut r, c), data(&mut r, c), data(&mut r, x.len()));
-        let (mut rm, mut rv) = (data(&mut r, c), uniform(&mut r, c, 0.5, 2.0));
-        let st = state(&gpu, &rm, &rv);
-        let (tx, tg) = (upload(&gpu, &shape, &x), upload(&gpu, &[c], &gamma));
-        let (y, stats) =
-            batch_norm_forward(&tx, &tg, &upload(&gpu, &[c], &beta), &st, true).unwrap();
+        let (rm0, rv0) = (data(&mut r, c), uniform(&mut r, c, 0.5, 2.0));
+        let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
         let want =
             reference::batch_norm_train(&x, shape, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5);
-        let case = format!("{shape:?}");
-        assert_rel_close(&format!("{case} y"), &download(&y), &want.y, 1e-5);
-        assert_rel_close(
-            &format!("{case} running mean"),
-            &download(&st.running_mean),
-            &rm,
-            1e-5,
+        let (tx, tg, tb) = (
+            upload(&gpu, &shape, &x),
+            upload(&gpu, &[c], &gamma),
+            upload(&gpu, &[c], &beta),
         );
-        assert_rel_close(
-            &format!("{case} running var"),
-            &download(&st.running_var),
-            &rv,
-            1e-5,
-        );
-        let (dx, dg, db) =
-            batch_norm_backward(&tx, &upload(&gpu, &shape, &dy), &tg, &stats, &st, true).unwrap();
-        let (wdx, wdg, wdb) =
-            reference::batch_norm_train_backward(&x, &dy, shape, &gamma, &want, 1e-5);
-        assert_rel_close(&format!("{case} dx"), &download(&dx), &wdx, 1e-4);
-        assert_rel_close(&format!("{case} dgamma"), &download(&dg), &wdg, 1e-5);
-        assert_rel_close(&format!("{case} dbeta"), &download(&db), &wdb, 1e-5);
+        let tdy = upload(&gpu, &shape, &dy);
+        for options in every_option(&gpu) {
+            let st = state(&gpu, &rm0, &rv0);
+            let (y, stats) = batch_norm_forward_with(&tx, &tg, &tb, &st, true, options).unwrap();
+            let case = format!("{shape:?} {options:?}");
+            let (want_y, want_dy) = match options.relu {
+                false => (want.y.clone(), dy.clone()),
+                true => (
+                    want.y.iter().map(|&v| v.max(0.0)).collect(),
+                    dy.iter()
+                        .zip(&want.y)
+                        .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+                        .collect(),
+                ),
+            };
+            assert_rel_close(&format!("{case} y"), &download(&y), &want_y, 1e-5);
+            assert_rel_close(
+                &format!("{case} running mean"),
+                &download(&st.running_mean),
+                &rm,
+                1e-5,
+            );
+            assert_rel_close(
+                &format!("{case} running var"),
+                &download(&st.running_var),
+                &rv,
+                1e-5,
+            );
+            let (dx, dg, db) =
+                batch_norm_backward_with(&tx, &tdy, (&tg, &tb), &stats, &st, true, options)
+                    .unwrap();
+            let (wdx, wdg, wdb) =
+                reference::batch_norm_train_backward(&x, &want_dy, shape, &gamma, &want, 1e-5);
+            assert_rel_close(&format!("{case} dx"), &download(&dx), &wdx, 1e-4);
+            assert_rel_close(&format!("{case} dgamma"), &download(&dg), &wdg, 1e-5);
+            assert_rel_close(&format!("{case} dbeta"), &download(&db), &wdb, 1e-5);
+        }
     }
 }
 
@@ -100,6 +142,25 @@ fn batch_norm_eval_uses_running_stats_and_leaves_them_alone() {
         .map(|(e, g)| g * gamma[(e / 21) % c] / (rv[(e / 21) % c] + 1e-5).sqrt())
         .collect();
     assert_rel_close("eval dx", &download(&dx), &want, 1e-5);
+    // The fused ReLU in eval mode: the running statistics' y, clipped, and dx masked by it.
+    let y_eval = reference::batch_norm_eval(&x, shape, &gamma, &beta, &rm, &rv, 1e-5);
+    let tb = upload(&gpu, &[c], &beta);
+    let relu = BnOptions {
+        relu: true,
+        reduction: None,
+    };
+    let (y, stats) = batch_norm_forward_with(&tx, &tg, &tb, &st, false, relu).unwrap();
+    let clipped: Vec<f64> = y_eval.iter().map(|&v| v.max(0.0)).collect();
+    assert_rel_close("eval relu y", &download(&y), &clipped, 1e-5);
+    let tdy = upload(&gpu, &shape, &dy);
+    let (dx, _, _) =
+        batch_norm_backward_with(&tx, &tdy, (&tg, &tb), &stats, &st, false, relu).unwrap();
+    let masked: Vec<f64> = want
+        .iter()
+        .zip(&y_eval)
+        .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+        .collect();
+    assert_rel_close("eval relu dx", &download(&dx), &masked, 1e-5);
 }
 
 #[test]

@@ -70,7 +70,10 @@ fn gpu_run(
     GpuRun {
         loss: loss_value,
         grads,
-        relus: g.values_of("relu").iter().map(download).collect(),
+        // The ReLUs on their own and those fused after a batch norm, in the order they ran.
+        relus: (g.values_of(&["relu", "batch_norm_relu"]).iter())
+            .map(download)
+            .collect(),
     }
 }
 

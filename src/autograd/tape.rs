@@ -95,12 +95,12 @@ impl Graph {
         self.nodes.borrow()[v.0].value.clone()
     }
 
-    /// The outputs of every `op` node, in creation order (to inspect activations).
-    pub fn values_of(&self, op: &str) -> Vec<Tensor> {
+    /// The outputs of every node of one of `ops`, in creation order (to inspect activations).
+    pub fn values_of(&self, ops: &[&str]) -> Vec<Tensor> {
         self.nodes
             .borrow()
             .iter()
-            .filter(|n| n.op == op)
+            .filter(|n| ops.contains(&n.op))
             .map(|n| n.value.clone())
             .collect()
     }

@@ -11,7 +11,9 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops::batchnorm::{batch_norm_backward, batch_norm_forward, BatchNormState};
+use crate::ops::batchnorm::{
+    batch_norm_backward_with, batch_norm_forward_with, BatchNormState, BnOptions, BnReduction,
+};
 use crate::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape, Pass};
 use crate::ops::linear::{self, ProductAlgo};
 use crate::ops::{cross_entropy as ce, elementwise as ew, l2norm, ntxent, pool, reduce};
@@ -376,7 +378,8 @@ impl Tester<'_> {
         Ok(())
     }
 
-    /// Batch norm in training mode (forward, running statistics, backward) and evaluation mode.
+    /// Batch norm in training mode (forward, running statistics, backward) and evaluation mode,
+    /// with every reduction the device runs, with and without the fused ReLU.
     fn batch_norm(&mut self, shape: [usize; 4]) -> Result<()> {
         use reference::batchnorm as r;
         let c = shape[1];
@@ -387,58 +390,84 @@ impl Tester<'_> {
             .map(|v| (3.0 + 2.0 * v) as f32 as f64)
             .collect();
         let (gamma, beta, dy) = (self.data(c), self.data(c), self.data(x.len()));
-        let mut rm = self.data(c);
-        let mut rv: Vec<f64> = self.data(c).iter().map(|v| 1.25 + 0.75 * v).collect();
-        let (eval_mean, eval_var) = (rm.clone(), rv.clone());
-        let state = Rc::new(BatchNormState {
-            running_mean: self.upload(&[c], &rm)?,
-            running_var: self.upload(&[c], &rv)?,
-            momentum: 0.1,
-            eps: 1e-5,
-        });
+        let rm0 = self.data(c);
+        let rv0: Vec<f64> = self.data(c).iter().map(|v| 1.25 + 0.75 * v).collect();
+        let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
+        let want = r::batch_norm_train(&x, shape, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5);
+        let eval_y = r::batch_norm_eval(&x, shape, &gamma, &beta, &rm0, &rv0, 1e-5);
         let (tx, tg, tb) = (
             self.upload(&shape, &x)?,
             self.upload(&[c], &gamma)?,
             self.upload(&[c], &beta)?,
         );
         let tdy = self.upload(&shape, &dy)?;
-        let case = format!("{shape:?}");
         let reduction = shape[0] * shape[2] * shape[3];
         let tol = Self::tolerance(reduction);
-        let eval_y = r::batch_norm_eval(&x, shape, &gamma, &beta, &eval_mean, &eval_var, 1e-5);
-        let got = batch_norm_forward(&tx, &tg, &tb, &state, false).map(|(y, _)| y);
-        self.check(format!("batch norm eval forward {case}"), got, &eval_y, tol);
-        let want = r::batch_norm_train(&x, shape, &gamma, &beta, &mut rm, &mut rv, 0.1, 1e-5);
-        let forward = batch_norm_forward(&tx, &tg, &tb, &state, true);
-        let (y, stats) = match forward {
-            Ok((y, stats)) => (Ok(y), Some(stats)),
-            Err(e) => (Err(e), None),
-        };
-        self.check(format!("batch norm train forward {case}"), y, &want.y, tol);
-        let got = Ok(state.running_mean.clone());
-        self.check(format!("batch norm running mean {case}"), got, &rm, tol);
-        let got = Ok(state.running_var.clone());
-        self.check(format!("batch norm running variance {case}"), got, &rv, tol);
-        if let Some(stats) = stats {
-            let (wdx, wdg, wdb) = r::batch_norm_train_backward(&x, &dy, shape, &gamma, &want, 1e-5);
-            let back = batch_norm_backward(&tx, &tdy, &tg, &stats, &state, true);
-            let (dx, dg, db) = match back {
-                Ok((dx, dg, db)) => (Ok(dx), Ok(dg), Ok(db)),
-                Err(e) => {
-                    let msg = e.to_string();
-                    let err = || Err(Error::Gpu(msg.clone()));
-                    (err(), err(), err())
-                }
-            };
-            // dx subtracts two means of dy: ten times the forward pass's rounding.
-            self.check(
-                format!("batch norm input gradient {case}"),
-                dx,
-                &wdx,
-                10.0 * tol,
-            );
-            self.check(format!("batch norm gamma gradient {case}"), dg, &wdg, tol);
-            self.check(format!("batch norm beta gradient {case}"), db, &wdb, tol);
+        for sums in BnReduction::ALL {
+            if !sums.accepted_by(self.gpu) {
+                continue;
+            }
+            for relu in [false, true] {
+                let options = BnOptions {
+                    relu,
+                    reduction: Some(sums),
+                };
+                let op = if relu {
+                    "batch norm + relu"
+                } else {
+                    "batch norm"
+                };
+                let case = format!("({sums} sums) {shape:?}");
+                let clip = |v: &[f64]| -> Vec<f64> {
+                    v.iter()
+                        .map(|&y| if relu { y.max(0.0) } else { y })
+                        .collect()
+                };
+                let state = Rc::new(BatchNormState {
+                    running_mean: self.upload(&[c], &rm0)?,
+                    running_var: self.upload(&[c], &rv0)?,
+                    momentum: 0.1,
+                    eps: 1e-5,
+                });
+                let got = batch_norm_forward_with(&tx, &tg, &tb, &state, false, options);
+                let got = got.map(|(y, _)| y);
+                self.check(
+                    format!("{op} eval forward {case}"),
+                    got,
+                    &clip(&eval_y),
+                    tol,
+                );
+                let forward = batch_norm_forward_with(&tx, &tg, &tb, &state, true, options);
+                let (y, stats) = match forward {
+                    Ok((y, stats)) => (Ok(y), Some(stats)),
+                    Err(e) => (Err(e), None),
+                };
+                self.check(format!("{op} train forward {case}"), y, &clip(&want.y), tol);
+                let got = Ok(state.running_mean.clone());
+                self.check(format!("{op} running mean {case}"), got, &rm, tol);
+                let got = Ok(state.running_var.clone());
+                self.check(format!("{op} running variance {case}"), got, &rv, tol);
+                let Some(stats) = stats else { continue };
+                let passed: Vec<f64> = (dy.iter().zip(&want.y))
+                    .map(|(&g, &y)| if relu && y <= 0.0 { 0.0 } else { g })
+                    .collect();
+                let (wdx, wdg, wdb) =
+                    r::batch_norm_train_backward(&x, &passed, shape, &gamma, &want, 1e-5);
+                let back =
+                    batch_norm_backward_with(&tx, &tdy, (&tg, &tb), &stats, &state, true, options);
+                let (dx, dg, db) = match back {
+                    Ok((dx, dg, db)) => (Ok(dx), Ok(dg), Ok(db)),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let err = || Err(Error::Gpu(msg.clone()));
+                        (err(), err(), err())
+                    }
+                };
+                // dx subtracts two means of dy: ten times the forward pass's rounding.
+                self.check(format!("{op} input gradient {case}"), dx, &wdx, 10.0 * tol);
+                self.check(format!("{op} gamma gradient {case}"), dg, &wdg, tol);
+                self.check(format!("{op} beta gradient {case}"), db, &wdb, tol);
+            }
         }
         Ok(())
     }

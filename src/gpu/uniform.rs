@@ -109,6 +109,11 @@ mod tests {
                 ops::conv2d::tiled::TiledParams::LAYOUT,
             ),
             (Shader::BatchNorm, "Params", ops::batchnorm::Params::LAYOUT),
+            (
+                Shader::BatchNormSubgroup,
+                "Params",
+                ops::batchnorm::Params::LAYOUT,
+            ),
             (Shader::Pool, "Params", ops::pool::Params::LAYOUT),
             (Shader::Matmul, "Params", ops::linear::Params::LAYOUT),
             (Shader::MatmulTiled, "Params", ops::linear::Params::LAYOUT),

@@ -10,7 +10,7 @@ use rand_distr::{Distribution, Normal};
 use crate::autograd::{Graph, Param, Var};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::batchnorm::{batch_norm, BatchNormState};
+use crate::ops::batchnorm::{batch_norm, batch_norm_relu, BatchNormState};
 use crate::ops::conv2d::{conv2d, Conv2dConfig};
 use crate::ops::linear::linear;
 use crate::tensor::Tensor;
@@ -91,6 +91,18 @@ impl BatchNorm2d {
 
     pub fn forward(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
         batch_norm(
+            g,
+            x,
+            g.param(&self.gamma),
+            g.param(&self.beta),
+            &self.state,
+            training,
+        )
+    }
+
+    /// `relu(self.forward(x))` as one fused operation (no pass or stored output for the ReLU).
+    pub fn forward_relu(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
+        batch_norm_relu(
             g,
             x,
             g.param(&self.gamma),

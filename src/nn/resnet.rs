@@ -78,7 +78,9 @@ impl BasicBlock {
     }
 
     fn forward(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
-        let h = relu(g, self.bn1.forward(g, self.conv1.forward(g, x)?, training)?)?;
+        let h = self
+            .bn1
+            .forward_relu(g, self.conv1.forward(g, x)?, training)?;
         let h = self.bn2.forward(g, self.conv2.forward(g, h)?, training)?;
         let shortcut = match &self.downsample {
             Some((conv, bn)) => bn.forward(g, conv.forward(g, x)?, training)?,
@@ -149,7 +151,9 @@ impl ResNet18 {
 
 impl Encoder for ResNet18 {
     fn feature_map(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
-        let mut h = relu(g, self.bn1.forward(g, self.conv1.forward(g, x)?, training)?)?;
+        let mut h = self
+            .bn1
+            .forward_relu(g, self.conv1.forward(g, x)?, training)?;
         for b in &self.blocks {
             h = b.forward(g, h, training)?;
         }

@@ -10,7 +10,6 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::nn::layers::{BatchNorm2d, Conv2d, Linear};
 use crate::nn::Encoder;
-use crate::ops::elementwise::relu;
 use crate::tensor::Tensor;
 
 /// (output channels, stride) of the three stages.
@@ -44,7 +43,7 @@ impl Encoder for SmallCnn {
     fn feature_map(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
         let mut h = x;
         for (conv, bn) in &self.stages {
-            h = relu(g, bn.forward(g, conv.forward(g, h)?, training)?)?;
+            h = bn.forward_relu(g, conv.forward(g, h)?, training)?;
         }
         Ok(h)
     }

@@ -1,0 +1,66 @@
+// batchnorm.wgsl's per-channel reductions with subgroup sums (needs the SUBGROUP feature;
+// prepended by batchnorm.wgsl, whose per-lane loops and bindings these share). A workgroup
+// tree in workgroup memory costs log2(WG) = 8 barriers per sum; here each subgroup sums its
+// lanes with one subgroupAdd, the first subgroup sums the per-subgroup totals, and two
+// barriers remain.
+
+var<workgroup> sg_total: vec2f;
+
+// Sums v over the workgroup; every lane gets the total.
+fn subgroup_sum2(v: vec2f, lid: u32, sg: u32, sg_lane: u32, sg_size: u32, subgroups: u32) -> vec2f {
+    let part = subgroupAdd(v);
+    if (sg_lane == 0u) {
+        red_a[sg] = part.x;
+        red_b[sg] = part.y;
+    }
+    workgroupBarrier();
+    var t = vec2f(0.0);
+    if (sg == 0u) {
+        for (var i = sg_lane; i < subgroups; i += sg_size) { t += vec2f(red_a[i], red_b[i]); }
+    }
+    // Every lane takes part (zeros outside the first subgroup), so the call stays in uniform
+    // control flow; the first subgroup's lanes hold the total.
+    let total = subgroupAdd(t);
+    if (lid == 0u) { sg_total = total; }
+    workgroupBarrier();
+    let out = sg_total;
+    // Before the slots are written again.
+    workgroupBarrier();
+    return out;
+}
+
+@compute @workgroup_size(WG)
+fn bn_stats_subgroup(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3u,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+    @builtin(num_subgroups) subgroups: u32,
+) {
+    let c = wid.x;
+    let w = walk(lid);
+    let sum = subgroup_sum2(vec2f(lane_sum(c, w), 0.0), lid, sg, sg_lane, sg_size, subgroups);
+    let mean = sum.x / f32(p.n * p.hw);
+    let squares = lane_centred_squares(c, w, mean);
+    let q = subgroup_sum2(vec2f(squares, 0.0), lid, sg, sg_lane, sg_size, subgroups).x;
+    if (lid == 0u) { store_stats(c, mean, q); }
+}
+
+@compute @workgroup_size(WG)
+fn bn_backward_reduce_subgroup(
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3u,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+    @builtin(num_subgroups) subgroups: u32,
+) {
+    let c = wid.x;
+    let v = lane_gradient_sums(c, walk(lid));
+    let sums = subgroup_sum2(v, lid, sg, sg_lane, sg_size, subgroups);
+    if (lid == 0u) {
+        r_sums[c] = sums.x;
+        r_sums[p.c + c] = sums.y;
+    }
+}
