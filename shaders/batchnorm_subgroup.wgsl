@@ -6,22 +6,32 @@
 
 var<workgroup> sg_total: vec2f;
 
+// Where a lane is: its channel's workgroup, its index, its subgroup and its place in it.
+struct Lane {
+    @builtin(local_invocation_index) lid: u32,
+    @builtin(workgroup_id) wid: vec3u,
+    @builtin(subgroup_id) sg: u32,
+    @builtin(subgroup_invocation_id) sg_lane: u32,
+    @builtin(subgroup_size) sg_size: u32,
+    @builtin(num_subgroups) subgroups: u32,
+}
+
 // Sums v over the workgroup; every lane gets the total.
-fn subgroup_sum2(v: vec2f, lid: u32, sg: u32, sg_lane: u32, sg_size: u32, subgroups: u32) -> vec2f {
+fn subgroup_sum2(v: vec2f, l: Lane) -> vec2f {
     let part = subgroupAdd(v);
-    if (sg_lane == 0u) {
-        red_a[sg] = part.x;
-        red_b[sg] = part.y;
+    if (l.sg_lane == 0u) {
+        red_a[l.sg] = part.x;
+        red_b[l.sg] = part.y;
     }
     workgroupBarrier();
     var t = vec2f(0.0);
-    if (sg == 0u) {
-        for (var i = sg_lane; i < subgroups; i += sg_size) { t += vec2f(red_a[i], red_b[i]); }
+    if (l.sg == 0u) {
+        for (var i = l.sg_lane; i < l.subgroups; i += l.sg_size) { t += vec2f(red_a[i], red_b[i]); }
     }
     // Every lane takes part (zeros outside the first subgroup), so the call stays in uniform
     // control flow; the first subgroup's lanes hold the total.
     let total = subgroupAdd(t);
-    if (lid == 0u) { sg_total = total; }
+    if (l.lid == 0u) { sg_total = total; }
     workgroupBarrier();
     let out = sg_total;
     // Before the slots are written again.
@@ -30,36 +40,19 @@ fn subgroup_sum2(v: vec2f, lid: u32, sg: u32, sg_lane: u32, sg_size: u32, subgro
 }
 
 @compute @workgroup_size(WG)
-fn bn_stats_subgroup(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3u,
-    @builtin(subgroup_id) sg: u32,
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-    @builtin(subgroup_size) sg_size: u32,
-    @builtin(num_subgroups) subgroups: u32,
-) {
-    let c = wid.x;
-    let w = walk(lid);
-    let sum = subgroup_sum2(vec2f(lane_sum(c, w), 0.0), lid, sg, sg_lane, sg_size, subgroups);
-    let mean = sum.x / f32(p.n * p.hw);
-    let squares = lane_centred_squares(c, w, mean);
-    let q = subgroup_sum2(vec2f(squares, 0.0), lid, sg, sg_lane, sg_size, subgroups).x;
-    if (lid == 0u) { store_stats(c, mean, q); }
+fn bn_stats_subgroup(l: Lane) {
+    let c = l.wid.x;
+    let w = walk(l.lid);
+    let mean = subgroup_sum2(vec2f(lane_sum(c, w), 0.0), l).x / f32(p.n * p.hw);
+    let squares = subgroup_sum2(vec2f(lane_centred_squares(c, w, mean), 0.0), l).x;
+    if (l.lid == 0u) { store_stats(c, mean, squares); }
 }
 
 @compute @workgroup_size(WG)
-fn bn_backward_reduce_subgroup(
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(workgroup_id) wid: vec3u,
-    @builtin(subgroup_id) sg: u32,
-    @builtin(subgroup_invocation_id) sg_lane: u32,
-    @builtin(subgroup_size) sg_size: u32,
-    @builtin(num_subgroups) subgroups: u32,
-) {
-    let c = wid.x;
-    let v = lane_gradient_sums(c, walk(lid));
-    let sums = subgroup_sum2(v, lid, sg, sg_lane, sg_size, subgroups);
-    if (lid == 0u) {
+fn bn_backward_reduce_subgroup(l: Lane) {
+    let c = l.wid.x;
+    let sums = subgroup_sum2(lane_gradient_sums(c, walk(l.lid)), l);
+    if (l.lid == 0u) {
         r_sums[c] = sums.x;
         r_sums[p.c + c] = sums.y;
     }
