@@ -38,6 +38,9 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     // weight gradient) and input channels (input gradient).
     ([2, 5, 9, 9], [70, 5, 3, 3], 1, 1),
     ([1, 67, 7, 6], [5, 67, 3, 3], 2, 1),
+    // Channels in sixteens: the 16-channel subgroup kernel (forward and input gradients).
+    ([2, 16, 11, 9], [32, 16, 3, 3], 2, 1),
+    ([1, 32, 7, 10], [16, 32, 3, 3], 1, 1),
 ];
 
 #[test]

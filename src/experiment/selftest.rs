@@ -147,6 +147,8 @@ const SMALL_CONVS: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([2, 37, 6, 7], [21, 37, 3, 3], 1, 1),
     ([3, 20, 9, 9], [35, 20, 3, 3], 2, 1),
     ([2, 8, 16, 16], [33, 8, 3, 3], 1, 1),
+    // Channels in sixteens: the 16-channel subgroup kernel.
+    ([2, 16, 11, 9], [32, 16, 3, 3], 2, 1),
 ];
 
 /// ResNet-18's (CIFAR variant) convolutions at `n` images: the stem, a 3x3 of every stage, the

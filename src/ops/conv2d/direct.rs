@@ -1,5 +1,6 @@
 //! The direct convolution kernels of `shaders/conv2d.wgsl` over an NCHW input padded with
-//! vec4-aligned rows: forward (invocation -> 8 output channels x 2 rows x 4 pixels), the input
+//! vec4-aligned rows: forward (invocation -> 8 output channels x 2 rows x 4 pixels; with
+//! subgroups and channels in sixteens, 16 channels x 1 row x 4 pixels), the input
 //! gradient as the same kernel over the dilated gradient with flipped weights (or, at stride
 //! 2, per phase), and the weight gradient (invocation -> 4 output channels x one input channel
 //! x all taps, the N*Ho rows cut into slices).
@@ -211,6 +212,17 @@ pub(super) fn convolve(
             &bufs,
             groups(positions * (cpad / 8)),
         )?,
+        // 16 channels per lane where they come in sixteens: twice the multiply-adds per
+        // input load (1.2-1.4x faster on the small CNN's and the label check's maps).
+        Weights::Subgroup if cpad % 16 == 0 => {
+            let k = Kernel {
+                shader: Shader::Conv2dSubgroup,
+                ..kernel("conv2d_forward_shared16", (kh, kw), stride)
+            };
+            let row_positions = xs[0] * ho * wo.div_ceil(4);
+            xp.gpu()
+                .dispatch(&k, &p, &bufs, groups(row_positions) * (cpad / 16) as u32)?
+        }
         Weights::Subgroup => {
             let k = kernel("conv2d_forward_shared", (kh, kw), stride);
             let k = Kernel {
