@@ -38,6 +38,62 @@ pub fn csv_text<R: serde::Serialize + Default>(rows: &[R]) -> Result<String> {
     text(w)
 }
 
+/// Refuses, before any work is done, an output folder that cannot become one: a path that is
+/// a file, or that lies under a file.
+pub fn check_output_folder(dir: &Path) -> Result<()> {
+    let file_in_the_way = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .find(|a| a.exists())
+        .filter(|a| !a.is_dir());
+    match file_in_the_way {
+        Some(file) => Err(Error::File {
+            path: file.to_path_buf(),
+            detail: format!(
+                "is a file, so {} cannot be an output folder; name a folder (it is created if \
+                 missing)",
+                dir.display()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Creates the output folder `dir` and its parents, after [`check_output_folder`].
+pub fn create_output_folder(dir: &Path) -> Result<()> {
+    check_output_folder(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::File {
+        path: dir.to_path_buf(),
+        detail: format!("cannot create the output folder: {e}"),
+    })
+}
+
+/// Refuses, before any work is done, an output file that could not be written at the end: its
+/// folder missing, or a folder in its place.
+pub fn check_output_file(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let problem = if path.is_dir() {
+        Some("is a folder; name a file".to_string())
+    } else if !dir.is_dir() {
+        Some(format!(
+            "cannot be written: its folder {} does not exist; create it first",
+            dir.display()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(detail) => Err(Error::File {
+            path: path.to_path_buf(),
+            detail,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The suffix of a temporary file: `NAME.tmp` and six random characters.
 const TEMPORARY: &str = ".tmp";
 const RANDOM_CHARS: usize = 6;

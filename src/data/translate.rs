@@ -38,6 +38,11 @@ impl TranslateSpec {
                 w.max(h)
             )));
         }
+        if self.patch == Some(0) {
+            return Err(Error::InvalidArgument(
+                "--patch 0: a clutter patch needs a side of at least 1 pixel".into(),
+            ));
+        }
         let p = self.patch_side(w);
         if p > w.min(h) || self.clutter > 64 {
             return Err(Error::InvalidArgument(format!(

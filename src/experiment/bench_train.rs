@@ -94,7 +94,7 @@ impl BenchTrainReport {
 }
 
 /// Checks the spec against the sweep before anything runs.
-fn validate(spec: &BenchTrainSpec, sweep: &SweepSpec) -> Result<()> {
+pub fn validate(spec: &BenchTrainSpec, sweep: &SweepSpec) -> Result<()> {
     let bad = |what: String| Err(Error::InvalidArgument(what));
     if spec.steps == 0 {
         return bad("--steps must be at least 1".into());

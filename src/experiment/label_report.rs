@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::experiment::plot::{write_chart, Chart, Line};
 use crate::experiment::results::SweepResults;
 use crate::experiment::stats::mean_std;
-use crate::io::{read_file, write_atomically};
+use crate::io::{create_output_folder, read_file, write_atomically};
 use crate::label_check::{CellResult, Estimate, LabelCheckResult};
 
 pub const LABEL_JSON: &str = "label_check.json";
@@ -25,10 +25,7 @@ pub const LABEL_PNG: &str = "label_check.png";
 
 /// Writes the five files of a check into `out`.
 pub fn write_label_check(out: &Path, r: &LabelCheckResult) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::File {
-        path: out.to_path_buf(),
-        detail: format!("cannot create the output folder: {e}"),
-    })?;
+    create_output_folder(out)?;
     write_atomically(&out.join(LABEL_JSON), &crate::json::to_pretty_bytes(r)?)?;
     write_atomically(&out.join(LABEL_CSV), csv(r)?.as_bytes())?;
     write_atomically(&out.join(LABEL_MD), label_check_markdown(r).as_bytes())?;

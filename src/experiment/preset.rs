@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crop::Method;
+use crate::crop::{CropSpec, Method};
 use crate::error::{Error, Result};
 use crate::experiment::run::RunSpec;
 use crate::label_check::{LabelCheckSpec, OracleSpec};
@@ -456,6 +456,10 @@ impl SweepSpec {
 
 /// GCC's alpha from the paper's table for each crop size; other sizes need --alphas.
 pub fn paper_alphas_for(crops: &[f64]) -> Result<Vec<f64>> {
+    // A crop size outside (0, 1] is the error to report, not the alpha it has none of.
+    for &crop in crops {
+        CropSpec::new(Method::Rc, crop, 1.0)?;
+    }
     crops
         .iter()
         .map(|&c| {

@@ -16,7 +16,7 @@ use crate::experiment::run::{
     encoder_to_evaluate, run_dir, EncoderSource, EncoderToEvaluate, RunSpec, RESULT_FILE, RUNS_DIR,
 };
 use crate::gpu::Gpu;
-use crate::io::{read_file, remove_stale_temporaries, write_atomically};
+use crate::io::{create_output_folder, read_file, remove_stale_temporaries, write_atomically};
 use crate::label_check::{label_check_on, LabelCheckSpec};
 use crate::simclr::{linear_eval, pretrain, RunOptions};
 
@@ -101,10 +101,7 @@ pub fn record_sweep(out: &Path, spec: &SweepSpec) -> Result<()> {
     if check_sweep_folder(out, spec)? {
         return Ok(());
     }
-    std::fs::create_dir_all(out.join(RUNS_DIR)).map_err(|e| Error::File {
-        path: out.to_path_buf(),
-        detail: format!("cannot create the output folder: {e}"),
-    })?;
+    create_output_folder(&out.join(RUNS_DIR))?;
     write_atomically(&out.join(SWEEP_FILE), &crate::json::to_pretty_bytes(spec)?)
 }
 

@@ -20,6 +20,7 @@ use crate::crop::{degenerate_warning, CropSpec, Method, PadMode};
 use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::io::check_output_folder;
 use crate::nn::Encoder;
 use crate::ops::affine_sample::PackedImages;
 
@@ -218,6 +219,8 @@ pub fn label_check_on(
     progress: bool,
 ) -> Result<LabelCheckResult> {
     spec.validate()?;
+    // Before the oracle trains for minutes: the files go into `out` at the end.
+    check_output_folder(out)?;
     let start = Instant::now();
     let normalization = Normalization::of_dataset(train)?;
     let pipelines = spec

@@ -19,7 +19,7 @@ use crate::crop::{degenerate_warning, ImageGuide};
 use crate::data::{load_splits, Dataset};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::io::{remove_stale_temporaries, write_atomically};
+use crate::io::{create_output_folder, remove_stale_temporaries, write_atomically};
 use crate::nn::{Encoder, ModelKind};
 use crate::ops::affine_sample::PackedImages;
 use crate::ops::elementwise::accumulate;
@@ -347,10 +347,7 @@ pub fn pretrain(
         eprintln!("warning: {warning}");
     }
     // Only now that the inputs are known to be good: a refused run leaves no folder behind.
-    std::fs::create_dir_all(out).map_err(|e| Error::File {
-        path: out.to_path_buf(),
-        detail: format!("cannot create the output folder: {e}"),
-    })?;
+    create_output_folder(out)?;
     remove_stale_temporaries(out, &[CHECKPOINT_FILE, SIDECAR_FILE]);
     let (encoder, mut optimizer) = build(gpu, config, channels)?;
     let mut learnt = match config.method.is_learnt() {

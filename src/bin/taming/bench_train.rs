@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use taming::crop::Method;
-use taming::experiment::bench_train::{bench_train, project, BenchTrainSpec};
+use taming::experiment::bench_train::{bench_train, project, validate, BenchTrainSpec};
 use taming::experiment::preset::{Overrides, Preset, SweepSpec};
 use taming::gpu::Gpu;
-use taming::io::write_atomically;
+use taming::io::{check_output_file, write_atomically};
 use taming::nn::ModelKind;
 
 use crate::parse;
@@ -97,6 +97,10 @@ pub fn run(device: Option<&str>, args: BenchTrainArgs) -> taming::Result<()> {
         learnt: !args.no_learnt,
         seed: args.seed,
     };
+    validate(&spec, &sweep)?;
+    if let Some(path) = &args.json {
+        check_output_file(path)?;
+    }
     let gpu = Gpu::new(device)?;
     println!("adapter: {}", gpu.adapter());
     println!(

@@ -1,13 +1,14 @@
 //! `taming crops`: a contact sheet of a strategy's boxes and views, and a heat map of crop
 //! centres.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use taming::crop::CropSpec;
 use taming::data::{load_dir, Split};
 use taming::experiment::crop_preview::{self, LearntSource, SaliencySource};
 use taming::gpu::Gpu;
+use taming::io::check_output_file;
 use taming::simclr::{load_placement, load_trained};
 
 use crate::CropArgs;
@@ -60,6 +61,10 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
     } = args;
     if heatmap.is_some() {
         crop_preview::check_heatmap_draws(draws)?;
+    }
+    // Both pictures are checked before the first is written, so that neither is left alone.
+    for path in std::iter::once(&out).chain(heatmap.as_ref()) {
+        check_png_path(path)?;
     }
     let gpu = Gpu::new(device)?;
     let trained = match &checkpoint {
@@ -147,4 +152,18 @@ pub fn run(device: Option<&str>, args: CropsArgs) -> taming::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A picture's path: a `.png` file (what is written) in a folder that exists.
+fn check_png_path(path: &Path) -> taming::Result<()> {
+    let png = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !png {
+        return Err(taming::Error::File {
+            path: path.to_path_buf(),
+            detail: "the pictures are PNG files: name it NAME.png".into(),
+        });
+    }
+    check_output_file(path)
 }

@@ -10,7 +10,7 @@ use taming::experiment::slurm::slurm_script;
 use taming::experiment::sweep::{check_sweep_folder, run_shard, Shard, SweepOptions};
 use taming::experiment::{write_report, REPORT_MD};
 use taming::gpu::Gpu;
-use taming::io::write_atomically;
+use taming::io::{create_output_folder, write_atomically};
 use taming::simclr::ProbeProtocol;
 
 use crate::{parse, GuideArgs, StnArgs};
@@ -130,10 +130,7 @@ pub fn run(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
                     .into(),
             });
         }
-        std::fs::create_dir_all(&a.out).map_err(|e| taming::Error::File {
-            path: a.out.clone(),
-            detail: format!("cannot create the output folder: {e}"),
-        })?;
+        create_output_folder(&a.out)?;
         write_atomically(&path, script.as_bytes())?;
         println!(
             "wrote {} ({runs} runs in {shards} array tasks)",
