@@ -21,6 +21,8 @@ fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
         (7, 8, 20),
         (5, 12, 4),
         (3, 36, 8),
+        // An even k of several pairs: the subgroup kernel loads two k steps at a time.
+        (10, 16, 12),
         // More than one 64x64 tile of C each way with ragged edges, and a k that is not a
         // multiple of the tiled kernel's depth of 16.
         (70, 33, 129),
@@ -41,7 +43,7 @@ fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
         // is checked here too; None is the automatic choice.
         for algo in std::iter::once(None).chain(ProductAlgo::ALL.map(Some)) {
             let accepts = |pass, bias| {
-                algo.is_none_or(|a: ProductAlgo| a.accepts_linear(pass, n, fin, fout, bias))
+                algo.is_none_or(|a: ProductAlgo| a.accepts_linear(pass, (n, fin, fout), bias, &gpu))
             };
             let case = format!("n{n} in{fin} out{fout} {algo:?}");
             for bias in [true, false] {
@@ -196,7 +198,7 @@ fn linear_rejects_a_product_algorithm_that_cannot_compute_the_pass() {
     let w = upload(&gpu, &[4, 8], &[0.5; 32]);
     let b = upload(&gpu, &[4], &[0.0; 4]);
     // The broadcast kernel adds no bias.
-    assert!(!ProductAlgo::Broadcast.accepts_linear(Pass::Forward, 4, 8, 4, true));
+    assert!(!ProductAlgo::Broadcast.accepts_linear(Pass::Forward, (4, 8, 4), true, &gpu));
     let err = lin::linear_forward_with(&x, &w, Some(&b), Some(ProductAlgo::Broadcast))
         .unwrap_err()
         .to_string();

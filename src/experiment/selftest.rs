@@ -306,7 +306,7 @@ impl Tester<'_> {
         let dw = r::linear_backward_weight(&x, &dy, n, fin, fout);
         for algo in ProductAlgo::ALL {
             let some = Some(algo);
-            let accepts = |pass, bias| algo.accepts_linear(pass, n, fin, fout, bias);
+            let accepts = |pass, bias| algo.accepts_linear(pass, (n, fin, fout), bias, self.gpu);
             let tol = Self::tolerance(fin);
             if accepts(Pass::Forward, true) {
                 let got = linear::linear_forward_with(&tx, &tw, Some(&tb), some);

@@ -60,6 +60,10 @@ string_enum! {
         /// One operand's loads shared by a workgroup of SIMD lanes (a CPU device's kernel):
         /// operands contiguous along M and N, sides and k strides multiples of 4, no bias.
         Broadcast = "broadcast",
+        /// The broadcast kernel with the shared operand loaded once per subgroup and handed to
+        /// every lane by subgroup broadcasts (two k steps per load). Needs subgroups of 8
+        /// lanes or more, and what the broadcast kernel needs.
+        BroadcastSubgroup = "broadcast-subgroup",
         /// 64x64 tiles of C staged through workgroup memory, 4x4 outputs per thread (the
         /// kernel for discrete GPUs): any strides, a bias.
         Tiled = "tiled",
@@ -139,14 +143,26 @@ impl Product {
 }
 
 impl ProductAlgo {
-    fn accepts_product(self, p: &Product) -> bool {
-        self != ProductAlgo::Broadcast || p.broadcastable()
+    fn accepts_product(self, p: &Product, gpu: &Gpu) -> bool {
+        match self {
+            ProductAlgo::Strided | ProductAlgo::Tiled => true,
+            ProductAlgo::Broadcast => p.broadcastable(),
+            ProductAlgo::BroadcastSubgroup => {
+                p.broadcastable() && gpu.has_subgroups() && gpu.subgroup_min_size() >= 8
+            }
+        }
     }
 
     /// Whether this algorithm computes `pass` of a linear layer at `n` rows, `fin` inputs and
-    /// `fout` outputs (with a bias in the forward pass if `bias`).
-    pub fn accepts_linear(self, pass: Pass, n: usize, fin: usize, fout: usize, bias: bool) -> bool {
-        self.accepts_product(&Product::of_linear(pass, n, fin, fout, bias))
+    /// `fout` outputs (with a bias in the forward pass if `bias`) on `gpu`.
+    pub fn accepts_linear(
+        self,
+        pass: Pass,
+        (n, fin, fout): (usize, usize, usize),
+        bias: bool,
+        gpu: &Gpu,
+    ) -> bool {
+        self.accepts_product(&Product::of_linear(pass, n, fin, fout, bias), gpu)
     }
 }
 
@@ -159,10 +175,17 @@ fn choose(p: &Product, gpu: &Gpu) -> (ProductAlgo, &'static str) {
              per row or column (not measured on a GPU yet)",
         );
     }
+    if ProductAlgo::BroadcastSubgroup.accepts_product(p, gpu) {
+        return (
+            ProductAlgo::BroadcastSubgroup,
+            "a CPU device with subgroups: one operand loaded once per subgroup and broadcast \
+             to the lanes",
+        );
+    }
     if p.broadcastable() {
         return (
             ProductAlgo::Broadcast,
-            "a CPU device: one operand's loads are broadcasts shared by the lanes",
+            "a CPU device: one operand's loads are shared by the lanes of a workgroup",
         );
     }
     (
@@ -182,7 +205,7 @@ pub fn forced_product_algo() -> Result<Option<ProductAlgo>> {
 /// product), else `TAMING_PRODUCT_ALGO` where it applies, else the automatic choice.
 fn pick(p: &Product, gpu: &Gpu, requested: Option<ProductAlgo>) -> Result<ProductAlgo> {
     if let Some(algo) = requested {
-        if !algo.accepts_product(p) {
+        if !algo.accepts_product(p, gpu) {
             return Err(Error::InvalidArgument(format!(
                 "the {algo} product does not compute [{}, {}] x [{}, {}]{} with strides {:?} and {:?}",
                 p.m,
@@ -197,7 +220,7 @@ fn pick(p: &Product, gpu: &Gpu, requested: Option<ProductAlgo>) -> Result<Produc
         return Ok(algo);
     }
     match forced_product_algo()? {
-        Some(algo) if algo.accepts_product(p) => Ok(algo),
+        Some(algo) if algo.accepts_product(p, gpu) => Ok(algo),
         _ => Ok(choose(p, gpu).0),
     }
 }
@@ -238,8 +261,11 @@ fn matmul(
         bias: bias.is_some(),
     };
     let algo = pick(&product, c.gpu(), algo)?;
-    if algo == ProductAlgo::Broadcast {
-        matmul_broadcast(a, b, &c, (m, n, k))?;
+    if matches!(
+        algo,
+        ProductAlgo::Broadcast | ProductAlgo::BroadcastSubgroup
+    ) {
+        matmul_broadcast(a, b, &c, (m, n, k), algo == ProductAlgo::BroadcastSubgroup)?;
         return Ok(c);
     }
     let p = Params {
@@ -275,14 +301,16 @@ fn matmul(
     Ok(c)
 }
 
-/// `matmul_broadcast`, for operands contiguous along m (A) and n (B) and no bias: the lanes
-/// take the larger of m and n (4 per lane), the workgroups the other (16 per workgroup); when
-/// n is the larger the kernel computes C^T = B^T A^T and writes it transposed.
+/// `matmul_broadcast` (or with `subgroup`, `matmul_broadcast_subgroup`), for operands
+/// contiguous along m (A) and n (B) and no bias: the lanes take the larger of m and n (4 per
+/// lane), the workgroups the other (16 per workgroup); when n is the larger the kernel computes
+/// C^T = B^T A^T and writes it transposed.
 fn matmul_broadcast(
     a: Operand,
     b: Operand,
     c: &Tensor,
     (m, n, k): (usize, usize, usize),
+    subgroup: bool,
 ) -> Result<()> {
     let swap = n > m;
     let (lane_op, shared_op) = if swap { (b, a) } else { (a, b) };
@@ -319,9 +347,39 @@ fn matmul_broadcast(
     } else {
         MATMUL_WG
     };
-    let kernel = Kernel::new(Shader::Matmul, "matmul_broadcast").with("WG", wg);
+    let kernel = match subgroup {
+        true => Kernel::new(Shader::MatmulSubgroup, "matmul_broadcast_subgroup"),
+        false => Kernel::new(Shader::Matmul, "matmul_broadcast"),
+    }
+    .with("WG", wg);
     let groups = rows.div_ceil(4 * wg as usize) * cols.div_ceil(16);
     gpu.dispatch(&kernel, &q, &bufs, groups as u32)
+}
+
+/// Whether the product `[m, n] = A[m, k] B[k, n]` with these strides (no bias) runs on `gpu`
+/// with one operand loaded once per subgroup (`broadcast-subgroup`): other ops' choices, e.g.
+/// a convolution by im2col, depend on it.
+pub(crate) fn product_shares_loads(
+    a_stride: (usize, usize),
+    b_stride: (usize, usize),
+    (m, n, k): (usize, usize, usize),
+    gpu: &Gpu,
+) -> bool {
+    let p = Product {
+        a: Strides {
+            row: a_stride.0,
+            col: a_stride.1,
+        },
+        b: Strides {
+            row: b_stride.0,
+            col: b_stride.1,
+        },
+        m,
+        n,
+        k,
+        bias: false,
+    };
+    matches!(pick(&p, gpu, None), Ok(ProductAlgo::BroadcastSubgroup))
 }
 
 /// `C[m, n] = A[m, k] B[k, n]` with `A[i, k] = a[i * a_stride.0 + k * a_stride.1]` and

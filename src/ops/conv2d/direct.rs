@@ -131,6 +131,11 @@ pub(super) fn pad_dilate(
     Ok(out)
 }
 
+/// The channels of packed weights: `channels` rounded up to whole blocks of 8.
+pub(super) fn packed_channels(channels: usize) -> usize {
+    channels.div_ceil(8) * 8
+}
+
 /// Packs `w` for the forward kernel (`backward`: for the input-gradient convolution), output
 /// channels padded to a multiple of 8.
 pub(super) fn pack(w: &Tensor, s: &ConvShape, backward: bool) -> Result<(Tensor, usize)> {
@@ -139,7 +144,7 @@ pub(super) fn pack(w: &Tensor, s: &ConvShape, backward: bool) -> Result<(Tensor,
     } else {
         (s.cin * s.kh * s.kw, s.cout)
     };
-    let cpad = channels.div_ceil(8) * 8;
+    let cpad = packed_channels(channels);
     let packed = Tensor::uninit(w.gpu(), &[rows * cpad], "packed conv weight")?;
     let p = PackParams {
         cout: s.cout as u32,

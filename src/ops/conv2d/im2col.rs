@@ -1,11 +1,12 @@
 //! Convolutions as im2col and a product (`shaders/conv2d.wgsl`'s `im2col`, `channels_last`,
 //! `channels_first`, then `shaders/matmul.wgsl`): the forward pass and the weight gradient.
 
-use super::direct::{groups, helper, pack};
+use super::direct::{groups, helper, pack, packed_channels};
 use super::ConvShape;
 use crate::error::Result;
 use crate::gpu::{uniform_struct, Access};
-use crate::ops::linear::{linear_backward_weight, matmul_strided};
+use crate::ops::linear::{linear_backward_weight, matmul_strided, product_shares_loads};
+use crate::shapes::Pass;
 use crate::tensor::Tensor;
 
 uniform_struct! {
@@ -31,6 +32,24 @@ uniform_struct! {
 pub(super) fn fits(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
     let col_bytes = 4 * (s.n * s.ho * s.wo * s.cin * s.kh * s.kw) as u64;
     col_bytes <= gpu.limits().max_storage_buffer_binding_size
+}
+
+/// Whether `pass`'s product (see `forward` and `backward_weight`) loads its shared operand once
+/// per subgroup on `gpu`: with that product im2col measured faster than the direct kernels at
+/// stride 2 (README: Performance).
+pub(super) fn product_shares_loads_for(pass: Pass, s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
+    let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
+    match pass {
+        Pass::Forward => {
+            let cpad = packed_channels(s.cout);
+            product_shares_loads((1, rows), (cpad, 1), (rows, cpad, taps), gpu)
+        }
+        // dW = dy_last^T cols: A = dy_last^T [Cout, rows], B = cols [rows, taps].
+        Pass::WeightGradient => {
+            product_shares_loads((1, s.cout), (taps, 1), (s.cout, taps, rows), gpu)
+        }
+        Pass::InputGradient => false,
+    }
 }
 
 /// The unfolded input: [N*Ho*Wo, Cin*KH*KW], one row per output pixel holding every input

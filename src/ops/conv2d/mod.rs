@@ -84,7 +84,25 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
     // The subgroup kernel's 16-channel form (channels in sixteens) holds twice the outputs per
     // input load of its 8-channel form.
     let sixteens = |channels: usize| subgroup && channels % 16 == 0;
+    // im2col whose product loads its shared operand once per subgroup (broadcast-subgroup).
+    let shared_product = im2col::fits(s, gpu) && im2col::product_shares_loads_for(pass, s, gpu);
     match pass {
+        // At stride 2 a direct lane's row window serves 4 pixels per 3 loads (6 at stride 1).
+        Pass::Forward if shared_product && s.cfg.stride == 2 => (
+            ConvAlgo::Im2col,
+            "stride 2, with a product that shares its loads through the subgroup: im2col \
+             measured faster than the subgroup kernel at every stride-2 shape tried, 1.0-1.8x \
+             (the small CNN's 64->128 on 9x9 maps, 500 views: 67 against 124 ms; ResNet-18's \
+             128->256 16->8 at batch 64: 103 against 131 ms)",
+        ),
+        Pass::WeightGradient if shared_product && s.wo < 32 => (
+            ConvAlgo::Im2col,
+            "maps narrower than 32, with a product that shares its loads through the \
+             subgroup: im2col measured faster than the direct subgroup kernel at every \
+             stride-2 shape tried (1.3-4.2x) and at stride 1 up to 16 wide (512->512 on 4x4: \
+             53 against 105 ms); at 32 wide the direct kernel's blocks are full and it measured \
+             faster (64->64 3x3: 34 against 43 ms at batch 16)",
+        ),
         Pass::Forward if narrow && sixteens(s.cout) => (
             ConvAlgo::DirectSubgroup,
             "narrow output rows, output channels in sixteens: the 16-channel subgroup kernel \

@@ -1,0 +1,72 @@
+// matmul_broadcast of matmul.wgsl with the shared operand's loads shared through the subgroup
+// (needs the SUBGROUP feature and subgroups of at least 8 lanes; prepended by matmul.wgsl,
+// whose bindings, parameters and outer4 it uses). On lavapipe a storage load costs a loop over
+// the 8 lanes of a SIMD vector whether or not its address is the same in every lane, while a
+// subgroup broadcast costs about what a multiply-add does. matmul_broadcast loads B's 4 vec4s
+// of a k step in every lane (4 loads beside the lane's own vec4 of A); here lane s of each
+// subgroup loads vec4 s % 4 of step k + s / 4 and subgroupBroadcast hands the 8 vec4s of two
+// k steps to every lane: 3 loads per two steps (128 multiply-adds a lane) instead of 10.
+//
+// Workgroup -> a block of 16 columns, lane -> 4 rows, as in matmul_broadcast; lanes past the
+// last row compute the last rows again and store nothing, so that every lane of a subgroup
+// takes part in the broadcasts.
+
+@compute @workgroup_size(WG)
+fn matmul_broadcast_subgroup(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) sg: u32,
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(num_workgroups) nwg: vec3u,
+) {
+    let group = wg.x + wg.y * nwg.x;
+    let row_groups = (q.m + 4u * WG - 1u) / (4u * WG);
+    let col_groups = (q.n + 15u) / 16u;
+    if (group >= row_groups * col_groups) { return; }
+    let c0 = (group / row_groups) * 16u;
+    let r0 = ((group % row_groups) * WG + lane) * 4u;
+    let ra = min(r0, q.m - 4u);
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
+    let a_step = q.a_sk / 4u;
+    let b_step = q.b_sk / 4u;
+    // This lane's share of B: column block s % 4 (past the edge: the last one again, its sums
+    // not stored) of step k + (s / 4) % 2.
+    let later = (sg / 4u) % 2u;
+    var bi = min(c0 / 4u + sg % 4u, q.n / 4u - 1u) + later * b_step;
+    var ai = ra / 4u;
+    for (var kk = 0u; kk + 1u < q.k; kk += 2u) {
+        let own = b4[bi];
+        let av = a4[ai];
+        let av_next = a4[ai + a_step];
+        // Broadcast lane ids must be constants: the blocks written out.
+        outer4(&acc, 0u, av, subgroupBroadcast(own, 0u));
+        outer4(&acc, 1u, av, subgroupBroadcast(own, 1u));
+        outer4(&acc, 2u, av, subgroupBroadcast(own, 2u));
+        outer4(&acc, 3u, av, subgroupBroadcast(own, 3u));
+        outer4(&acc, 0u, av_next, subgroupBroadcast(own, 4u));
+        outer4(&acc, 1u, av_next, subgroupBroadcast(own, 5u));
+        outer4(&acc, 2u, av_next, subgroupBroadcast(own, 6u));
+        outer4(&acc, 3u, av_next, subgroupBroadcast(own, 7u));
+        ai += 2u * a_step;
+        bi += 2u * b_step;
+    }
+    if (q.k % 2u == 1u) {
+        // The last step alone: every lane loads its column block of that step.
+        let own = b4[bi - later * b_step];
+        let av = a4[ai];
+        outer4(&acc, 0u, av, subgroupBroadcast(own, 0u));
+        outer4(&acc, 1u, av, subgroupBroadcast(own, 1u));
+        outer4(&acc, 2u, av, subgroupBroadcast(own, 2u));
+        outer4(&acc, 3u, av, subgroupBroadcast(own, 3u));
+    }
+    if (r0 >= q.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        for (var r = 0u; r < 4u; r++) {
+            let row = r0 + r;
+            for (var t = 0u; t < 4u; t++) {
+                let col = c0 + 4u * j + t;
+                if (col < q.n) { c[row * q.c_sm + col * q.c_sn] = acc[4u * j + r][t]; }
+            }
+        }
+    }
+}
