@@ -4,7 +4,7 @@
 //! `shaders/conv2d.wgsl`). The inner convolutions run with the direct or the implicit-product
 //! kernels.
 
-use super::direct::{convolve, groups, helper, pad_dilate, padded_row, Weights};
+use super::direct::{convolve, groups, helper, packed_channels, pad_dilate, padded_row, Weights};
 use super::{igemm, ConvAlgo, ConvShape};
 use crate::error::Result;
 use crate::gpu::{uniform_struct, Access};
@@ -109,7 +109,7 @@ pub(super) fn backward_input_by_phases(
         if py.a == 0 || px.a == 0 || py.len == 0 || px.len == 0 {
             continue;
         }
-        let cpad = s.cin.div_ceil(8) * 8;
+        let cpad = packed_channels(s.cin);
         let mut p = PhaseParams {
             cout: s.cout as u32,
             cin: s.cin as u32,
