@@ -92,6 +92,24 @@ struct Product {
 }
 
 impl Product {
+    /// A product of operands with (row, column) strides `a_stride` and `b_stride`.
+    fn strided(
+        a_stride: (usize, usize),
+        b_stride: (usize, usize),
+        (m, n, k): (usize, usize, usize),
+        bias: bool,
+    ) -> Product {
+        let strides = |(row, col)| Strides { row, col };
+        Product {
+            a: strides(a_stride),
+            b: strides(b_stride),
+            m,
+            n,
+            k,
+            bias,
+        }
+    }
+
     /// `matmul_broadcast`'s vec4 loads need A contiguous along m, B along n, and the sides and
     /// the k strides in whole vec4s.
     fn broadcastable(&self) -> bool {
@@ -246,20 +264,12 @@ fn matmul(
 ) -> Result<Tensor> {
     let c = Tensor::uninit(a.t.gpu(), &[m, n], what)?;
     let bias_buf = bias.unwrap_or(b.t);
-    let product = Product {
-        a: Strides {
-            row: a.row_stride,
-            col: a.col_stride,
-        },
-        b: Strides {
-            row: b.row_stride,
-            col: b.col_stride,
-        },
-        m,
-        n,
-        k,
-        bias: bias.is_some(),
-    };
+    let product = Product::strided(
+        (a.row_stride, a.col_stride),
+        (b.row_stride, b.col_stride),
+        (m, n, k),
+        bias.is_some(),
+    );
     let algo = pick(&product, c.gpu(), algo)?;
     if matches!(
         algo,
@@ -365,20 +375,7 @@ pub(crate) fn product_shares_loads(
     (m, n, k): (usize, usize, usize),
     gpu: &Gpu,
 ) -> bool {
-    let p = Product {
-        a: Strides {
-            row: a_stride.0,
-            col: a_stride.1,
-        },
-        b: Strides {
-            row: b_stride.0,
-            col: b_stride.1,
-        },
-        m,
-        n,
-        k,
-        bias: false,
-    };
+    let p = Product::strided(a_stride, b_stride, (m, n, k), false);
     matches!(pick(&p, gpu, None), Ok(ProductAlgo::BroadcastSubgroup))
 }
 
