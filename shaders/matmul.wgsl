@@ -83,33 +83,54 @@ fn outer4(acc: ptr<function, array<vec4<f32>, 16>>, j: u32, av: vec4<f32>, bv: v
     (*acc)[4u * j + 3u] = fma(vec4<f32>(av.w), bv, (*acc)[4u * j + 3u]);
 }
 
+// Where a broadcast workgroup's lane works: columns c0 .. c0 + 15, rows r0 .. r0 + 3; `ra` the
+// rows it reads (past the last row: the last rows again, their sums not stored); `inside`
+// false for a workgroup past the grid. Everything but r0 is the same for every lane.
+struct BroadcastTile { c0: u32, r0: u32, ra: u32, inside: bool }
+
+fn broadcast_tile(lane: u32, wg: vec3u, nwg: vec3u) -> BroadcastTile {
+    let group = wg.x + wg.y * nwg.x;
+    let row_groups = (q.m + 4u * WG - 1u) / (4u * WG);
+    let col_groups = (q.n + 15u) / 16u;
+    let r0 = ((group % row_groups) * WG + lane) * 4u;
+    let inside = group < row_groups * col_groups;
+    return BroadcastTile((group / row_groups) * 16u, r0, min(r0, q.m - 4u), inside);
+}
+
+// Writes a lane's sums (acc[4j + r]: row r0 + r, columns c0 + 4j .. c0 + 4j + 3) through C's
+// strides, skipping rows and columns past the edge.
+fn broadcast_store(acc: ptr<function, array<vec4<f32>, 16>>, t: BroadcastTile) {
+    if (t.r0 >= q.m) { return; }
+    for (var j = 0u; j < 4u; j++) {
+        for (var r = 0u; r < 4u; r++) {
+            let row = t.r0 + r;
+            for (var i = 0u; i < 4u; i++) {
+                let col = t.c0 + 4u * j + i;
+                if (col < q.n) { c[row * q.c_sm + col * q.c_sn] = (*acc)[4u * j + r][i]; }
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn matmul_broadcast(
     @builtin(local_invocation_index) lane: u32,
     @builtin(workgroup_id) wg: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
 ) {
-    // Everything up to r0 is the same for every lane of the workgroup.
-    let group = wg.x + wg.y * nwg.x;
-    let row_groups = (q.m + 4u * WG - 1u) / (4u * WG);
-    let col_groups = (q.n + 15u) / 16u;
-    if (group >= row_groups * col_groups) { return; }
-    let c0 = (group / row_groups) * 16u;
-    let r0 = ((group % row_groups) * WG + lane) * 4u;
-    // Lanes past the last row read the last rows again and store nothing.
-    let ra = min(r0, q.m - 4u);
-    // acc[4j + r]: row r0 + r, columns c0 + 4j .. c0 + 4j + 3.
+    let t = broadcast_tile(lane, wg, nwg);
+    if (!t.inside) { return; }
     var acc: array<vec4<f32>, 16>;
     for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
     let a_step = q.a_sk / 4u;
     let b_step = q.b_sk / 4u;
-    var ai = ra / 4u;
-    var bi = c0 / 4u;
+    var ai = t.ra / 4u;
+    var bi = t.c0 / 4u;
     let last_b = q.n / 4u - 1u;
     for (var kk = 0u; kk < q.k; kk++) {
         let av = a4[ai];
         // Column blocks past the edge read the last one again; their sums are not stored.
-        let row_end = bi - c0 / 4u + last_b;
+        let row_end = bi - t.c0 / 4u + last_b;
         outer4(&acc, 0u, av, b4[min(bi, row_end)]);
         outer4(&acc, 1u, av, b4[min(bi + 1u, row_end)]);
         outer4(&acc, 2u, av, b4[min(bi + 2u, row_end)]);
@@ -117,14 +138,5 @@ fn matmul_broadcast(
         ai += a_step;
         bi += b_step;
     }
-    if (r0 >= q.m) { return; }
-    for (var j = 0u; j < 4u; j++) {
-        for (var r = 0u; r < 4u; r++) {
-            let row = r0 + r;
-            for (var t = 0u; t < 4u; t++) {
-                let col = c0 + 4u * j + t;
-                if (col < q.n) { c[row * q.c_sm + col * q.c_sn] = acc[4u * j + r][t]; }
-            }
-        }
-    }
+    broadcast_store(&acc, t);
 }

@@ -18,13 +18,8 @@ fn matmul_broadcast_subgroup(
     @builtin(workgroup_id) wg: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
 ) {
-    let group = wg.x + wg.y * nwg.x;
-    let row_groups = (q.m + 4u * WG - 1u) / (4u * WG);
-    let col_groups = (q.n + 15u) / 16u;
-    if (group >= row_groups * col_groups) { return; }
-    let c0 = (group / row_groups) * 16u;
-    let r0 = ((group % row_groups) * WG + lane) * 4u;
-    let ra = min(r0, q.m - 4u);
+    let t = broadcast_tile(lane, wg, nwg);
+    if (!t.inside) { return; }
     var acc: array<vec4<f32>, 16>;
     for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
     let a_step = q.a_sk / 4u;
@@ -32,8 +27,8 @@ fn matmul_broadcast_subgroup(
     // This lane's share of B: column block s % 4 (past the edge: the last one again, its sums
     // not stored) of step k + (s / 4) % 2.
     let later = (sg / 4u) % 2u;
-    var bi = min(c0 / 4u + sg % 4u, q.n / 4u - 1u) + later * b_step;
-    var ai = ra / 4u;
+    var bi = min(t.c0 / 4u + sg % 4u, q.n / 4u - 1u) + later * b_step;
+    var ai = t.ra / 4u;
     for (var kk = 0u; kk + 1u < q.k; kk += 2u) {
         let own = b4[bi];
         let av = a4[ai];
@@ -59,14 +54,5 @@ fn matmul_broadcast_subgroup(
         outer4(&acc, 2u, av, subgroupBroadcast(own, 2u));
         outer4(&acc, 3u, av, subgroupBroadcast(own, 3u));
     }
-    if (r0 >= q.m) { return; }
-    for (var j = 0u; j < 4u; j++) {
-        for (var r = 0u; r < 4u; r++) {
-            let row = r0 + r;
-            for (var t = 0u; t < 4u; t++) {
-                let col = c0 + 4u * j + t;
-                if (col < q.n) { c[row * q.c_sm + col * q.c_sn] = acc[4u * j + r][t]; }
-            }
-        }
-    }
+    broadcast_store(&acc, t);
 }

@@ -122,6 +122,16 @@ mod tests {
                 "BroadcastParams",
                 ops::linear::BroadcastParams::LAYOUT,
             ),
+            (
+                Shader::MatmulSubgroup,
+                "Params",
+                ops::linear::Params::LAYOUT,
+            ),
+            (
+                Shader::MatmulSubgroup,
+                "BroadcastParams",
+                ops::linear::BroadcastParams::LAYOUT,
+            ),
             (Shader::Reduce, "Params", ops::reduce::Params::LAYOUT),
             (Shader::L2Norm, "Params", ops::l2norm::Params::LAYOUT),
             (
