@@ -444,6 +444,11 @@ fn cases() -> Vec<Case> {
         pre_case("unknown method", &["--method", "xyz"], &["xyz"]),
         pre_case("batch of one", &["--batch", "1"], &["--batch 1"]),
         pre_case("zero epochs", &["--epochs", "0"], &["--epochs"]),
+        pre_case(
+            "stop after zero epochs",
+            &["--stop-after", "0"],
+            &["--stop-after 0"],
+        ),
         pre_case("zero learning rate", &["--lr", "0"], &["--lr 0"]),
         pre_case("learning rate nan", &["--lr", "nan"], &["--lr NaN"]),
         pre_case(
@@ -937,6 +942,21 @@ fn cases() -> Vec<Case> {
                 "dst",
             ],
             &["--canvas 3"],
+        ),
+        case(
+            "subset of zero images per class",
+            |d| idx_set(d, "src", |_| {}),
+            &[
+                "data",
+                "subset",
+                "--from",
+                "src",
+                "--train-per-class",
+                "0",
+                "--to",
+                "dst",
+            ],
+            &["--train-per-class 0"],
         ),
         case(
             "translated clutter patches of zero pixels",

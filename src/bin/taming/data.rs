@@ -87,6 +87,12 @@ fn subset(
     test_per_class: usize,
     seed: u64,
 ) -> taming::Result<()> {
+    if train_per_class == 0 || test_per_class == 0 {
+        return Err(taming::Error::InvalidArgument(format!(
+            "--train-per-class {train_per_class} --test-per-class {test_per_class}: each split \
+             needs at least 1 image per class"
+        )));
+    }
     if idx::idx_paths(&to, Split::Train).is_ok() || idx::idx_paths(&to, Split::Test).is_ok() {
         return Err(taming::Error::File {
             path: to,
