@@ -99,7 +99,7 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
             ConvAlgo::Im2col,
             "maps narrower than 32, with a product that shares its loads through the \
              subgroup: im2col measured faster than the direct subgroup kernel at every \
-             stride-2 shape tried (1.3-4.2x) and at stride 1 up to 16 wide (512->512 on 4x4: \
+             stride-2 shape tried (1.3-5.6x) and at stride 1 up to 16 wide (512->512 on 4x4: \
              53 against 105 ms); at 32 wide the direct kernel's blocks are full and it measured \
              faster (64->64 3x3: 34 against 43 ms at batch 16)",
         ),
