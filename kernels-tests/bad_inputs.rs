@@ -626,6 +626,12 @@ fn cases() -> Vec<Case> {
             &["--views 0"],
         ),
         case(
+            "label check with a hundred thousand views",
+            none,
+            &["label-check", "--views", "100000", "--out", "lc"],
+            &["--views 100000", "between 1 and 1000"],
+        ),
+        case(
             "label check crop zero",
             none,
             &["label-check", "--crops", "0", "--out", "lc"],

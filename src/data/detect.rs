@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::data::{cifar10, folder, idx, shipped_sample_dir, Dataset, Split};
+use crate::data::{
+    cifar10, folder, idx, shipped_sample_dir, Dataset, Split, DEBIAN_FASHION_MNIST_DIR,
+};
 use crate::error::{Error, Result};
 
 /// The `split` of the data set in `dir` (the shipped Fashion-MNIST sample when `None`):
@@ -12,9 +14,17 @@ pub fn load_dir(dir: Option<&Path>, split: Split) -> Result<Dataset> {
     let shipped = shipped_sample_dir();
     let dir = dir.unwrap_or(&shipped);
     if !dir.is_dir() {
+        let detail = match dir == Path::new(DEBIAN_FASHION_MNIST_DIR) {
+            true => {
+                "is not here: the full Fashion-MNIST comes from Debian's package \
+                     dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or pass \
+                     --data DIR with its four IDX files"
+            }
+            false => "is not a folder; --data takes a folder holding a data set",
+        };
         return Err(Error::File {
             path: dir.to_path_buf(),
-            detail: "is not a folder; --data takes a folder holding a data set".into(),
+            detail: detail.into(),
         });
     }
     // A folder with some of a format's files is that format, and its error says what is missing.

@@ -144,6 +144,9 @@ impl Dataset {
     }
 }
 
+/// Where Debian's package `dataset-fashion-mnist` puts the full Fashion-MNIST.
+pub const DEBIAN_FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
 /// The Fashion-MNIST sample that ships in `data/fashion-mnist` (see data/README.md).
 pub fn shipped_sample_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -49,7 +49,7 @@ pub const PAPER_CROPS: [f64; 4] = [0.2, 0.4, 0.6, 0.8];
 pub const PAPER_ALPHAS: [f64; 4] = [1.0, 1.5, 2.0, 2.0];
 
 /// Where `taming data subset`'s source and the Debian package put the full Fashion-MNIST.
-pub const FULL_FMNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+pub const FULL_FMNIST_DIR: &str = crate::data::DEBIAN_FASHION_MNIST_DIR;
 
 /// Everything a sweep runs: the grid (methods x crop sizes x seeds, plus one random-encoder
 /// baseline per seed) and the settings shared by every run.

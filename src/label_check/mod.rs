@@ -29,6 +29,8 @@ pub use oracle::{OracleKey, OracleRecord, OracleSpec, ORACLE_DIR};
 
 /// Test images per launch of the view pipeline and the oracle.
 const EVAL_BATCH: usize = 500;
+/// The most view pairs per image a check draws: 1,000 already cost days on a CPU device.
+pub const MAX_VIEWS: usize = 1000;
 
 /// What a check measures and how.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,8 +142,13 @@ impl LabelCheckSpec {
         for (m, crop, alpha) in self.cells() {
             CropSpec::new(m, crop, alpha)?;
         }
-        if self.views == 0 {
-            return bad("--views 0: draw at least one view pair per image".into());
+        if self.views == 0 || self.views > MAX_VIEWS {
+            return bad(format!(
+                "--views {} (reproduce: --label-views): draw between 1 and {MAX_VIEWS} view \
+                 pairs per image (each pair is two oracle passes over every test image, for \
+                 every strategy and crop size)",
+                self.views
+            ));
         }
         if self.test_limit == Some(0) || self.oracle.train_limit == Some(0) {
             return bad("--test-limit and --train-limit must be at least 1".into());
