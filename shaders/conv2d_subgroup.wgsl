@@ -6,10 +6,33 @@
 // the same 2 x KW vec4s of packed weights per (ci, ky), lane s of each subgroup loads vec4 s
 // of them and subgroupBroadcast hands each to every lane: one load per lane instead of 2 x KW.
 //
-// Workgroup -> one block of 8 output channels (the same weights for every lane) x WG positions;
-// lane -> (image n, pair of output rows, block of 4 columns) as in conv2d_forward. Lanes past
-// the last position compute the last one again and store nothing, so that every lane of a
-// subgroup takes part in the broadcasts.
+// Workgroup -> one block of 8 output channels x WG positions; lane -> (image n, pair of output
+// rows, block of 4 columns) as in conv2d_forward (lane_position).
+
+// Where a lane of a subgroup forward kernel works: workgroup -> block `cb` of `channels` output
+// channels (the same weights for every lane) x WG positions; lane -> position (image n, `rows`
+// output rows from oy, block b of 4 columns). A lane past the last position computes the last
+// one again and stores nothing (`stores` false), so that every lane of a subgroup takes part
+// in the broadcasts; `inside` is false for a workgroup past the grid.
+struct LanePosition { inside: bool, stores: bool, cb: u32, n: u32, oy: u32, b: u32 }
+
+fn lane_position(lane: u32, wg: vec3u, nwg: vec3u, channels: u32, rows: u32) -> LanePosition {
+    let group = wg.x + wg.y * nwg.x;
+    let col_blocks = (cv.wo + 3u) / 4u;
+    let row_groups = (cv.ho + rows - 1u) / rows;
+    let positions = cv.n * row_groups * col_blocks;
+    let position_groups = (positions + WG - 1u) / WG;
+    let q = (group % position_groups) * WG + lane;
+    let qc = min(q, positions - 1u);
+    return LanePosition(
+        group < (cv.cpad / channels) * position_groups,
+        q < positions,
+        group / position_groups,
+        qc / (col_blocks * row_groups),
+        ((qc / col_blocks) % row_groups) * rows,
+        qc % col_blocks,
+    );
+}
 
 @compute @workgroup_size(WG)
 fn conv2d_forward_shared(
@@ -18,19 +41,12 @@ fn conv2d_forward_shared(
     @builtin(workgroup_id) wg: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
 ) {
-    let group = wg.x + wg.y * nwg.x;
-    let col_blocks = (cv.wo + 3u) / 4u;
-    let row_pairs = (cv.ho + 1u) / 2u;
-    let co_blocks = cv.cpad / 8u;
-    let positions = cv.n * row_pairs * col_blocks;
-    let position_groups = (positions + WG - 1u) / WG;
-    if (group >= co_blocks * position_groups) { return; }
-    let cb = group / position_groups;
-    let q = (group % position_groups) * WG + lane;
-    let qc = min(q, positions - 1u);
-    let b = qc % col_blocks;
-    let oy = ((qc / col_blocks) % row_pairs) * 2u;
-    let n = qc / (col_blocks * row_pairs);
+    let at = lane_position(lane, wg, nwg, 8u, 2u);
+    if (!at.inside) { return; }
+    let cb = at.cb;
+    let n = at.n;
+    let oy = at.oy;
+    let b = at.b;
 
     var top: array<vec4<f32>, 8>;
     var bot: array<vec4<f32>, 8>;
@@ -83,7 +99,7 @@ fn conv2d_forward_shared(
             }
         }
     }
-    if (q >= positions) { return; }
+    if (!at.stores) { return; }
     store_row(&top, n, cb, oy, b);
     store_row(&bot, n, cb, oy + 1u, b);
 }
@@ -158,18 +174,12 @@ fn conv2d_forward_shared16(
     @builtin(workgroup_id) wg: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
 ) {
-    let group = wg.x + wg.y * nwg.x;
-    let col_blocks = (cv.wo + 3u) / 4u;
-    let co_blocks = cv.cpad / 16u;
-    let positions = cv.n * cv.ho * col_blocks;
-    let position_groups = (positions + WG - 1u) / WG;
-    if (group >= co_blocks * position_groups) { return; }
-    let cb = group / position_groups;
-    let q = (group % position_groups) * WG + lane;
-    let qc = min(q, positions - 1u);
-    let b = qc % col_blocks;
-    let oy = (qc / col_blocks) % cv.ho;
-    let n = qc / (col_blocks * cv.ho);
+    let at = lane_position(lane, wg, nwg, 16u, 1u);
+    if (!at.inside) { return; }
+    let cb = at.cb;
+    let n = at.n;
+    let oy = at.oy;
+    let b = at.b;
 
     var lo: array<vec4<f32>, 8>;
     var hi: array<vec4<f32>, 8>;
@@ -214,7 +224,7 @@ fn conv2d_forward_shared16(
             }
         }
     }
-    if (q >= positions) { return; }
+    if (!at.stores) { return; }
     store_row(&lo, n, 2u * cb, oy, b);
     store_row(&hi, n, 2u * cb + 1u, oy, b);
 }

@@ -75,23 +75,22 @@ pub fn check_output_file(path: &Path) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let problem = if path.is_dir() {
-        Some("is a folder; name a file".to_string())
-    } else if !dir.is_dir() {
-        Some(format!(
-            "cannot be written: its folder {} does not exist; create it first",
-            dir.display()
-        ))
-    } else {
-        None
-    };
-    match problem {
-        Some(detail) => Err(Error::File {
+    let fail = |detail: String| {
+        Err(Error::File {
             path: path.to_path_buf(),
             detail,
-        }),
-        None => Ok(()),
+        })
+    };
+    if path.is_dir() {
+        return fail("is a folder; name a file".into());
     }
+    if !dir.is_dir() {
+        return fail(format!(
+            "cannot be written: its folder {} does not exist; create it first",
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The suffix of a temporary file: `NAME.tmp` and six random characters.

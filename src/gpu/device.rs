@@ -204,6 +204,12 @@ impl Gpu {
         self.inner.subgroups
     }
 
+    /// Whether kernels that share one load among `lanes` lanes by subgroup broadcasts (lane ids
+    /// 0 .. lanes - 1) run here: subgroup operations, and no subgroup smaller than `lanes`.
+    pub fn has_subgroups_of(&self, lanes: u32) -> bool {
+        self.has_subgroups() && self.subgroup_min_size() >= lanes
+    }
+
     /// The smallest subgroup the adapter may run a kernel with.
     pub fn subgroup_min_size(&self) -> u32 {
         self.inner.subgroup_min_size

@@ -165,9 +165,7 @@ impl ProductAlgo {
         match self {
             ProductAlgo::Strided | ProductAlgo::Tiled => true,
             ProductAlgo::Broadcast => p.broadcastable(),
-            ProductAlgo::BroadcastSubgroup => {
-                p.broadcastable() && gpu.has_subgroups() && gpu.subgroup_min_size() >= 8
-            }
+            ProductAlgo::BroadcastSubgroup => p.broadcastable() && gpu.has_subgroups_of(8),
         }
     }
 

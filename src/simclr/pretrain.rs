@@ -331,6 +331,13 @@ pub fn pretrain(
     options: &RunOptions,
 ) -> Result<Vec<EpochRecord>> {
     config.validate()?;
+    if options.stop_after == Some(0) {
+        return Err(Error::InvalidArgument(
+            "--stop-after 0 would stop before the first epoch: give at least 1, or leave it out \
+             to train all --epochs"
+                .into(),
+        ));
+    }
     let ck_path = out.join(CHECKPOINT_FILE);
     if ck_path.is_file() && !options.resume {
         return Err(Error::File {

@@ -101,13 +101,6 @@ pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
         ..GuideConfig::default()
     });
     config.stn = stn.overrides().apply(config.stn);
-    if stop_after == Some(0) {
-        return Err(taming::Error::InvalidArgument(
-            "--stop-after 0 would stop before the first epoch: give at least 1, or leave it out \
-             to train all --epochs"
-                .into(),
-        ));
-    }
     let gpu = Gpu::new(device)?;
     println!("adapter: {}", gpu.adapter());
     let options = RunOptions {

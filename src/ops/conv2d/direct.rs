@@ -177,7 +177,7 @@ pub(super) enum Weights {
 /// Whether the subgroup kernels can run on `gpu`: subgroups of at least 8 lanes, and (forward
 /// kernel, `forward`) the 2 x KW vec4s of a row of taps within 8 lanes.
 pub(super) fn subgroup_weights_fit(gpu: &crate::gpu::Gpu, kw: usize, forward: bool) -> bool {
-    gpu.has_subgroups() && gpu.subgroup_min_size() >= 8 && (!forward || kw <= 4)
+    gpu.has_subgroups_of(8) && (!forward || kw <= 4)
 }
 
 /// The convolution kernel over a padded input `xp` [N, Cin, Hp, Wq]: `cout` output channels of
