@@ -8,7 +8,8 @@
 //   forward          y  = conv(pad(x), w, stride)                                conv2d_forward
 //   input gradient   dx = conv(pad(dilate(dy)), flipped w, Cin <-> Cout, 1)      conv2d_forward
 //                    (stride 2: four stride-1 convolutions of pad(dy), one per output parity,
-//                    with the taps of that parity; pack_phase, scatter_phase)
+//                    with the taps of that parity; pack_phase, scatter_phase; with subgroups
+//                    a 3x3 pad-1 kernel's four phases at once, conv2d_subgroup.wgsl)
 //   weight gradient  dw[co, ci, ky, kx] = sum over n, oy, ox of
 //                    dy[n, co, oy, ox] * pad(x)[n, ci, oy*S + ky, ox*S + kx]    conv2d_backward_weight
 //                    (small maps whose width is not a multiple of 4: a matmul of channels-last

@@ -9,17 +9,20 @@
 // Workgroup -> one block of 8 output channels x WG positions; lane -> (image n, pair of output
 // rows, block of 4 columns) as in conv2d_forward (lane_position).
 
-// Where a lane of a subgroup forward kernel works: workgroup -> block `cb` of `channels` output
-// channels (the same weights for every lane) x WG positions; lane -> position (image n, `rows`
-// output rows from oy, block b of 4 columns). A lane past the last position computes the last
-// one again and stores nothing (`stores` false), so that every lane of a subgroup takes part
-// in the broadcasts; `inside` is false for a workgroup past the grid.
+// Where a lane of a subgroup kernel works, over a grid of `ho` x `wo` cells: workgroup -> block
+// `cb` of `channels` output channels (the same weights for every lane) x WG positions; lane ->
+// position (image n, `rows` rows of cells from oy, block b of 4 columns of cells). A lane past
+// the last position computes the last one again and stores nothing (`stores` false), so that
+// every lane of a subgroup takes part in the broadcasts; `inside` is false for a workgroup past
+// the grid. The forward kernels' cells are output pixels (ho = cv.ho, wo = cv.wo).
 struct LanePosition { inside: bool, stores: bool, cb: u32, n: u32, oy: u32, b: u32 }
 
-fn lane_position(lane: u32, wg: vec3u, nwg: vec3u, channels: u32, rows: u32) -> LanePosition {
+fn lane_position(
+    lane: u32, wg: vec3u, nwg: vec3u, channels: u32, rows: u32, ho: u32, wo: u32,
+) -> LanePosition {
     let group = wg.x + wg.y * nwg.x;
-    let col_blocks = (cv.wo + 3u) / 4u;
-    let row_groups = (cv.ho + rows - 1u) / rows;
+    let col_blocks = (wo + 3u) / 4u;
+    let row_groups = (ho + rows - 1u) / rows;
     let positions = cv.n * row_groups * col_blocks;
     let position_groups = (positions + WG - 1u) / WG;
     let q = (group % position_groups) * WG + lane;
@@ -41,7 +44,7 @@ fn conv2d_forward_shared(
     @builtin(workgroup_id) wg: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
 ) {
-    let at = lane_position(lane, wg, nwg, 8u, 2u);
+    let at = lane_position(lane, wg, nwg, 8u, 2u, cv.ho, cv.wo);
     if (!at.inside) { return; }
     let cb = at.cb;
     let n = at.n;
@@ -174,7 +177,7 @@ fn conv2d_forward_shared16(
     @builtin(workgroup_id) wg: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
 ) {
-    let at = lane_position(lane, wg, nwg, 16u, 1u);
+    let at = lane_position(lane, wg, nwg, 16u, 1u, cv.ho, cv.wo);
     if (!at.inside) { return; }
     let cb = at.cb;
     let n = at.n;
@@ -227,4 +230,94 @@ fn conv2d_forward_shared16(
     if (!at.stores) { return; }
     store_row(&lo, n, 2u * cb, oy, b);
     store_row(&hi, n, 2u * cb + 1u, oy, b);
+}
+
+
+// The input gradient of a 3x3, stride-2, pad-1 convolution, all four output phases at once.
+// Input position 2i receives dy row i through kernel row 1; position 2i + 1 receives dy rows
+// i + 1 and i through kernel rows 0 and 2 (columns likewise). So the 2 x 2 block of dx at
+// (2i, 2j) needs only dy[i..i+1, j..j+1], and each of the 9 taps reaches exactly one of its
+// four phases: one pass over dy with every multiply-add useful, instead of four
+// sub-convolutions with a padding copy and an interleaving pass each (backward_input_by_phases).
+//
+// Here fx is dy padded to [N, Cout, Ho + 1, Wq] (zeros past its edges), fw the weights packed
+// by pack_backward ([co][tap'][cpad] with tap' = (2 - ky) * 3 + (2 - kx)), fy is dx, cv.cin
+// the output gradient's channels (Cout), cv.cout, cv.ho and cv.wo those of dx (Cin, H, W).
+// Workgroup -> block of 4 dx channels x WG cells; lane -> cell (n, i, b): dx rows 2i and 2i + 1,
+// columns 8b..8b+7, held as even and odd columns (vec4s over 4 pixels) per channel: 64
+// accumulators, as in the forward kernels. Per output-gradient channel a lane loads dy
+// columns 4b..4b+4 of rows i and i + 1 (4 vec4s) and 2 of the 9 vec4s of weights (lane s:
+// tap' s, every lane: tap' 8), and does 144 multiply-adds.
+@compute @workgroup_size(WG)
+fn conv2d_backward_input_stride2_shared(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) sg: u32,
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(num_workgroups) nwg: vec3u,
+) {
+    let at = lane_position(lane, wg, nwg, 4u, 1u, (cv.ho + 1u) / 2u, (cv.wo + 1u) / 2u);
+    if (!at.inside) { return; }
+    // [channel]: dx row 2i, even and odd columns; row 2i + 1 likewise.
+    var even0: array<vec4<f32>, 4>;
+    var odd0: array<vec4<f32>, 4>;
+    var even1: array<vec4<f32>, 4>;
+    var odd1: array<vec4<f32>, 4>;
+    let row_vec4s = cv.wq / 4u;
+    let wstep = cv.cpad / 4u;
+    let mine = min(sg, 7u) * wstep;
+    var taps = at.cb;
+    for (var co = 0u; co < cv.cin; co++) {
+        let r = ((at.n * cv.cin + co) * cv.hp + at.oy) * row_vec4s + at.b;
+        let a0 = fx[r];
+        let a1 = fx[r + 1u];
+        let b0 = fx[r + row_vec4s];
+        let b1 = fx[r + row_vec4s + 1u];
+        // dy columns 4b+1..4b+4: what the odd columns see through kernel column 0.
+        let a_next = vec4<f32>(a0.yzw, a1.x);
+        let b_next = vec4<f32>(b0.yzw, b1.x);
+        let w = fw[taps + mine];
+        let w8 = fw[taps + 8u * wstep];
+        taps += 9u * wstep;
+        // Kernel tap (ky, kx) is tap' (2 - ky) * 3 + (2 - kx), broadcast from lane tap'.
+        tap4(&even0, a0, subgroupBroadcast(w, 4u));
+        tap4(&odd0, a_next, subgroupBroadcast(w, 5u));
+        tap4(&odd0, a0, subgroupBroadcast(w, 3u));
+        tap4(&even1, b0, subgroupBroadcast(w, 7u));
+        tap4(&even1, a0, subgroupBroadcast(w, 1u));
+        tap4(&odd1, b_next, w8);
+        tap4(&odd1, b0, subgroupBroadcast(w, 6u));
+        tap4(&odd1, a_next, subgroupBroadcast(w, 2u));
+        tap4(&odd1, a0, subgroupBroadcast(w, 0u));
+    }
+    if (!at.stores) { return; }
+    store_phases(&even0, &odd0, at.n, at.cb, 2u * at.oy, at.b);
+    store_phases(&even1, &odd1, at.n, at.cb, 2u * at.oy + 1u, at.b);
+}
+
+// acc[c] += w[c] * v for 4 channels (v: 4 pixels).
+fn tap4(acc: ptr<function, array<vec4<f32>, 4>>, v: vec4<f32>, w: vec4<f32>) {
+    (*acc)[0] = fma(vec4<f32>(w.x), v, (*acc)[0]);
+    (*acc)[1] = fma(vec4<f32>(w.y), v, (*acc)[1]);
+    (*acc)[2] = fma(vec4<f32>(w.z), v, (*acc)[2]);
+    (*acc)[3] = fma(vec4<f32>(w.w), v, (*acc)[3]);
+}
+
+// Row y of dx, columns 8b..8b+7 (even ones from `even`, odd from `odd`), channels 4cb..4cb+3.
+fn store_phases(
+    even: ptr<function, array<vec4<f32>, 4>>,
+    odd: ptr<function, array<vec4<f32>, 4>>,
+    n: u32, cb: u32, y: u32, b: u32,
+) {
+    if (y >= cv.ho) { return; }
+    for (var c = 0u; c < 4u; c++) {
+        let ci = cb * 4u + c;
+        if (ci < cv.cout) {
+            let row = ((n * cv.cout + ci) * cv.ho + y) * cv.wo;
+            for (var m = 0u; m < 4u; m++) {
+                let x = b * 8u + 2u * m;
+                if (x < cv.wo) { fy[row + x] = (*even)[c][m]; }
+                if (x + 1u < cv.wo) { fy[row + x + 1u] = (*odd)[c][m]; }
+            }
+        }
+    }
 }

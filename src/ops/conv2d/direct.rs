@@ -2,7 +2,8 @@
 //! vec4-aligned rows: forward (invocation -> 8 output channels x 2 rows x 4 pixels; with
 //! subgroups and channels in sixteens, 16 channels x 1 row x 4 pixels), the input
 //! gradient as the same kernel over the dilated gradient with flipped weights (or, at stride
-//! 2, per phase), and the weight gradient (invocation -> 4 output channels x one input channel
+//! 2, per phase; with subgroups, a 3x3 pad-1 kernel's four phases in one kernel), and the
+//! weight gradient (invocation -> 4 output channels x one input channel
 //! x all taps, the N*Ho rows cut into slices).
 
 use super::ConvShape;
@@ -303,6 +304,45 @@ pub(super) fn backward_input_dilated(
         (s.h, s.w),
         "conv2d input gradient",
     )
+}
+
+/// Whether `backward_input_stride2` computes the input gradient of `s`: 3x3 kernels at stride
+/// 2 with padding 1 (ResNet-18's and the small CNN's downsampling convolutions), on a device
+/// with subgroups of 8 lanes or more.
+pub(super) fn all_phases_at_once(gpu: &crate::gpu::Gpu, s: &ConvShape) -> bool {
+    s.cfg.stride == 2 && s.cfg.pad == 1 && (s.kh, s.kw) == (3, 3) && gpu.has_subgroups_of(8)
+}
+
+/// The input gradient of a 3x3 stride-2 pad-1 convolution in one pass over dy, every tap
+/// reaching one of a 2 x 2 block's four phases (`conv2d_backward_input_stride2_shared` in
+/// `shaders/conv2d_subgroup.wgsl`): no padding copy, sub-kernel packing or interleaving per
+/// phase as in `backward_input_by_phases`.
+pub(super) fn backward_input_stride2(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tensor> {
+    // A lane covers 8 columns of dx, dy columns 4b..4b+4 (one vec4 and the next one's first):
+    // rows of whole vec4s plus one, and a zero row below for dx's last odd row.
+    let blocks_wide = s.w.div_ceil(8);
+    let dyp = pad_dilate(dy, 0, 0, s.ho + 1, 4 * (blocks_wide + 1), 1)?;
+    let (packed, cpad) = pack(w, s, true)?;
+    let dx = Tensor::uninit(dy.gpu(), &[s.n, s.cin, s.h, s.w], "conv2d input gradient")?;
+    let p = ConvParams {
+        cpad: cpad as u32,
+        ..ConvParams::over(&dyp, s.cin, (s.h, s.w), s.kh)
+    };
+    // The bias binding is not read; it still needs a buffer.
+    let bufs = [
+        Access::Read(dyp.buffer()),
+        Access::Read(packed.buffer()),
+        Access::Read(packed.buffer()),
+        Access::Write(dx.buffer()),
+    ];
+    let k = Kernel {
+        shader: Shader::Conv2dSubgroup,
+        ..kernel("conv2d_backward_input_stride2_shared", (s.kh, s.kw), 2)
+    };
+    let cells = s.n * s.h.div_ceil(2) * blocks_wide;
+    dy.gpu()
+        .dispatch(&k, &p, &bufs, groups(cells) * (cpad / 4) as u32)?;
+    Ok(dx)
 }
 
 /// The weight gradient, the N*Ho rows cut into slices summed afterwards.

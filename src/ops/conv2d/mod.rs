@@ -38,8 +38,9 @@ string_enum! {
         Direct = "direct",
         /// The direct kernels with each subgroup loading what all its lanes share once and
         /// broadcasting it: the weights (forward pass, input gradient; kernels up to 4 wide;
-        /// 16 channels per lane where they come in sixteens, else 8), dy (weight gradient).
-        /// Needs subgroups of 8 lanes or more.
+        /// 16 channels per lane where they come in sixteens, else 8; a 3x3 stride-2 pad-1
+        /// input gradient's four phases in one kernel), dy (weight gradient). Needs subgroups
+        /// of 8 lanes or more.
         DirectSubgroup = "direct-subgroup",
         /// im2col and a product (forward pass and weight gradient).
         Im2col = "im2col",
@@ -217,7 +218,8 @@ pub fn conv2d_backward_input(
 }
 
 /// The input gradient with `algo` (None: the usual choice). At stride 2 it goes by phases
-/// where they apply, with `algo` inside (the tiled kernel splits the phases itself).
+/// where they apply, with `algo` inside (the tiled kernel splits the phases itself, and the
+/// subgroup kernel computes a 3x3 pad-1 kernel's four phases in one pass).
 pub fn conv2d_backward_input_with(
     dy: &Tensor,
     w: &Tensor,
@@ -235,6 +237,9 @@ pub fn conv2d_backward_input_with(
     let algo = pick(Pass::InputGradient, &s, dy.gpu(), algo)?;
     if algo == ConvAlgo::Tiled {
         return tiled::backward_input(dy, w, &s);
+    }
+    if algo == ConvAlgo::DirectSubgroup && direct::all_phases_at_once(dy.gpu(), &s) {
+        return direct::backward_input_stride2(dy, w, &s);
     }
     if cfg.stride == 2 {
         if let Some(phases) = phases::stride2_phases(&s) {

@@ -2,7 +2,8 @@
 //! gradient, one per (row parity, column parity) of the input positions, each with the taps
 //! of the kernel that reach that parity, interleaved into dx (`scatter_phase` in
 //! `shaders/conv2d.wgsl`). The inner convolutions run with the direct or the implicit-product
-//! kernels.
+//! kernels. (With subgroups, a 3x3 pad-1 kernel's phases go in one kernel instead:
+//! `direct::backward_input_stride2`.)
 
 use super::direct::{convolve, groups, helper, packed_channels, pad_dilate, padded_row, Weights};
 use super::{igemm, ConvAlgo, ConvShape};
