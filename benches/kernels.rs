@@ -725,6 +725,7 @@ fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options, views_ms: Option<f64>) -
     };
     let steps = if o.quick { 1 } else { 3 };
     step()?.item()?;
+    taming::gpu::take_profile();
     let (d0, s0) = gpu.counters();
     let t = Instant::now();
     let mut last = None;
@@ -748,7 +749,29 @@ fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options, views_ms: Option<f64>) -
             100.0 * v / (secs * 1e3)
         );
     }
+    print_kernel_profile(steps);
     Ok(())
+}
+
+/// With `TAMING_PROFILE` set: the time of each kernel over the `steps` timed steps just run,
+/// slowest first (each dispatch was submitted and waited for alone).
+fn print_kernel_profile(steps: usize) {
+    let mut profile = taming::gpu::take_profile();
+    if profile.is_empty() {
+        return;
+    }
+    profile.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    let total: f64 = profile.iter().map(|k| k.seconds).sum();
+    println!("  per kernel (TAMING_PROFILE), per step:");
+    for k in &profile {
+        println!(
+            "    {:44} {:5} calls {:9.1} ms {:5.1} %",
+            k.entry,
+            k.calls / steps as u64,
+            k.seconds * 1e3 / steps as f64,
+            100.0 * k.seconds / total
+        );
+    }
 }
 
 /// The small CNN's SimCLR step as `taming pretrain` runs it (batch 256, GCC crops of 18x18 from
@@ -838,6 +861,7 @@ fn bench_pretrain(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         )
     };
     step(0)?.item()?;
+    taming::gpu::take_profile();
     let steps = if o.quick { 2 } else { 5 };
     let t = Instant::now();
     let mut last = None;
@@ -852,6 +876,7 @@ fn bench_pretrain(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         secs * 1e3,
         batch as f64 / secs
     );
+    print_kernel_profile(steps);
     bench_learnt_steps(gpu, &images, &pipeline, if o.quick { 2 } else { 8 })
 }
 

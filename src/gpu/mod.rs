@@ -9,6 +9,6 @@ mod uniform;
 pub use device::{list_adapters, AdapterSummary, Gpu, DEVICE_ENV};
 pub use kernels::{Kernel, Shader};
 pub use pool::GpuBuffer;
-pub use recorder::{Access, WG};
+pub use recorder::{take_profile, Access, KernelTime, PROFILE_ENV, WG};
 pub(crate) use uniform::uniform_struct;
 pub use uniform::UniformLayout;

@@ -3,7 +3,10 @@
 //! are packed into one uniform arena, written once per submit, each at an aligned offset.
 
 use crate::gpu::uniform_struct;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::num::NonZeroU64;
+use std::sync::OnceLock;
 
 use bytemuck::Pod;
 
@@ -98,6 +101,13 @@ impl Gpu {
                 cache.layout(self.device(), &writable),
             )
         };
+        // Profiling: the work recorded before this dispatch finishes first, outside its time.
+        let started = if profiling() {
+            self.wait()?;
+            Some(std::time::Instant::now())
+        } else {
+            None
+        };
         let bytes = bytemuck::bytes_of(params);
         let offset = {
             let mut rec = self.inner.recorder.borrow_mut();
@@ -159,6 +169,16 @@ impl Gpu {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(x, y, 1);
         });
+        if let Some(t0) = started {
+            self.wait()?;
+            let seconds = t0.elapsed().as_secs_f64();
+            PROFILE.with(|p| {
+                let mut p = p.borrow_mut();
+                let slot = p.entry(kernel.entry).or_insert((0, 0.0));
+                slot.0 += 1;
+                slot.1 += seconds;
+            });
+        }
         Ok(())
     }
 
@@ -290,4 +310,39 @@ impl Gpu {
             enc.copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, bytes)
         });
     }
+}
+
+/// The time one kernel took over the dispatches recorded while `TAMING_PROFILE` was set.
+#[derive(Clone, Debug)]
+pub struct KernelTime {
+    pub entry: &'static str,
+    pub calls: u64,
+    pub seconds: f64,
+}
+
+/// The environment variable that times every dispatch alone (`take_profile`).
+pub const PROFILE_ENV: &str = "TAMING_PROFILE";
+
+thread_local! {
+    static PROFILE: RefCell<BTreeMap<&'static str, (u64, f64)>> = RefCell::default();
+}
+
+fn profiling() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os(PROFILE_ENV).is_some())
+}
+
+/// Where the time went: each kernel's calls and seconds since the last call (empty unless
+/// `TAMING_PROFILE` is set). With it set every dispatch is submitted and waited for alone, so
+/// the work runs a little slower and each time includes one submit's overhead.
+pub fn take_profile() -> Vec<KernelTime> {
+    PROFILE
+        .with(|p| std::mem::take(&mut *p.borrow_mut()))
+        .into_iter()
+        .map(|(entry, (calls, seconds))| KernelTime {
+            entry,
+            calls,
+            seconds,
+        })
+        .collect()
 }
