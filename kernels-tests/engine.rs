@@ -171,3 +171,32 @@ fn the_fma_and_load_probes_compute_their_chains() {
         assert!(sums.iter().all(|s| s.is_finite()), "{sums:?}");
     }
 }
+
+/// With `TAMING_PROFILE` set every dispatch is timed under its kernel's entry point. The
+/// variable is read once per process, so the test runs itself again with it set.
+#[test]
+fn the_profile_counts_each_kernels_dispatches_only_when_asked() {
+    const NAME: &str = "the_profile_counts_each_kernels_dispatches_only_when_asked";
+    let Some(gpu) = gpu() else { return };
+    let x = Tensor::from_slice(&gpu, &[3], &[1.0, -2.0, 3.0]).unwrap();
+    let relu = |a: &Tensor| taming::ops::elementwise::relu_forward(a).unwrap();
+    relu(&relu(&x)).to_vec().unwrap();
+    let profile = taming::gpu::take_profile();
+    if std::env::var_os(taming::gpu::PROFILE_ENV).is_none() {
+        assert!(profile.is_empty(), "{profile:?}");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env(taming::gpu::PROFILE_ENV, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the profiled run did not run the test: {text}");
+        return;
+    }
+    let relus: Vec<_> = profile.iter().filter(|k| k.entry == "relu_forward").collect();
+    assert_eq!(relus.len(), 1, "{profile:?}");
+    assert_eq!(relus[0].calls, 2, "{profile:?}");
+    assert!(relus[0].seconds > 0.0, "{profile:?}");
+    assert!(taming::gpu::take_profile().is_empty(), "take_profile resets");
+}
