@@ -173,6 +173,86 @@ fn im2col(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
     }
 }
 
+// im2col with vec4 stores, for the CPU device, where each store of a lane is a scatter of one
+// element per SIMD lane whatever its width, so writing 4 floats at once quarters the stores.
+// KH, KW and STRIDE are pipeline constants (the loops over taps unroll); col.* as in im2col.
+@group(0) @binding(2) var<storage, read_write> dst4: array<vec4<f32>>;
+
+// The input value tap (ky, kx) of output pixel (n, oy, ox) sees in channel ci (0 in the padding).
+fn tap_value(n: u32, ci: u32, oy: u32, ox: u32, ky: u32, kx: u32) -> f32 {
+    let y = i32(oy * STRIDE + ky) - i32(col.pad);
+    let x = i32(ox * STRIDE + kx) - i32(col.pad);
+    let inside = y >= 0 && y < i32(col.h) && x >= 0 && x < i32(col.w);
+    let at = ((n * col.cin + ci) * col.h + u32(clamp(y, 0, i32(col.h) - 1))) * col.w
+        + u32(clamp(x, 0, i32(col.w) - 1));
+    return select(0.0, src[at], inside);
+}
+
+// The transposed layout [Cin*KH*KW, N*Ho*Wo] (N*Ho*Wo a multiple of 4). Invocation -> (input
+// channel, 4 consecutive output pixels, which may cross rows and images): per tap one vec4.
+@compute @workgroup_size(WG)
+fn im2col_rows4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let id = linear_id(gid, nwg);
+    let rows = col.n * col.ho * col.wo;
+    let blocks = rows / 4u;
+    if (id >= col.cin * blocks) { return; }
+    let ci = id / blocks;
+    let row = (id % blocks) * 4u;
+    // (n, oy, ox) of the 4 pixels, stepped from the first without dividing again.
+    var n: array<u32, 4>;
+    var oy: array<u32, 4>;
+    var ox: array<u32, 4>;
+    n[0] = row / (col.ho * col.wo);
+    oy[0] = (row / col.wo) % col.ho;
+    ox[0] = row % col.wo;
+    for (var j = 1u; j < 4u; j++) {
+        let wrap = ox[j - 1u] + 1u == col.wo;
+        let next_row = oy[j - 1u] + u32(wrap);
+        let wrap_image = next_row == col.ho;
+        ox[j] = select(ox[j - 1u] + 1u, 0u, wrap);
+        oy[j] = select(next_row, 0u, wrap_image);
+        n[j] = n[j - 1u] + u32(wrap_image);
+    }
+    for (var ky = 0u; ky < KH; ky++) {
+        for (var kx = 0u; kx < KW; kx++) {
+            let tap = (ci * KH + ky) * KW + kx;
+            dst4[(tap * rows + row) / 4u] = vec4<f32>(
+                tap_value(n[0], ci, oy[0], ox[0], ky, kx),
+                tap_value(n[1], ci, oy[1], ox[1], ky, kx),
+                tap_value(n[2], ci, oy[2], ox[2], ky, kx),
+                tap_value(n[3], ci, oy[3], ox[3], ky, kx),
+            );
+        }
+    }
+}
+
+// The row-major layout [N*Ho*Wo, Cin*KH*KW] (Cin a multiple of 4). Invocation -> (output
+// pixel, 4 consecutive input channels): their 4 * KH*KW taps, contiguous in the row, as KH*KW
+// vec4s; element e of them is channel e / (KH*KW), tap e % (KH*KW).
+@compute @workgroup_size(WG)
+fn im2col_taps4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let id = linear_id(gid, nwg);
+    let groups = col.cin / 4u;
+    let rows = col.n * col.ho * col.wo;
+    if (id >= rows * groups) { return; }
+    let row = id / groups;
+    let c0 = (id % groups) * 4u;
+    let n = row / (col.ho * col.wo);
+    let oy = (row / col.wo) % col.ho;
+    let ox = row % col.wo;
+    let kk = KH * KW;
+    let out = (row * col.cin * kk + c0 * kk) / 4u;
+    for (var j = 0u; j < kk; j++) {
+        var v: vec4<f32>;
+        for (var q = 0u; q < 4u; q++) {
+            let e = 4u * j + q;
+            let tap = e % kk;
+            v[q] = tap_value(n, c0 + e / kk, oy, ox, tap / KW, tap % KW);
+        }
+        dst4[out + j] = v;
+    }
+}
+
 // dst [N*H*W, C] = src [N, C, H, W] with channels last. One invocation per (n, c) plane;
 // here col.cin is C and col.h * col.w the plane size.
 @compute @workgroup_size(WG)
