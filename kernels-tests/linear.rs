@@ -23,6 +23,9 @@ fn linear_forward_and_gradients_match_reference_at_odd_shapes() {
         (3, 36, 8),
         // An even k of several pairs: the subgroup kernel loads two k steps at a time.
         (10, 16, 12),
+        // A shared side of 32 or more that is not a multiple of 32 (the weight gradient's 40
+        // output features): the subgroup kernel's 32-column form with a ragged last block.
+        (9, 44, 40),
         // More than one 64x64 tile of C each way with ragged edges, and a k that is not a
         // multiple of the tiled kernel's depth of 16.
         (70, 33, 129),

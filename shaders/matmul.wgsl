@@ -83,18 +83,18 @@ fn outer4(acc: ptr<function, array<vec4<f32>, 16>>, j: u32, av: vec4<f32>, bv: v
     (*acc)[4u * j + 3u] = fma(vec4<f32>(av.w), bv, (*acc)[4u * j + 3u]);
 }
 
-// Where a broadcast workgroup's lane works: columns c0 .. c0 + 15, rows r0 .. r0 + 3; `ra` the
-// rows it reads (past the last row: the last rows again, their sums not stored); `inside`
-// false for a workgroup past the grid. Everything but r0 is the same for every lane.
+// Where a broadcast workgroup's lane works: columns c0 .. c0 + cols - 1, rows r0 .. r0 + 3;
+// `ra` the rows it reads (past the last row: the last rows again, their sums not stored);
+// `inside` false for a workgroup past the grid. Everything but r0 is the same for every lane.
 struct BroadcastTile { c0: u32, r0: u32, ra: u32, inside: bool }
 
-fn broadcast_tile(lane: u32, wg: vec3u, nwg: vec3u) -> BroadcastTile {
+fn broadcast_tile(lane: u32, wg: vec3u, nwg: vec3u, cols: u32) -> BroadcastTile {
     let group = wg.x + wg.y * nwg.x;
     let row_groups = (q.m + 4u * WG - 1u) / (4u * WG);
-    let col_groups = (q.n + 15u) / 16u;
+    let col_groups = (q.n + cols - 1u) / cols;
     let r0 = ((group % row_groups) * WG + lane) * 4u;
     let inside = group < row_groups * col_groups;
-    return BroadcastTile((group / row_groups) * 16u, r0, min(r0, q.m - 4u), inside);
+    return BroadcastTile((group / row_groups) * cols, r0, min(r0, q.m - 4u), inside);
 }
 
 // Writes a lane's sums (acc[4j + r]: row r0 + r, columns c0 + 4j .. c0 + 4j + 3) through C's
@@ -118,7 +118,7 @@ fn matmul_broadcast(
     @builtin(workgroup_id) wg: vec3u,
     @builtin(num_workgroups) nwg: vec3u,
 ) {
-    let t = broadcast_tile(lane, wg, nwg);
+    let t = broadcast_tile(lane, wg, nwg, 16u);
     if (!t.inside) { return; }
     var acc: array<vec4<f32>, 16>;
     for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }

@@ -61,8 +61,9 @@ string_enum! {
         /// operands contiguous along M and N, sides and k strides multiples of 4, no bias.
         Broadcast = "broadcast",
         /// The broadcast kernel with the shared operand loaded once per subgroup and handed to
-        /// every lane by subgroup broadcasts (two k steps per load). Needs subgroups of 8
-        /// lanes or more, and what the broadcast kernel needs.
+        /// every lane by subgroup broadcasts (16 columns a workgroup, two k steps per load; 32
+        /// columns, one step per load, where the shared side has 32 or more). Needs subgroups
+        /// of 8 lanes or more, and what the broadcast kernel needs.
         BroadcastSubgroup = "broadcast-subgroup",
         /// 64x64 tiles of C staged through workgroup memory, 4x4 outputs per thread (the
         /// kernel for discrete GPUs): any strides, a bias.
@@ -355,12 +356,16 @@ fn matmul_broadcast(
     } else {
         MATMUL_WG
     };
-    let kernel = match subgroup {
-        true => Kernel::new(Shader::MatmulSubgroup, "matmul_broadcast_subgroup"),
-        false => Kernel::new(Shader::Matmul, "matmul_broadcast"),
-    }
-    .with("WG", wg);
-    let groups = rows.div_ceil(4 * wg as usize) * cols.div_ceil(16);
+    // The subgroup kernel's 32-column form where the shared side fills it: 1 load per 64
+    // multiply-adds a lane instead of 1 per 43 (1.2-2x faster on the im2col products).
+    let wide = subgroup && cols >= 32;
+    let (entry, shader, tile_cols) = match (subgroup, wide) {
+        (true, true) => ("matmul_broadcast_subgroup_wide", Shader::MatmulSubgroup, 32),
+        (true, false) => ("matmul_broadcast_subgroup", Shader::MatmulSubgroup, 16),
+        _ => ("matmul_broadcast", Shader::Matmul, 16),
+    };
+    let kernel = Kernel::new(shader, entry).with("WG", wg);
+    let groups = rows.div_ceil(4 * wg as usize) * cols.div_ceil(tile_cols);
     gpu.dispatch(&kernel, &q, &bufs, groups as u32)
 }
 

@@ -96,6 +96,16 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
              (the small CNN's 64->128 on 9x9 maps, 500 views: 67 against 124 ms; ResNet-18's \
              128->256 16->8 at batch 64: 103 against 131 ms)",
         ),
+        // The stems (1-3 input channels) stay direct: their products are too shallow (the
+        // ResNet-18 stem's forward pass: 21.3 against 11.5 ms).
+        Pass::Forward if shared_product && s.wo <= 16 && s.cin >= 8 => (
+            ConvAlgo::Im2col,
+            "maps up to 16 wide, with the 32-column subgroup product: im2col measured faster \
+             than the subgroup kernel on ResNet-18's stride-1 maps of 16, 8 and 4 (118.7 \
+             against 138.0, 106.0 against 134.3, 118.3 against 141.0 ms at batch 64; equal \
+             at 32 wide), and the ResNet-18 step at 20x20 views, where maps are 10, 5 and 3 \
+             wide, 1.1x faster",
+        ),
         Pass::WeightGradient if shared_product && s.wo < 32 => (
             ConvAlgo::Im2col,
             "maps narrower than 32, with a product that shares its loads through the \
