@@ -36,6 +36,31 @@ pub(super) fn fits(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
     col_bytes <= gpu.limits().max_storage_buffer_binding_size
 }
 
+/// The input gradient of a stride-1 convolution with a square kernel is itself a stride-1
+/// convolution: of dy, padded by k - 1 - pad, with the flipped weights and the channel roles
+/// swapped (`pack_backward`'s layout is the forward packing of those weights). Its shape, when
+/// `s` has one.
+fn transposed(s: &ConvShape) -> Option<ConvShape> {
+    if s.cfg.stride != 1 || s.kh != s.kw {
+        return None;
+    }
+    let cfg = super::Conv2dConfig {
+        stride: 1,
+        pad: s.kh - 1 - s.cfg.pad,
+    };
+    ConvShape::new(&s.output(), &[s.cin, s.cout, s.kh, s.kw], cfg).ok()
+}
+
+/// Whether im2col computes `pass` of `s` on `gpu`: the forward pass and the weight gradient
+/// when the unfolded input fits one binding; the input gradient at stride 1 with a square
+/// kernel, when the unfolded dy does.
+pub(super) fn accepts(pass: Pass, s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
+    match pass {
+        Pass::InputGradient => transposed(s).is_some_and(|t| fits(&t, gpu)),
+        _ => fits(s, gpu),
+    }
+}
+
 /// Whether `pass`'s product (see `forward` and `backward_weight`) loads its shared operand once
 /// per subgroup on `gpu`: with that product im2col measured faster than the direct kernels at
 /// stride 2 (README: Performance).
@@ -50,7 +75,9 @@ pub(super) fn product_shares_loads_for(pass: Pass, s: &ConvShape, gpu: &crate::g
         Pass::WeightGradient => {
             product_shares_loads((1, s.cout), (taps, 1), (s.cout, taps, rows), gpu)
         }
-        Pass::InputGradient => false,
+        Pass::InputGradient => {
+            transposed(s).is_some_and(|t| product_shares_loads_for(Pass::Forward, &t, gpu))
+        }
     }
 }
 
@@ -101,8 +128,30 @@ pub(super) fn forward(
     bias: Option<&Tensor>,
     s: &ConvShape,
 ) -> Result<Tensor> {
+    forward_packed(x, &pack(w, s, false)?, bias, s)
+}
+
+/// The input gradient of a stride-1 convolution as the forward pass of its transposed shape
+/// (see `transposed`).
+pub(super) fn backward_input(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tensor> {
+    let t = transposed(s).ok_or_else(|| {
+        crate::error::Error::InvalidArgument(format!(
+            "the im2col convolution computes input gradients at stride 1 with square kernels \
+             only, not stride {} with a {}x{} kernel",
+            s.cfg.stride, s.kh, s.kw
+        ))
+    })?;
+    forward_packed(dy, &pack(w, s, true)?, None, &t)
+}
+
+/// The forward pass with the weights already packed ([Cin*KH*KW, Cpad]).
+fn forward_packed(
+    x: &Tensor,
+    (packed, cpad): &(Tensor, usize),
+    bias: Option<&Tensor>,
+    s: &ConvShape,
+) -> Result<Tensor> {
     let gpu = x.gpu();
-    let (packed, cpad) = &pack(w, s, false)?;
     let rows = s.n * s.ho * s.wo;
     let taps = s.cin * s.kh * s.kw;
     let cols = im2col(x, s, true)?;

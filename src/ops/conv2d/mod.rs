@@ -42,7 +42,8 @@ string_enum! {
         /// input gradient's four phases in one kernel), dy (weight gradient). Needs subgroups
         /// of 8 lanes or more.
         DirectSubgroup = "direct-subgroup",
-        /// im2col and a product (forward pass and weight gradient).
+        /// im2col and a product (forward pass and weight gradient; the input gradient at
+        /// stride 1 with a square kernel, as the forward pass of the transposed convolution).
         Im2col = "im2col",
         /// Implicit product over a channels-last input, one output pixel x 8-16 channels in
         /// registers per lane (all three passes).
@@ -64,7 +65,7 @@ impl ConvAlgo {
             ConvAlgo::DirectSubgroup => {
                 direct::subgroup_weights_fit(gpu, s.kw, pass != Pass::WeightGradient)
             }
-            ConvAlgo::Im2col => pass != Pass::InputGradient && im2col::fits(s, gpu),
+            ConvAlgo::Im2col => im2col::accepts(pass, s, gpu),
         }
     }
 }
@@ -86,7 +87,8 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
     // input load of its 8-channel form.
     let sixteens = |channels: usize| subgroup && channels % 16 == 0;
     // im2col whose product loads its shared operand once per subgroup (broadcast-subgroup).
-    let shared_product = im2col::fits(s, gpu) && im2col::product_shares_loads_for(pass, s, gpu);
+    let shared_product =
+        im2col::accepts(pass, s, gpu) && im2col::product_shares_loads_for(pass, s, gpu);
     match pass {
         // At stride 2 a direct lane's row window serves 4 pixels per 3 loads (6 at stride 1).
         Pass::Forward if shared_product && s.cfg.stride == 2 => (
@@ -105,6 +107,15 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
              against 138.0, 106.0 against 134.3, 118.3 against 141.0 ms at batch 64; equal \
              at 32 wide), and the ResNet-18 step at 20x20 views, where maps are 10, 5 and 3 \
              wide, 1.1x faster",
+        ),
+        // At stride 1 the input gradient is the forward pass of the transposed convolution
+        // (dx as wide as x, dy's channels as its input channels).
+        Pass::InputGradient if shared_product && s.w <= 16 && s.cout >= 8 => (
+            ConvAlgo::Im2col,
+            "stride 1, maps up to 16 wide, with the 32-column subgroup product: im2col of the \
+             transposed convolution measured faster than the subgroup kernel on ResNet-18's \
+             16, 8 and 4 wide maps (118.5/122.5 against 152.1, 107.3/135.6 against 137.1, \
+             124.1/119.8 against 147.2 ms at batch 64; equal at 32 wide)",
         ),
         Pass::WeightGradient if shared_product && s.wo < 32 => (
             ConvAlgo::Im2col,
@@ -257,6 +268,7 @@ pub fn conv2d_backward_input_with(
         }
     }
     match algo {
+        ConvAlgo::Im2col => im2col::backward_input(dy, w, &s),
         ConvAlgo::Igemm => igemm::backward_input_dilated(dy, w, &s),
         ConvAlgo::DirectSubgroup => {
             direct::backward_input_dilated(direct::Weights::Subgroup, dy, w, &s)
