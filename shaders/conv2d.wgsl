@@ -83,31 +83,35 @@ fn pad_dilate(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
     }
 }
 
+// The packing kernels run one invocation per packed row, so that the integer divisions that
+// find a row's tap (which a CPU device cannot vectorise) happen once per row, not per element.
+
 // dst[tap][co] = w[co, ci, ky, kx], tap = (ci*KH + ky)*KW + kx; columns co >= Cout are 0.
 @compute @workgroup_size(WG)
 fn pack_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i = linear_id(gid, nwg);
+    let tap = linear_id(gid, nwg);
     let taps = pk.cin * pk.kh * pk.kw;
-    if (i >= taps * pk.cpad) { return; }
-    let tap = i / pk.cpad;
-    let co = i % pk.cpad;
-    dst[i] = select(0.0, src[min(co, pk.cout - 1u) * taps + tap], co < pk.cout);
+    if (tap >= taps) { return; }
+    let row = tap * pk.cpad;
+    for (var co = 0u; co < pk.cout; co++) { dst[row + co] = src[co * taps + tap]; }
+    for (var co = pk.cout; co < pk.cpad; co++) { dst[row + co] = 0.0; }
 }
 
 // The weights of the input-gradient convolution, whose input channels are the forward pass's
 // output channels: dst[tap'][ci] = w[co, ci, KH-1-ky, KW-1-kx], tap' = (co*KH + ky)*KW + kx.
 @compute @workgroup_size(WG)
 fn pack_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i = linear_id(gid, nwg);
+    let tap = linear_id(gid, nwg);
     let kk = pk.kh * pk.kw;
-    if (i >= pk.cout * kk * pk.cpad) { return; }
-    let tap = i / pk.cpad;
-    let ci = i % pk.cpad;
+    if (tap >= pk.cout * kk) { return; }
     let co = tap / kk;
     let ky = (tap % kk) / pk.kw;
     let kx = tap % pk.kw;
-    let s = ((co * pk.cin + min(ci, pk.cin - 1u)) * pk.kh + (pk.kh - 1u - ky)) * pk.kw + (pk.kw - 1u - kx);
-    dst[i] = select(0.0, src[s], ci < pk.cin);
+    // w[co, ci, flipped tap] for ci = 0, 1, ...: kk apart.
+    let first = co * pk.cin * kk + (pk.kh - 1u - ky) * pk.kw + (pk.kw - 1u - kx);
+    let row = tap * pk.cpad;
+    for (var ci = 0u; ci < pk.cin; ci++) { dst[row + ci] = src[first + ci * kk]; }
+    for (var ci = pk.cin; ci < pk.cpad; ci++) { dst[row + ci] = 0.0; }
 }
 
 // The weights of one phase of a stride-2 input gradient (see backward_input_by_phases in

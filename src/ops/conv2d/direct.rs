@@ -161,8 +161,8 @@ pub(super) fn pack(w: &Tensor, s: &ConvShape, backward: bool) -> Result<(Tensor,
         "pack_forward"
     };
     let bufs = [Access::Read(w.buffer()), Access::Write(packed.buffer())];
-    w.gpu()
-        .dispatch(&helper(entry), &p, &bufs, groups(packed.numel()))?;
+    // One invocation per packed row.
+    w.gpu().dispatch(&helper(entry), &p, &bufs, groups(rows))?;
     Ok((packed, cpad))
 }
 
