@@ -1,5 +1,6 @@
 //! Convolutions as im2col and a product (`shaders/conv2d.wgsl`'s `im2col`, `channels_last`,
-//! `channels_first`, then `shaders/matmul.wgsl`): the forward pass and the weight gradient.
+//! `channels_first`, then `shaders/matmul.wgsl`): the forward pass, the weight gradient, and
+//! the input gradient at stride 1 (the forward pass of the transposed convolution).
 //! The unfolding writes whole vec4s where the layout allows (`im2col_rows4`, `im2col_taps4`:
 //! 1.4-1.7x faster than one float per store on lavapipe, README: Performance).
 
@@ -40,7 +41,7 @@ pub(super) fn fits(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
 /// convolution: of dy, padded by k - 1 - pad, with the flipped weights and the channel roles
 /// swapped (`pack_backward`'s layout is the forward packing of those weights). Its shape, when
 /// `s` has one.
-fn transposed(s: &ConvShape) -> Option<ConvShape> {
+fn transposed_shape(s: &ConvShape) -> Option<ConvShape> {
     if s.cfg.stride != 1 || s.kh != s.kw {
         return None;
     }
@@ -56,7 +57,7 @@ fn transposed(s: &ConvShape) -> Option<ConvShape> {
 /// kernel, when the unfolded dy does.
 pub(super) fn accepts(pass: Pass, s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
     match pass {
-        Pass::InputGradient => transposed(s).is_some_and(|t| fits(&t, gpu)),
+        Pass::InputGradient => transposed_shape(s).is_some_and(|t| fits(&t, gpu)),
         _ => fits(s, gpu),
     }
 }
@@ -76,7 +77,7 @@ pub(super) fn product_shares_loads_for(pass: Pass, s: &ConvShape, gpu: &crate::g
             product_shares_loads((1, s.cout), (taps, 1), (s.cout, taps, rows), gpu)
         }
         Pass::InputGradient => {
-            transposed(s).is_some_and(|t| product_shares_loads_for(Pass::Forward, &t, gpu))
+            transposed_shape(s).is_some_and(|t| product_shares_loads_for(Pass::Forward, &t, gpu))
         }
     }
 }
@@ -132,9 +133,9 @@ pub(super) fn forward(
 }
 
 /// The input gradient of a stride-1 convolution as the forward pass of its transposed shape
-/// (see `transposed`).
+/// (see `transposed_shape`).
 pub(super) fn backward_input(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tensor> {
-    let t = transposed(s).ok_or_else(|| {
+    let t = transposed_shape(s).ok_or_else(|| {
         crate::error::Error::InvalidArgument(format!(
             "the im2col convolution computes input gradients at stride 1 with square kernels \
              only, not stride {} with a {}x{} kernel",

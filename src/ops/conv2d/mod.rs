@@ -5,7 +5,8 @@
 //!
 //! - `direct.rs`: NCHW kernels over vec4 row windows (8 channels x 2 rows x 4 pixels per
 //!   invocation).
-//! - `im2col.rs`: the unfolded input and a product (forward, weight gradient).
+//! - `im2col.rs`: the unfolded input and a product (forward, weight gradient, stride-1 input
+//!   gradient).
 //! - `igemm.rs`: implicit products over a channels-last input, one output pixel per lane with
 //!   its output channels in registers (the shape a GPU's implicit GEMM starts from).
 //! - `phases.rs`: stride-2 input gradients as four stride-1 convolutions, with the direct or
