@@ -191,12 +191,21 @@ fn the_profile_counts_each_kernels_dispatches_only_when_asked() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "the profiled run did not run the test: {text}");
+        assert!(
+            text.contains("1 passed"),
+            "the profiled run did not run the test: {text}"
+        );
         return;
     }
-    let relus: Vec<_> = profile.iter().filter(|k| k.entry == "relu_forward").collect();
+    let relus: Vec<_> = profile
+        .iter()
+        .filter(|k| k.entry == "relu_forward")
+        .collect();
     assert_eq!(relus.len(), 1, "{profile:?}");
     assert_eq!(relus[0].calls, 2, "{profile:?}");
     assert!(relus[0].seconds > 0.0, "{profile:?}");
-    assert!(taming::gpu::take_profile().is_empty(), "take_profile resets");
+    assert!(
+        taming::gpu::take_profile().is_empty(),
+        "take_profile resets"
+    );
 }
