@@ -1,10 +1,12 @@
 //! Convolutions as im2col and a product (`shaders/conv2d.wgsl`'s `im2col`, `channels_last`,
 //! `channels_first`, then `shaders/matmul.wgsl`): the forward pass, the weight gradient, and
-//! the input gradient at stride 1 (the forward pass of the transposed convolution).
+//! the input gradient at stride 1 and of 1x1 stride-2 shortcuts (the forward pass of the
+//! transposed convolution).
 //! The unfolding writes whole vec4s where the layout allows (`im2col_rows4`, `im2col_taps4`:
 //! 1.4-1.7x faster than one float per store on lavapipe, README: Performance).
 
 use super::direct::{groups, helper, kernel, pack, packed_channels};
+use super::phases::{scatter, AxisPhase};
 use super::ConvShape;
 use crate::error::Result;
 use crate::gpu::{uniform_struct, Access};
@@ -39,10 +41,13 @@ pub(super) fn fits(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
 
 /// The input gradient of a stride-1 convolution with a square kernel is itself a stride-1
 /// convolution: of dy, padded by k - 1 - pad, with the flipped weights and the channel roles
-/// swapped (`pack_backward`'s layout is the forward packing of those weights). Its shape, when
-/// `s` has one.
+/// swapped (`pack_backward`'s layout is the forward packing of those weights). A 1x1
+/// convolution at stride 2 without padding (ResNet-18's shortcut) reads only the even
+/// positions of x: its input gradient is zero elsewhere and there that of the same 1x1
+/// convolution at stride 1. The shape of that convolution, when `s` has one.
 fn transposed_shape(s: &ConvShape) -> Option<ConvShape> {
-    if s.cfg.stride != 1 || s.kh != s.kw {
+    let strided_1x1 = s.cfg.stride == 2 && (s.kh, s.kw, s.cfg.pad) == (1, 1, 0);
+    if !(s.cfg.stride == 1 && s.kh == s.kw || strided_1x1) {
         return None;
     }
     let cfg = super::Conv2dConfig {
@@ -54,7 +59,7 @@ fn transposed_shape(s: &ConvShape) -> Option<ConvShape> {
 
 /// Whether im2col computes `pass` of `s` on `gpu`: the forward pass and the weight gradient
 /// when the unfolded input fits one binding; the input gradient at stride 1 with a square
-/// kernel, when the unfolded dy does.
+/// kernel, or of a 1x1 stride-2 convolution without padding, when the unfolded dy does.
 pub(super) fn accepts(pass: Pass, s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
     match pass {
         Pass::InputGradient => transposed_shape(s).is_some_and(|t| fits(&t, gpu)),
@@ -132,17 +137,32 @@ pub(super) fn forward(
     forward_packed(x, &pack(w, s, false)?, bias, s)
 }
 
-/// The input gradient of a stride-1 convolution as the forward pass of its transposed shape
-/// (see `transposed_shape`).
+/// The input gradient as the forward pass of the transposed convolution (see
+/// `transposed_shape`); for a 1x1 stride-2 convolution, written into the even positions of a
+/// zero dx.
 pub(super) fn backward_input(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tensor> {
     let t = transposed_shape(s).ok_or_else(|| {
         crate::error::Error::InvalidArgument(format!(
             "the im2col convolution computes input gradients at stride 1 with square kernels \
-             only, not stride {} with a {}x{} kernel",
-            s.cfg.stride, s.kh, s.kw
+             and of 1x1 kernels at stride 2 without padding, not stride {} with a {}x{} kernel \
+             and padding {}",
+            s.cfg.stride, s.kh, s.kw, s.cfg.pad
         ))
     })?;
-    forward_packed(dy, &pack(w, s, true)?, None, &t)
+    let part = forward_packed(dy, &pack(w, s, true)?, None, &t)?;
+    if s.cfg.stride == 1 {
+        return Ok(part);
+    }
+    let dx = Tensor::zeros(dy.gpu(), &[s.n, s.cin, s.h, s.w])?;
+    let even = |size: usize| AxisPhase {
+        p: 0,
+        r: 0,
+        a: 1,
+        len: size.div_ceil(2),
+        before: 0,
+    };
+    scatter(&part, &dx, s, (even(s.h), even(s.w)))?;
+    Ok(dx)
 }
 
 /// The forward pass with the weights already packed ([Cin*KH*KW, Cpad]).

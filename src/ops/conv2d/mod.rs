@@ -44,7 +44,8 @@ string_enum! {
         /// of 8 lanes or more.
         DirectSubgroup = "direct-subgroup",
         /// im2col and a product (forward pass and weight gradient; the input gradient at
-        /// stride 1 with a square kernel, as the forward pass of the transposed convolution).
+        /// stride 1 with a square kernel and of 1x1 stride-2 kernels without padding, as the
+        /// forward pass of the transposed convolution).
         Im2col = "im2col",
         /// Implicit product over a channels-last input, one output pixel x 8-16 channels in
         /// registers per lane (all three passes).
@@ -117,6 +118,13 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
              transposed convolution measured faster than the subgroup kernel on ResNet-18's \
              16, 8 and 4 wide maps (118.5/122.5 against 152.1, 107.3/135.6 against 137.1, \
              124.1/119.8 against 147.2 ms at batch 64; equal at 32 wide)",
+        ),
+        // (im2col's only stride-2 input gradient: the 1x1 shortcut's, one phase.)
+        Pass::InputGradient if shared_product && s.cfg.stride == 2 => (
+            ConvAlgo::Im2col,
+            "a 1x1 stride-2 shortcut: its one phase as a product measured faster than the \
+             subgroup kernel's 1x1 sub-convolution (ResNet-18's 64->128: 15.7-18.9 against \
+             13.4-13.8 GFLOP/s)",
         ),
         Pass::WeightGradient if shared_product && s.wo < 32 => (
             ConvAlgo::Im2col,
@@ -263,13 +271,16 @@ pub fn conv2d_backward_input_with(
     if algo == ConvAlgo::DirectSubgroup && direct::all_phases_at_once(dy.gpu(), &s) {
         return direct::backward_input_stride2(dy, w, &s);
     }
+    // im2col's stride-2 case (the 1x1 shortcut) is one phase, written by itself.
+    if algo == ConvAlgo::Im2col {
+        return im2col::backward_input(dy, w, &s);
+    }
     if cfg.stride == 2 {
         if let Some(phases) = phases::stride2_phases(&s) {
             return phases::backward_input_by_phases(dy, w, &s, &phases, algo);
         }
     }
     match algo {
-        ConvAlgo::Im2col => im2col::backward_input(dy, w, &s),
         ConvAlgo::Igemm => igemm::backward_input_dilated(dy, w, &s),
         ConvAlgo::DirectSubgroup => {
             direct::backward_input_dilated(direct::Weights::Subgroup, dy, w, &s)

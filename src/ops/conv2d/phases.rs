@@ -111,7 +111,7 @@ pub(super) fn backward_input_by_phases(
             continue;
         }
         let cpad = packed_channels(s.cin);
-        let mut p = PhaseParams {
+        let p = PhaseParams {
             cout: s.cout as u32,
             cin: s.cin as u32,
             kh: s.kh as u32,
@@ -165,20 +165,34 @@ pub(super) fn backward_input_by_phases(
                 )?
             }
         };
-        p.planes = (s.n * s.cin) as u32;
-        p.hy = py.len as u32;
-        p.wx = px.len as u32;
-        p.h = s.h as u32;
-        p.w = s.w as u32;
-        p.py = py.p as u32;
-        p.px = px.p as u32;
-        let bufs = [Access::Read(part.buffer()), Access::Write(dx.buffer())];
-        gpu.dispatch(
-            &helper("scatter_phase"),
-            &p,
-            &bufs,
-            groups(s.n * s.cin * py.len),
-        )?;
+        scatter(&part, &dx, s, (py, px))?;
     }
     Ok(dx)
+}
+
+/// Writes `part` [N, Cin, phase rows, phase columns], the input gradient at the positions of
+/// one phase, into those positions of `dx` [N, Cin, H, W] (`scatter_phase`).
+pub(super) fn scatter(
+    part: &Tensor,
+    dx: &Tensor,
+    s: &ConvShape,
+    (py, px): (AxisPhase, AxisPhase),
+) -> Result<()> {
+    let p = PhaseParams {
+        planes: (s.n * s.cin) as u32,
+        hy: py.len as u32,
+        wx: px.len as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        py: py.p as u32,
+        px: px.p as u32,
+        ..Default::default()
+    };
+    let bufs = [Access::Read(part.buffer()), Access::Write(dx.buffer())];
+    dx.gpu().dispatch(
+        &helper("scatter_phase"),
+        &p,
+        &bufs,
+        groups(s.n * s.cin * py.len),
+    )
 }
