@@ -306,11 +306,11 @@ pub(super) fn backward_input_dilated(
     )
 }
 
-/// Whether `backward_input_stride2` computes the input gradient of `s`: 3x3 kernels at stride
-/// 2 with padding 1 (ResNet-18's and the small CNN's downsampling convolutions), on a device
-/// with subgroups of 8 lanes or more.
-pub(super) fn all_phases_at_once(gpu: &crate::gpu::Gpu, s: &ConvShape) -> bool {
-    s.cfg.stride == 2 && s.cfg.pad == 1 && (s.kh, s.kw) == (3, 3) && gpu.has_subgroups_of(8)
+/// Whether `backward_input_stride2` computes the input gradient of `s` (with the subgroup
+/// kernels, which need subgroups of 8 or more): 3x3 kernels at stride 2 with padding 1
+/// (ResNet-18's and the small CNN's downsampling convolutions).
+pub(super) fn all_phases_at_once(s: &ConvShape) -> bool {
+    s.cfg.stride == 2 && s.cfg.pad == 1 && (s.kh, s.kw) == (3, 3)
 }
 
 /// The input gradient of a 3x3 stride-2 pad-1 convolution in one pass over dy, every tap

@@ -265,15 +265,16 @@ pub fn conv2d_backward_input_with(
         ));
     }
     let algo = pick(Pass::InputGradient, &s, dy.gpu(), algo)?;
-    if algo == ConvAlgo::Tiled {
-        return tiled::backward_input(dy, w, &s);
-    }
-    if algo == ConvAlgo::DirectSubgroup && direct::all_phases_at_once(dy.gpu(), &s) {
-        return direct::backward_input_stride2(dy, w, &s);
-    }
-    // im2col's stride-2 case (the 1x1 shortcut) is one phase, written by itself.
-    if algo == ConvAlgo::Im2col {
-        return im2col::backward_input(dy, w, &s);
+    // The algorithms that handle stride 2 themselves: the tiled kernel splits the phases, the
+    // subgroup kernel computes a 3x3 pad-1 kernel's four at once, and im2col's one stride-2
+    // case (the 1x1 shortcut) has a single phase.
+    match algo {
+        ConvAlgo::Tiled => return tiled::backward_input(dy, w, &s),
+        ConvAlgo::Im2col => return im2col::backward_input(dy, w, &s),
+        ConvAlgo::DirectSubgroup if direct::all_phases_at_once(&s) => {
+            return direct::backward_input_stride2(dy, w, &s)
+        }
+        _ => {}
     }
     if cfg.stride == 2 {
         if let Some(phases) = phases::stride2_phases(&s) {
