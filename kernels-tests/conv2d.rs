@@ -250,15 +250,15 @@ fn conv2d_rejects_unsupported_strides_and_widths_with_a_clear_message() {
 #[test]
 fn a_forced_algorithm_that_does_not_compute_a_pass_is_refused_by_name() {
     let Some(gpu) = gpu() else { return };
-    // im2col computes input gradients at stride 1 only.
-    let cfg = Conv2dConfig { stride: 2, pad: 1 };
-    let w = upload(&gpu, &[2, 3, 3, 3], &[0.0; 54]);
-    let dy = upload(&gpu, &[1, 2, 2, 2], &[0.0; 8]);
-    let msg = conv::conv2d_backward_input_with(&dy, &w, &[1, 3, 4, 4], cfg, Some(ConvAlgo::Im2col))
+    // The subgroup forward kernels hand a row of taps through 8 lanes: kernels up to 4 wide.
+    let cfg = Conv2dConfig { stride: 1, pad: 2 };
+    let w = upload(&gpu, &[2, 3, 5, 5], &[0.0; 150]);
+    let x = upload(&gpu, &[1, 3, 6, 6], &[0.0; 108]);
+    let msg = conv::conv2d_forward_with(&x, &w, None, cfg, Some(ConvAlgo::DirectSubgroup))
         .unwrap_err()
         .to_string();
     assert!(
-        msg.contains("im2col") && msg.contains("InputGradient"),
+        msg.contains("direct-subgroup") && msg.contains("Forward"),
         "{msg}"
     );
     assert_eq!("IGEMM".parse::<ConvAlgo>(), Ok(ConvAlgo::Igemm));

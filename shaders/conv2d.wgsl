@@ -9,7 +9,8 @@
 //   input gradient   dx = conv(pad(dilate(dy)), flipped w, Cin <-> Cout, 1)      conv2d_forward
 //                    (stride 2: four stride-1 convolutions of pad(dy), one per output parity,
 //                    with the taps of that parity; pack_phase, scatter_phase; with subgroups
-//                    a 3x3 pad-1 kernel's four phases at once, conv2d_subgroup.wgsl)
+//                    a 3x3 pad-1 kernel's four phases at once, conv2d_subgroup.wgsl; or the
+//                    product of dy and the weights, folded: col2im)
 //   weight gradient  dw[co, ci, ky, kx] = sum over n, oy, ox of
 //                    dy[n, co, oy, ox] * pad(x)[n, ci, oy*S + ky, ox*S + kx]    conv2d_backward_weight
 //                    (small maps whose width is not a multiple of 4: a matmul of channels-last
@@ -254,6 +255,52 @@ fn im2col_taps4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
             v[q] = tap_value(n, c0 + e / kk, oy, ox, tap / KW, tap % KW);
         }
         dst4[out + j] = v;
+    }
+}
+
+// dx [N, Cin, H, W] (here col.h, col.w; col.ho, col.wo those of dy) from src = the input
+// gradient's unfolded form [N*Ho*Wo, Cin*KH*KW] (the product of dy and the weights: the
+// gradient of every value im2col would have written), each input pixel summing the entries
+// of the taps that saw it. Invocation -> (n, ci, block of STRIDE x STRIDE pixels from
+// (STRIDE i, STRIDE j)): tap (ky, kx) reaches exactly one pixel of a block, from output
+// pixel (i, j) + ((phase + PAD - tap) / STRIDE) per axis, so every load is used. PAD is a
+// pipeline constant, like KH, KW and STRIDE, so that the sums' indices are too.
+override PAD: u32 = 0u;
+
+@compute @workgroup_size(WG)
+fn col2im(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let id = linear_id(gid, nwg);
+    let bh = (col.h + STRIDE - 1u) / STRIDE;
+    let bw = (col.w + STRIDE - 1u) / STRIDE;
+    if (id >= col.n * col.cin * bh * bw) { return; }
+    let j = id % bw;
+    let i = (id / bw) % bh;
+    let ci = (id / (bw * bh)) % col.cin;
+    let n = id / (bw * bh * col.cin);
+    let taps = col.cin * KH * KW;
+    var sum: array<f32, 4>;
+    for (var ky = 0u; ky < KH; ky++) {
+        // The block row this tap reaches, and the output row it comes from.
+        let py = (ky + STRIDE * KH - PAD % STRIDE) % STRIDE;
+        let oy = i32(i) + (i32(py + PAD) - i32(ky)) / i32(STRIDE);
+        for (var kx = 0u; kx < KW; kx++) {
+            let px = (kx + STRIDE * KW - PAD % STRIDE) % STRIDE;
+            let ox = i32(j) + (i32(px + PAD) - i32(kx)) / i32(STRIDE);
+            let inside = oy >= 0 && oy < i32(col.ho) && ox >= 0 && ox < i32(col.wo);
+            let pixel = (n * col.ho + u32(clamp(oy, 0, i32(col.ho) - 1))) * col.wo
+                + u32(clamp(ox, 0, i32(col.wo) - 1));
+            let v = src[pixel * taps + (ci * KH + ky) * KW + kx];
+            sum[py * STRIDE + px] += select(0.0, v, inside);
+        }
+    }
+    for (var py = 0u; py < STRIDE; py++) {
+        for (var px = 0u; px < STRIDE; px++) {
+            let y = STRIDE * i + py;
+            let x = STRIDE * j + px;
+            if (y < col.h && x < col.w) {
+                dst[((n * col.cin + ci) * col.h + y) * col.w + x] = sum[py * STRIDE + px];
+            }
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Convolutions as im2col and a product (`shaders/conv2d.wgsl`'s `im2col`, `channels_last`,
 //! `channels_first`, then `shaders/matmul.wgsl`): the forward pass, the weight gradient, and
-//! the input gradient at stride 1 and of 1x1 stride-2 shortcuts (the forward pass of the
-//! transposed convolution).
+//! the input gradient: at stride 1 and of 1x1 stride-2 shortcuts the forward pass of the
+//! transposed convolution, else the product of dy and the weights folded by `col2im`.
 //! The unfolding writes whole vec4s where the layout allows (`im2col_rows4`, `im2col_taps4`:
 //! 1.4-1.7x faster than one float per store on lavapipe, README: Performance).
 
@@ -59,10 +59,11 @@ fn transposed_shape(s: &ConvShape) -> Option<ConvShape> {
 
 /// Whether im2col computes `pass` of `s` on `gpu`: the forward pass and the weight gradient
 /// when the unfolded input fits one binding; the input gradient at stride 1 with a square
-/// kernel, or of a 1x1 stride-2 convolution without padding, when the unfolded dy does.
+/// kernel, or of a 1x1 stride-2 convolution without padding, when the unfolded dy does, and
+/// every other one (`backward_input_folded`) when the unfolded input gradient does.
 pub(super) fn accepts(pass: Pass, s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
-    match pass {
-        Pass::InputGradient => transposed_shape(s).is_some_and(|t| fits(&t, gpu)),
+    match (pass, transposed_shape(s)) {
+        (Pass::InputGradient, Some(t)) => fits(&t, gpu),
         _ => fits(s, gpu),
     }
 }
@@ -81,9 +82,11 @@ pub(super) fn product_shares_loads_for(pass: Pass, s: &ConvShape, gpu: &crate::g
         Pass::WeightGradient => {
             product_shares_loads((1, s.cout), (taps, 1), (s.cout, taps, rows), gpu)
         }
-        Pass::InputGradient => {
-            transposed_shape(s).is_some_and(|t| product_shares_loads_for(Pass::Forward, &t, gpu))
-        }
+        Pass::InputGradient => match transposed_shape(s) {
+            Some(t) => product_shares_loads_for(Pass::Forward, &t, gpu),
+            // dcols = dy_t^T W: A = dy_t [Cout, rows], B = W [Cout, taps].
+            None => product_shares_loads((1, rows), (taps, 1), (rows, taps, s.cout), gpu),
+        },
     }
 }
 
@@ -139,16 +142,11 @@ pub(super) fn forward(
 
 /// The input gradient as the forward pass of the transposed convolution (see
 /// `transposed_shape`); for a 1x1 stride-2 convolution, written into the even positions of a
-/// zero dx.
+/// zero dx. Other shapes: `backward_input_folded`.
 pub(super) fn backward_input(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tensor> {
-    let t = transposed_shape(s).ok_or_else(|| {
-        crate::error::Error::InvalidArgument(format!(
-            "the im2col convolution computes input gradients at stride 1 with square kernels \
-             and of 1x1 kernels at stride 2 without padding, not stride {} with a {}x{} kernel \
-             and padding {}",
-            s.cfg.stride, s.kh, s.kw, s.cfg.pad
-        ))
-    })?;
+    let Some(t) = transposed_shape(s) else {
+        return backward_input_folded(dy, w, s);
+    };
     let part = forward_packed(dy, &pack(w, s, true)?, None, &t)?;
     if s.cfg.stride == 1 {
         return Ok(part);
@@ -162,6 +160,45 @@ pub(super) fn backward_input(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<T
         before: 0,
     };
     scatter(&part, &dx, s, (even(s.h), even(s.w)))?;
+    Ok(dx)
+}
+
+/// The input gradient as the gradient of the unfolded input and its fold: dcols [N*Ho*Wo,
+/// Cin*KH*KW] = dy_t^T W, with dy_t the output gradient as [Cout, N*Ho*Wo] (dy's own
+/// unfolding with a 1x1 kernel) and W the weights as they are ([Cout, Cin*KH*KW]); then
+/// `col2im` sums, for every input pixel, the entries of the taps that saw it. Any stride and
+/// padding; the stride-2 convolutions have no transposed convolution of stride 1.
+fn backward_input_folded(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tensor> {
+    let gpu = dy.gpu();
+    let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
+    let one_by_one = super::Conv2dConfig { stride: 1, pad: 0 };
+    let dy_shape = ConvShape::new(&s.output(), &[1, s.cout, 1, 1], one_by_one)?;
+    let dy_t = im2col(dy, &dy_shape, true)?;
+    let dcols = matmul_strided(
+        &dy_t,
+        (1, rows),
+        w,
+        (taps, 1),
+        rows,
+        taps,
+        s.cout,
+        "unfolded conv2d input gradient",
+    )?;
+    let dx = Tensor::uninit(gpu, &[s.n, s.cin, s.h, s.w], "conv2d input gradient")?;
+    let p = ColParams {
+        n: s.n as u32,
+        cin: s.cin as u32,
+        h: s.h as u32,
+        w: s.w as u32,
+        ho: s.ho as u32,
+        wo: s.wo as u32,
+        ..Default::default()
+    };
+    let stride = s.cfg.stride;
+    let k = kernel("col2im", (s.kh, s.kw), stride).with("PAD", s.cfg.pad as u32);
+    let bufs = [Access::Read(dcols.buffer()), Access::Write(dx.buffer())];
+    let blocks = s.n * s.cin * s.h.div_ceil(stride) * s.w.div_ceil(stride);
+    gpu.dispatch(&k, &p, &bufs, groups(blocks))?;
     Ok(dx)
 }
 

@@ -5,8 +5,9 @@
 //!
 //! - `direct.rs`: NCHW kernels over vec4 row windows (8 channels x 2 rows x 4 pixels per
 //!   invocation).
-//! - `im2col.rs`: the unfolded input and a product (forward, weight gradient, stride-1 input
-//!   gradient).
+//! - `im2col.rs`: the unfolded input and a product (forward, weight gradient; the input
+//!   gradient as the transposed convolution at stride 1, as a product folded by col2im at
+//!   stride 2).
 //! - `igemm.rs`: implicit products over a channels-last input, one output pixel per lane with
 //!   its output channels in registers (the shape a GPU's implicit GEMM starts from).
 //! - `phases.rs`: stride-2 input gradients as four stride-1 convolutions, with the direct or
@@ -44,8 +45,9 @@ string_enum! {
         /// of 8 lanes or more.
         DirectSubgroup = "direct-subgroup",
         /// im2col and a product (forward pass and weight gradient; the input gradient at
-        /// stride 1 with a square kernel and of 1x1 stride-2 kernels without padding, as the
-        /// forward pass of the transposed convolution).
+        /// stride 1 with a square kernel and of 1x1 stride-2 kernels without padding as the
+        /// forward pass of the transposed convolution, any other as the product of dy and the
+        /// weights folded by col2im).
         Im2col = "im2col",
         /// Implicit product over a channels-last input, one output pixel x 8-16 channels in
         /// registers per lane (all three passes).
@@ -110,6 +112,17 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
              at 32 wide), and the ResNet-18 step at 20x20 views, where maps are 10, 5 and 3 \
              wide, 1.1x faster",
         ),
+        // At stride 2 the input gradient is the product of dy and the weights, folded.
+        Pass::InputGradient if shared_product && s.cfg.stride == 2 => (
+            ConvAlgo::Im2col,
+            "stride 2, with a product that shares its loads through the subgroup: the product \
+             of dy and the weights, folded by col2im, measured faster than the subgroup \
+             kernel's four phases at once on the small CNN's conv3 (28-29 against 41 ms) and \
+             ResNet-18's 16- and 8-wide maps (58 against 64-66, 50 against 64-65 ms at batch \
+             64), equal on 18 and 32 wide maps; and the 1x1 shortcut's one phase faster than \
+             the subgroup kernel's 1x1 sub-convolution (ResNet-18's 64->128: 15.7-18.9 against \
+             13.4-13.8 GFLOP/s)",
+        ),
         // At stride 1 the input gradient is the forward pass of the transposed convolution
         // (dx as wide as x, dy's channels as its input channels).
         Pass::InputGradient if shared_product && s.w <= 16 && s.cout >= 8 => (
@@ -118,13 +131,6 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
              transposed convolution measured faster than the subgroup kernel on ResNet-18's \
              16, 8 and 4 wide maps (118.5/122.5 against 152.1, 107.3/135.6 against 137.1, \
              124.1/119.8 against 147.2 ms at batch 64; equal at 32 wide)",
-        ),
-        // (im2col's only stride-2 input gradient: the 1x1 shortcut's, one phase.)
-        Pass::InputGradient if shared_product && s.cfg.stride == 2 => (
-            ConvAlgo::Im2col,
-            "a 1x1 stride-2 shortcut: its one phase as a product measured faster than the \
-             subgroup kernel's 1x1 sub-convolution (ResNet-18's 64->128: 15.7-18.9 against \
-             13.4-13.8 GFLOP/s)",
         ),
         Pass::WeightGradient if shared_product && s.wo < 32 => (
             ConvAlgo::Im2col,
@@ -159,7 +165,8 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
         ),
         Pass::InputGradient => (
             ConvAlgo::Direct,
-            "input gradients: the direct kernel (by phases at stride 2); im2col has none",
+            "input gradients where im2col's product would load its operands per lane: the \
+             direct kernel (by phases at stride 2)",
         ),
         _ if narrow => (
             ConvAlgo::Im2col,
@@ -248,8 +255,9 @@ pub fn conv2d_backward_input(
 }
 
 /// The input gradient with `algo` (None: the usual choice). At stride 2 it goes by phases
-/// where they apply, with `algo` inside (the tiled kernel splits the phases itself, and the
-/// subgroup kernel computes a 3x3 pad-1 kernel's four phases in one pass).
+/// where they apply, with `algo` inside (the tiled kernel splits the phases itself, the
+/// subgroup kernel computes a 3x3 pad-1 kernel's four phases in one pass, and im2col folds
+/// the product of dy and the weights).
 pub fn conv2d_backward_input_with(
     dy: &Tensor,
     w: &Tensor,
@@ -266,8 +274,8 @@ pub fn conv2d_backward_input_with(
     }
     let algo = pick(Pass::InputGradient, &s, dy.gpu(), algo)?;
     // The algorithms that handle stride 2 themselves: the tiled kernel splits the phases, the
-    // subgroup kernel computes a 3x3 pad-1 kernel's four at once, and im2col's one stride-2
-    // case (the 1x1 shortcut) has a single phase.
+    // subgroup kernel computes a 3x3 pad-1 kernel's four at once, and im2col folds the
+    // product of dy and the weights (the 1x1 shortcut: writes its single phase).
     match algo {
         ConvAlgo::Tiled => return tiled::backward_input(dy, w, &s),
         ConvAlgo::Im2col => return im2col::backward_input(dy, w, &s),
