@@ -264,7 +264,8 @@ fn im2col_taps4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
 // of the taps that saw it. Invocation -> (n, ci, block of STRIDE x STRIDE pixels from
 // (STRIDE i, STRIDE j)): tap (ky, kx) reaches exactly one pixel of a block, from output
 // pixel (i, j) + ((phase + PAD - tap) / STRIDE) per axis, so every load is used. PAD is a
-// pipeline constant, like KH, KW and STRIDE, so that the sums' indices are too.
+// pipeline constant, like KH, KW and STRIDE, so that the sums' indices are too (STRIDE is 1
+// or 2, as ConvShape allows: at most 4 sums).
 override PAD: u32 = 0u;
 
 @compute @workgroup_size(WG)
