@@ -42,6 +42,8 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     // Channels in sixteens: the 16-channel subgroup kernel (forward and input gradients).
     ([2, 16, 11, 9], [32, 16, 3, 3], 2, 1),
     ([1, 32, 7, 10], [16, 32, 3, 3], 1, 1),
+    // A non-square kernel at stride 1: im2col folds its input gradient (col2im at stride 1).
+    ([2, 3, 7, 8], [4, 3, 2, 3], 1, 1),
 ];
 
 #[test]
