@@ -87,15 +87,85 @@ fn matmul_broadcast_subgroup_wide(
     for (var kk = 0u; kk < q.k; kk++) {
         let own = b4[bi];
         let av = a4[ai];
-        outer4(&lo, 0u, av, subgroupBroadcast(own, 0u));
-        outer4(&lo, 1u, av, subgroupBroadcast(own, 1u));
-        outer4(&lo, 2u, av, subgroupBroadcast(own, 2u));
-        outer4(&lo, 3u, av, subgroupBroadcast(own, 3u));
-        outer4(&hi, 0u, av, subgroupBroadcast(own, 4u));
-        outer4(&hi, 1u, av, subgroupBroadcast(own, 5u));
-        outer4(&hi, 2u, av, subgroupBroadcast(own, 6u));
-        outer4(&hi, 3u, av, subgroupBroadcast(own, 7u));
+        outer_wide(&lo, &hi, av, own);
         ai += a_step;
+        bi += b_step;
+    }
+    broadcast_store(&lo, t);
+    broadcast_store(&hi, BroadcastTile(t.c0 + 16u, t.r0, t.ra, t.inside));
+}
+
+// One k step of the 32-column product: the lane's 4 rows `av` times the 32 columns, whose 8
+// vec4s lanes 0-7 hold (`own`) and the broadcasts hand to every lane.
+fn outer_wide(
+    lo: ptr<function, array<vec4<f32>, 16>>,
+    hi: ptr<function, array<vec4<f32>, 16>>,
+    av: vec4<f32>,
+    own: vec4<f32>,
+) {
+    outer4(lo, 0u, av, subgroupBroadcast(own, 0u));
+    outer4(lo, 1u, av, subgroupBroadcast(own, 1u));
+    outer4(lo, 2u, av, subgroupBroadcast(own, 2u));
+    outer4(lo, 3u, av, subgroupBroadcast(own, 3u));
+    outer4(hi, 0u, av, subgroupBroadcast(own, 4u));
+    outer4(hi, 1u, av, subgroupBroadcast(own, 5u));
+    outer4(hi, 2u, av, subgroupBroadcast(own, 6u));
+    outer4(hi, 3u, av, subgroupBroadcast(own, 7u));
+}
+
+// matmul_broadcast_subgroup_wide for a convolution's forward product with A read straight from
+// the NCHW input (an implicit im2col): A[row, tap] = x[n, ci, oy * STRIDE + ky - PAD,
+// ox * STRIDE + kx - PAD] for output pixel row = (n, oy, ox) and tap = (ci, ky, kx), zero in
+// the padding. On lavapipe a load costs per float, so a lane's 4 masked scalar loads of its
+// rows cost about what its vec4 of the unfolded input did, and the unfolding pass, which wrote
+// and read every entry once more, is gone (README: Performance). The input's shape and the
+// kernel's are pipeline constants, so the per-step index arithmetic divides by constants.
+// B is the packed weights [taps, Cpad], C the channels-last output [N*Ho*Wo, Cpad]; q.m is
+// N*Ho*Wo (a multiple of 4), q.n Cpad, q.k Cin*KH*KW.
+override IN_C: u32 = 1u;
+override IN_H: u32 = 1u;
+override IN_W: u32 = 1u;
+override OUT_H: u32 = 1u;
+override OUT_W: u32 = 1u;
+override K_H: u32 = 3u;
+override K_W: u32 = 3u;
+override STRIDE: u32 = 1u;
+override PAD: u32 = 0u;
+
+@compute @workgroup_size(WG)
+fn conv2d_forward_implicit(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) sg: u32,
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(num_workgroups) nwg: vec3u,
+) {
+    let t = broadcast_tile(lane, wg, nwg, 32u);
+    if (!t.inside) { return; }
+    var lo: array<vec4<f32>, 16>;
+    var hi: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        lo[i] = vec4<f32>(0.0);
+        hi[i] = vec4<f32>(0.0);
+    }
+    let b_step = q.b_sk / 4u;
+    var bi = min(t.c0 / 4u + sg % 8u, q.n / 4u - 1u);
+    // The 4 rows' images and the input position of their tap (0, 0).
+    let rows = vec4<u32>(t.ra) + vec4<u32>(0u, 1u, 2u, 3u);
+    let image = vec4<i32>((rows / (OUT_H * OUT_W)) * IN_C * IN_H * IN_W);
+    let y0 = vec4<i32>(((rows / OUT_W) % OUT_H) * STRIDE) - i32(PAD);
+    let x0 = vec4<i32>((rows % OUT_W) * STRIDE) - i32(PAD);
+    let h = vec4<i32>(i32(IN_H));
+    let w = vec4<i32>(i32(IN_W));
+    for (var kk = 0u; kk < q.k; kk++) {
+        let own = b4[bi];
+        let tap = kk % (K_H * K_W);
+        let y = y0 + i32(tap / K_W);
+        let x = x0 + i32(tap % K_W);
+        let inside = (y >= vec4<i32>(0)) & (y < h) & (x >= vec4<i32>(0)) & (x < w);
+        let at = image + i32((kk / (K_H * K_W)) * IN_H * IN_W)
+            + clamp(y, vec4<i32>(0), h - 1) * i32(IN_W) + clamp(x, vec4<i32>(0), w - 1);
+        let av = select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]), inside);
+        outer_wide(&lo, &hi, av, own);
         bi += b_step;
     }
     broadcast_store(&lo, t);

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader};
 use crate::names::string_enum;
 use crate::ops::reduce::sum_channels;
-use crate::shapes::Pass;
+use crate::shapes::{ConvShape, Pass};
 use crate::tensor::Tensor;
 
 uniform_struct! {
@@ -367,6 +367,67 @@ fn matmul_broadcast(
     let kernel = Kernel::new(shader, entry).with("WG", wg);
     let groups = rows.div_ceil(4 * wg as usize) * cols.div_ceil(tile_cols);
     gpu.dispatch(&kernel, &q, &bufs, groups as u32)
+}
+
+/// The forward product of convolution `s` with its input `x` (NCHW) read in place of the
+/// unfolded input (`conv2d_forward_implicit`): the channels-last output [N*Ho*Wo, cpad] =
+/// im2col(x) [N*Ho*Wo, Cin*KH*KW] times the packed weights [Cin*KH*KW, cpad]. For where
+/// `implicit_conv_product_fits`.
+pub(crate) fn conv_product_implicit(
+    x: &Tensor,
+    s: &ConvShape,
+    packed: &Tensor,
+    cpad: usize,
+) -> Result<Tensor> {
+    let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
+    let c = Tensor::uninit(x.gpu(), &[rows, cpad], "channels-last conv2d output")?;
+    let q = BroadcastParams {
+        m: rows as u32,
+        n: cpad as u32,
+        k: taps as u32,
+        a_sk: 0,
+        b_sk: cpad as u32,
+        c_sm: cpad as u32,
+        c_sn: 1,
+        _pad: 0,
+    };
+    // Binding 3 (the bias of `matmul`) is not read; it still needs a buffer.
+    let bufs = [
+        Access::Read(x.buffer()),
+        Access::Read(packed.buffer()),
+        Access::Read(packed.buffer()),
+        Access::Write(c.buffer()),
+    ];
+    let gpu = x.gpu();
+    let wg = if gpu.is_cpu() {
+        CPU_BROADCAST_WG
+    } else {
+        MATMUL_WG
+    };
+    let kernel = Kernel::new(Shader::MatmulSubgroup, "conv2d_forward_implicit")
+        .with("WG", wg)
+        .with("IN_C", s.cin as u32)
+        .with("IN_H", s.h as u32)
+        .with("IN_W", s.w as u32)
+        .with("OUT_H", s.ho as u32)
+        .with("OUT_W", s.wo as u32)
+        .with("K_H", s.kh as u32)
+        .with("K_W", s.kw as u32)
+        .with("STRIDE", s.cfg.stride as u32)
+        .with("PAD", s.cfg.pad as u32);
+    let groups = rows.div_ceil(4 * wg as usize) * cpad.div_ceil(32);
+    gpu.dispatch(&kernel, &q, &bufs, groups as u32)?;
+    Ok(c)
+}
+
+/// Whether `conv_product_implicit` computes the forward product of `s` with `cpad` packed
+/// channels on `gpu`: where the unfolded product would take the 32-column subgroup kernel
+/// with the output pixels on the lanes.
+pub(crate) fn implicit_conv_product_fits(s: &ConvShape, cpad: usize, gpu: &Gpu) -> bool {
+    let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
+    cpad >= 32
+        && rows >= cpad
+        && product_shares_loads((1, rows), (cpad, 1), (rows, cpad, taps), gpu)
 }
 
 /// Whether the product `[m, n] = A[m, k] B[k, n]` with these strides (no bias) runs on `gpu`
