@@ -44,6 +44,9 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     ([1, 32, 7, 10], [16, 32, 3, 3], 1, 1),
     // A non-square kernel at stride 1: im2col folds its input gradient (col2im at stride 1).
     ([2, 3, 7, 8], [4, 3, 2, 3], 1, 1),
+    // im2col's products reading x in place of its unfolding at stride 1 (32 or more output
+    // channels; case 22 at stride 2).
+    ([2, 8, 7, 8], [36, 8, 3, 3], 1, 1),
 ];
 
 #[test]

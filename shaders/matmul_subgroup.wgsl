@@ -171,3 +171,48 @@ fn conv2d_forward_implicit(
     broadcast_store(&lo, t);
     broadcast_store(&hi, BroadcastTile(t.c0 + 16u, t.r0, t.ra, t.inside));
 }
+
+// The weight gradient's product the same way: dW^T [taps, Cout] = im2col(x)^T dy_last, the
+// lanes on taps (4 each), the workgroup's 32 columns output channels, k the output pixels;
+// A[tap, row] = im2col(x)[row, tap] read from x. B is dy channels-last [N*Ho*Wo, Cout], C is
+// dW [Cout, taps] written through C's strides; q.m is taps (a multiple of 4), q.n Cout, q.k
+// N*Ho*Wo. Per k step the pixel is the same for every lane; each lane's 4 taps are fixed.
+@compute @workgroup_size(WG)
+fn conv2d_weight_grad_implicit(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) sg: u32,
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(num_workgroups) nwg: vec3u,
+) {
+    let t = broadcast_tile(lane, wg, nwg, 32u);
+    if (!t.inside) { return; }
+    var lo: array<vec4<f32>, 16>;
+    var hi: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        lo[i] = vec4<f32>(0.0);
+        hi[i] = vec4<f32>(0.0);
+    }
+    let b_step = q.b_sk / 4u;
+    var bi = min(t.c0 / 4u + sg % 8u, q.n / 4u - 1u);
+    // The lane's 4 taps: their channel planes and kernel offsets.
+    let taps = vec4<u32>(t.ra) + vec4<u32>(0u, 1u, 2u, 3u);
+    let plane = vec4<i32>((taps / (K_H * K_W)) * IN_H * IN_W);
+    let ky = vec4<i32>((taps % (K_H * K_W)) / K_W);
+    let kx = vec4<i32>(taps % K_W);
+    let h = vec4<i32>(i32(IN_H));
+    let w = vec4<i32>(i32(IN_W));
+    for (var kk = 0u; kk < q.k; kk++) {
+        let own = b4[bi];
+        let image = i32((kk / (OUT_H * OUT_W)) * IN_C * IN_H * IN_W);
+        let y = ky + i32(((kk / OUT_W) % OUT_H) * STRIDE) - i32(PAD);
+        let x = kx + i32((kk % OUT_W) * STRIDE) - i32(PAD);
+        let inside = (y >= vec4<i32>(0)) & (y < h) & (x >= vec4<i32>(0)) & (x < w);
+        let at = plane + image + clamp(y, vec4<i32>(0), h - 1) * i32(IN_W)
+            + clamp(x, vec4<i32>(0), w - 1);
+        let av = select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]), inside);
+        outer_wide(&lo, &hi, av, own);
+        bi += b_step;
+    }
+    broadcast_store(&lo, t);
+    broadcast_store(&hi, BroadcastTile(t.c0 + 16u, t.r0, t.ra, t.inside));
+}

@@ -369,33 +369,74 @@ fn matmul_broadcast(
     gpu.dispatch(&kernel, &q, &bufs, groups as u32)
 }
 
-/// The forward product of convolution `s` with its input `x` (NCHW) read in place of the
-/// unfolded input (`conv2d_forward_implicit`): the channels-last output [N*Ho*Wo, cpad] =
-/// im2col(x) [N*Ho*Wo, Cin*KH*KW] times the packed weights [Cin*KH*KW, cpad]. For where
-/// `implicit_conv_product_fits`.
+/// Which product of a convolution `conv_product_implicit` computes with the input read in
+/// place of its unfolding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ImplicitProduct {
+    /// y_last [N*Ho*Wo, Cpad] = im2col(x) times the packed weights [Cin*KH*KW, Cpad]
+    /// (`conv2d_forward_implicit`; the other operand: the packed weights).
+    Forward { cpad: usize },
+    /// dW [Cout, Cin*KH*KW] = dy_last^T im2col(x) (`conv2d_weight_grad_implicit`; the other
+    /// operand: dy channels-last [N*Ho*Wo, Cout]).
+    WeightGradient,
+}
+
+impl ImplicitProduct {
+    /// Whether it computes this product of `s` on `gpu`: where the unfolded product would take
+    /// the 32-column subgroup kernel with the unfolded input's side on the lanes.
+    pub(crate) fn fits(self, s: &ConvShape, gpu: &Gpu) -> bool {
+        let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
+        match self {
+            ImplicitProduct::Forward { cpad } => {
+                cpad >= 32
+                    && rows >= cpad
+                    && product_shares_loads((1, rows), (cpad, 1), (rows, cpad, taps), gpu)
+            }
+            ImplicitProduct::WeightGradient => {
+                s.cout >= 32
+                    && taps > s.cout
+                    && product_shares_loads((1, s.cout), (taps, 1), (s.cout, taps, rows), gpu)
+            }
+        }
+    }
+}
+
+/// `which` product of convolution `s`, its input `x` (NCHW) read in place of its unfolding
+/// and `other` the other operand. For where `which.fits`.
 pub(crate) fn conv_product_implicit(
+    which: ImplicitProduct,
     x: &Tensor,
     s: &ConvShape,
-    packed: &Tensor,
-    cpad: usize,
+    other: &Tensor,
 ) -> Result<Tensor> {
     let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
-    let c = Tensor::uninit(x.gpu(), &[rows, cpad], "channels-last conv2d output")?;
+    // (lanes' side, columns, k, the other operand's row stride, C's strides)
+    let (entry, m, n, k, c_sm, c_sn) = match which {
+        ImplicitProduct::Forward { cpad } => ("conv2d_forward_implicit", rows, cpad, taps, cpad, 1),
+        ImplicitProduct::WeightGradient => {
+            ("conv2d_weight_grad_implicit", taps, s.cout, rows, 1, taps)
+        }
+    };
+    let (shape, what) = match which {
+        ImplicitProduct::Forward { cpad } => ([rows, cpad], "channels-last conv2d output"),
+        ImplicitProduct::WeightGradient => ([s.cout, taps], "conv2d weight gradient"),
+    };
+    let c = Tensor::uninit(x.gpu(), &shape, what)?;
     let q = BroadcastParams {
-        m: rows as u32,
-        n: cpad as u32,
-        k: taps as u32,
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
         a_sk: 0,
-        b_sk: cpad as u32,
-        c_sm: cpad as u32,
-        c_sn: 1,
+        b_sk: n as u32,
+        c_sm: c_sm as u32,
+        c_sn: c_sn as u32,
         _pad: 0,
     };
     // Binding 3 (the bias of `matmul`) is not read; it still needs a buffer.
     let bufs = [
         Access::Read(x.buffer()),
-        Access::Read(packed.buffer()),
-        Access::Read(packed.buffer()),
+        Access::Read(other.buffer()),
+        Access::Read(other.buffer()),
         Access::Write(c.buffer()),
     ];
     let gpu = x.gpu();
@@ -404,7 +445,7 @@ pub(crate) fn conv_product_implicit(
     } else {
         MATMUL_WG
     };
-    let kernel = Kernel::new(Shader::MatmulSubgroup, "conv2d_forward_implicit")
+    let kernel = Kernel::new(Shader::MatmulSubgroup, entry)
         .with("WG", wg)
         .with("IN_C", s.cin as u32)
         .with("IN_H", s.h as u32)
@@ -415,19 +456,9 @@ pub(crate) fn conv_product_implicit(
         .with("K_W", s.kw as u32)
         .with("STRIDE", s.cfg.stride as u32)
         .with("PAD", s.cfg.pad as u32);
-    let groups = rows.div_ceil(4 * wg as usize) * cpad.div_ceil(32);
+    let groups = m.div_ceil(4 * wg as usize) * n.div_ceil(32);
     gpu.dispatch(&kernel, &q, &bufs, groups as u32)?;
     Ok(c)
-}
-
-/// Whether `conv_product_implicit` computes the forward product of `s` with `cpad` packed
-/// channels on `gpu`: where the unfolded product would take the 32-column subgroup kernel
-/// with the output pixels on the lanes.
-pub(crate) fn implicit_conv_product_fits(s: &ConvShape, cpad: usize, gpu: &Gpu) -> bool {
-    let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
-    cpad >= 32
-        && rows >= cpad
-        && product_shares_loads((1, rows), (cpad, 1), (rows, cpad, taps), gpu)
 }
 
 /// Whether the product `[m, n] = A[m, k] B[k, n]` with these strides (no bias) runs on `gpu`

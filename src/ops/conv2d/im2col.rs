@@ -11,8 +11,8 @@ use super::ConvShape;
 use crate::error::Result;
 use crate::gpu::{uniform_struct, Access};
 use crate::ops::linear::{
-    conv_product_implicit, implicit_conv_product_fits, linear_backward_weight, matmul_strided,
-    product_shares_loads,
+    conv_product_implicit, linear_backward_weight, matmul_strided, product_shares_loads,
+    ImplicitProduct,
 };
 use crate::shapes::Pass;
 use crate::tensor::Tensor;
@@ -217,8 +217,9 @@ fn forward_packed(
     let taps = s.cin * s.kh * s.kw;
     // Where the product is the 32-column subgroup kernel, it reads x itself (1.1-1.2x faster
     // than unfolding first, README: Performance).
-    let y_last = if implicit_conv_product_fits(s, *cpad, gpu) {
-        conv_product_implicit(x, s, packed, *cpad)?
+    let implicit = ImplicitProduct::Forward { cpad: *cpad };
+    let y_last = if implicit.fits(s, gpu) {
+        conv_product_implicit(implicit, x, s, packed)?
     } else {
         let cols = im2col(x, s, true)?;
         matmul_strided(
@@ -257,7 +258,6 @@ fn forward_packed(
 pub(super) fn backward_weight(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<Tensor> {
     let gpu = x.gpu();
     let rows = s.n * s.ho * s.wo;
-    let cols = im2col(x, s, false)?;
     let dy_last = Tensor::uninit(gpu, &[rows, s.cout], "channels-last gradient")?;
     let q = ColParams {
         n: s.n as u32,
@@ -268,5 +268,10 @@ pub(super) fn backward_weight(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<
     };
     let bufs = [Access::Read(dy.buffer()), Access::Write(dy_last.buffer())];
     gpu.dispatch(&helper("channels_last"), &q, &bufs, groups(s.n * s.cout))?;
-    linear_backward_weight(&cols, &dy_last)?.reshape(&[s.cout, s.cin, s.kh, s.kw])
+    let dw = if ImplicitProduct::WeightGradient.fits(s, gpu) {
+        conv_product_implicit(ImplicitProduct::WeightGradient, x, s, &dy_last)?
+    } else {
+        linear_backward_weight(&im2col(x, s, false)?, &dy_last)?
+    };
+    dw.reshape(&[s.cout, s.cin, s.kh, s.kw])
 }
