@@ -47,7 +47,8 @@ string_enum! {
         /// im2col and a product (forward pass and weight gradient; the input gradient at
         /// stride 1 with a square kernel and of 1x1 stride-2 kernels without padding as the
         /// forward pass of the transposed convolution, any other as the product of dy and the
-        /// weights folded by col2im).
+        /// weights folded by col2im). With the 32-column subgroup product the unfolding is
+        /// implicit: the product reads x itself.
         Im2col = "im2col",
         /// Implicit product over a channels-last input, one output pixel x 8-16 channels in
         /// registers per lane (all three passes).
