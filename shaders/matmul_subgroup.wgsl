@@ -132,6 +132,16 @@ override K_W: u32 = 3u;
 override STRIDE: u32 = 1u;
 override PAD: u32 = 0u;
 
+// x at 4 positions (y, x) of the IN_H x IN_W planes starting at `plane`, zero outside them
+// (the padding): 4 lane-varying scalar loads.
+fn input4(plane: vec4<i32>, y: vec4<i32>, x: vec4<i32>) -> vec4<f32> {
+    let h = vec4<i32>(i32(IN_H));
+    let w = vec4<i32>(i32(IN_W));
+    let inside = (y >= vec4<i32>(0)) & (y < h) & (x >= vec4<i32>(0)) & (x < w);
+    let at = plane + clamp(y, vec4<i32>(0), h - 1) * i32(IN_W) + clamp(x, vec4<i32>(0), w - 1);
+    return select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]), inside);
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_forward_implicit(
     @builtin(local_invocation_index) lane: u32,
@@ -154,17 +164,11 @@ fn conv2d_forward_implicit(
     let image = vec4<i32>((rows / (OUT_H * OUT_W)) * IN_C * IN_H * IN_W);
     let y0 = vec4<i32>(((rows / OUT_W) % OUT_H) * STRIDE) - i32(PAD);
     let x0 = vec4<i32>((rows % OUT_W) * STRIDE) - i32(PAD);
-    let h = vec4<i32>(i32(IN_H));
-    let w = vec4<i32>(i32(IN_W));
     for (var kk = 0u; kk < q.k; kk++) {
         let own = b4[bi];
         let tap = kk % (K_H * K_W);
-        let y = y0 + i32(tap / K_W);
-        let x = x0 + i32(tap % K_W);
-        let inside = (y >= vec4<i32>(0)) & (y < h) & (x >= vec4<i32>(0)) & (x < w);
-        let at = image + i32((kk / (K_H * K_W)) * IN_H * IN_W)
-            + clamp(y, vec4<i32>(0), h - 1) * i32(IN_W) + clamp(x, vec4<i32>(0), w - 1);
-        let av = select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]), inside);
+        let plane = image + i32((kk / (K_H * K_W)) * IN_H * IN_W);
+        let av = input4(plane, y0 + i32(tap / K_W), x0 + i32(tap % K_W));
         outer_wide(&lo, &hi, av, own);
         bi += b_step;
     }
@@ -199,17 +203,12 @@ fn conv2d_weight_grad_implicit(
     let plane = vec4<i32>((taps / (K_H * K_W)) * IN_H * IN_W);
     let ky = vec4<i32>((taps % (K_H * K_W)) / K_W);
     let kx = vec4<i32>(taps % K_W);
-    let h = vec4<i32>(i32(IN_H));
-    let w = vec4<i32>(i32(IN_W));
     for (var kk = 0u; kk < q.k; kk++) {
         let own = b4[bi];
         let image = i32((kk / (OUT_H * OUT_W)) * IN_C * IN_H * IN_W);
         let y = ky + i32(((kk / OUT_W) % OUT_H) * STRIDE) - i32(PAD);
         let x = kx + i32((kk % OUT_W) * STRIDE) - i32(PAD);
-        let inside = (y >= vec4<i32>(0)) & (y < h) & (x >= vec4<i32>(0)) & (x < w);
-        let at = plane + image + clamp(y, vec4<i32>(0), h - 1) * i32(IN_W)
-            + clamp(x, vec4<i32>(0), w - 1);
-        let av = select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]), inside);
+        let av = input4(plane + image, y, x);
         outer_wide(&lo, &hi, av, own);
         bi += b_step;
     }
