@@ -72,17 +72,12 @@ fn matmul_broadcast_subgroup_wide(
 ) {
     let t = broadcast_tile(lane, wg, nwg, 32u);
     if (!t.inside) { return; }
-    // Columns c0 .. c0 + 15 and c0 + 16 .. c0 + 31.
+    // Columns c0 .. c0 + 15 and c0 + 16 .. c0 + 31 (function variables start at zero).
     var lo: array<vec4<f32>, 16>;
     var hi: array<vec4<f32>, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        lo[i] = vec4<f32>(0.0);
-        hi[i] = vec4<f32>(0.0);
-    }
     let a_step = q.a_sk / 4u;
     let b_step = q.b_sk / 4u;
-    // This lane's share of B: column block s % 8 (past the edge: the last one again).
-    var bi = min(t.c0 / 4u + sg % 8u, q.n / 4u - 1u);
+    var bi = wide_share(t, sg);
     var ai = t.ra / 4u;
     for (var kk = 0u; kk < q.k; kk++) {
         let own = b4[bi];
@@ -91,8 +86,23 @@ fn matmul_broadcast_subgroup_wide(
         ai += a_step;
         bi += b_step;
     }
-    broadcast_store(&lo, t);
-    broadcast_store(&hi, BroadcastTile(t.c0 + 16u, t.r0, t.ra, t.inside));
+    wide_store(&lo, &hi, t);
+}
+
+// This lane's share of B's 32 columns at k = 0: column block s % 8 of the workgroup's (past
+// the edge: the last one again), as a vec4 index.
+fn wide_share(t: BroadcastTile, sg: u32) -> u32 {
+    return min(t.c0 / 4u + sg % 8u, q.n / 4u - 1u);
+}
+
+// Writes the sums of columns c0 .. c0 + 15 (`lo`) and c0 + 16 .. c0 + 31 (`hi`).
+fn wide_store(
+    lo: ptr<function, array<vec4<f32>, 16>>,
+    hi: ptr<function, array<vec4<f32>, 16>>,
+    t: BroadcastTile,
+) {
+    broadcast_store(lo, t);
+    broadcast_store(hi, BroadcastTile(t.c0 + 16u, t.r0, t.ra, t.inside));
 }
 
 // One k step of the 32-column product: the lane's 4 rows `av` times the 32 columns, whose 8
@@ -153,12 +163,8 @@ fn conv2d_forward_implicit(
     if (!t.inside) { return; }
     var lo: array<vec4<f32>, 16>;
     var hi: array<vec4<f32>, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        lo[i] = vec4<f32>(0.0);
-        hi[i] = vec4<f32>(0.0);
-    }
     let b_step = q.b_sk / 4u;
-    var bi = min(t.c0 / 4u + sg % 8u, q.n / 4u - 1u);
+    var bi = wide_share(t, sg);
     // The 4 rows' images and the input position of their tap (0, 0).
     let rows = vec4<u32>(t.ra) + vec4<u32>(0u, 1u, 2u, 3u);
     let image = vec4<i32>((rows / (OUT_H * OUT_W)) * IN_C * IN_H * IN_W);
@@ -172,8 +178,7 @@ fn conv2d_forward_implicit(
         outer_wide(&lo, &hi, av, own);
         bi += b_step;
     }
-    broadcast_store(&lo, t);
-    broadcast_store(&hi, BroadcastTile(t.c0 + 16u, t.r0, t.ra, t.inside));
+    wide_store(&lo, &hi, t);
 }
 
 // The weight gradient's product the same way: dW^T [taps, Cout] = im2col(x)^T dy_last, the
@@ -192,12 +197,8 @@ fn conv2d_weight_grad_implicit(
     if (!t.inside) { return; }
     var lo: array<vec4<f32>, 16>;
     var hi: array<vec4<f32>, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        lo[i] = vec4<f32>(0.0);
-        hi[i] = vec4<f32>(0.0);
-    }
     let b_step = q.b_sk / 4u;
-    var bi = min(t.c0 / 4u + sg % 8u, q.n / 4u - 1u);
+    var bi = wide_share(t, sg);
     // The lane's 4 taps: their channel planes and kernel offsets.
     let taps = vec4<u32>(t.ra) + vec4<u32>(0u, 1u, 2u, 3u);
     let plane = vec4<i32>((taps / (K_H * K_W)) * IN_H * IN_W);
@@ -212,6 +213,5 @@ fn conv2d_weight_grad_implicit(
         outer_wide(&lo, &hi, av, own);
         bi += b_step;
     }
-    broadcast_store(&lo, t);
-    broadcast_store(&hi, BroadcastTile(t.c0 + 16u, t.r0, t.ra, t.inside));
+    wide_store(&lo, &hi, t);
 }

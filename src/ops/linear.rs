@@ -321,9 +321,8 @@ fn matmul_broadcast(
     (m, n, k): (usize, usize, usize),
     subgroup: bool,
 ) -> Result<()> {
-    let swap = n > m;
+    let (swap, rows, cols) = broadcast_split(m, n);
     let (lane_op, shared_op) = if swap { (b, a) } else { (a, b) };
-    let (rows, cols) = if swap { (n, m) } else { (m, n) };
     let q = BroadcastParams {
         m: rows as u32,
         n: cols as u32,
@@ -351,14 +350,10 @@ fn matmul_broadcast(
         Access::Write(c.buffer()),
     ];
     let gpu = c.gpu();
-    let wg = if gpu.is_cpu() {
-        CPU_BROADCAST_WG
-    } else {
-        MATMUL_WG
-    };
+    let wg = broadcast_wg(gpu);
     // The subgroup kernel's 32-column form where the shared side fills it: 1 load per 64
     // multiply-adds a lane instead of 1 per 43 (1.2-2x faster on the im2col products).
-    let wide = subgroup && cols >= 32;
+    let wide = subgroup && cols >= WIDE_COLUMNS;
     let (entry, shader, tile_cols) = match (subgroup, wide) {
         (true, true) => ("matmul_broadcast_subgroup_wide", Shader::MatmulSubgroup, 32),
         (true, false) => ("matmul_broadcast_subgroup", Shader::MatmulSubgroup, 16),
@@ -367,6 +362,26 @@ fn matmul_broadcast(
     let kernel = Kernel::new(shader, entry).with("WG", wg);
     let groups = rows.div_ceil(4 * wg as usize) * cols.div_ceil(tile_cols);
     gpu.dispatch(&kernel, &q, &bufs, groups as u32)
+}
+
+/// How `matmul_broadcast` lays out [m, n]: whether the lanes take n (the larger side: the
+/// kernel then computes C^T), and the lanes' side and the workgroups' columns.
+fn broadcast_split(m: usize, n: usize) -> (bool, usize, usize) {
+    let swap = n > m;
+    let (rows, cols) = if swap { (n, m) } else { (m, n) };
+    (swap, rows, cols)
+}
+
+/// The columns of the 32-column subgroup kernel, taken where the workgroups' side fills them.
+const WIDE_COLUMNS: usize = 32;
+
+/// Lanes per workgroup of the broadcast kernels on `gpu`.
+fn broadcast_wg(gpu: &Gpu) -> u32 {
+    if gpu.is_cpu() {
+        CPU_BROADCAST_WG
+    } else {
+        MATMUL_WG
+    }
 }
 
 /// Which product of a convolution `conv_product_implicit` computes with the input read in
@@ -386,18 +401,13 @@ impl ImplicitProduct {
     /// the 32-column subgroup kernel with the unfolded input's side on the lanes.
     pub(crate) fn fits(self, s: &ConvShape, gpu: &Gpu) -> bool {
         let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
-        match self {
-            ImplicitProduct::Forward { cpad } => {
-                cpad >= 32
-                    && rows >= cpad
-                    && product_shares_loads((1, rows), (cpad, 1), (rows, cpad, taps), gpu)
-            }
-            ImplicitProduct::WeightGradient => {
-                s.cout >= 32
-                    && taps > s.cout
-                    && product_shares_loads((1, s.cout), (taps, 1), (s.cout, taps, rows), gpu)
-            }
-        }
+        // The unfolded product's [m, n] and strides, and whether its lanes take n.
+        let ((m, n, k), a, b, lanes_on_n) = match self {
+            ImplicitProduct::Forward { cpad } => ((rows, cpad, taps), (1, rows), (cpad, 1), false),
+            ImplicitProduct::WeightGradient => ((s.cout, taps, rows), (1, s.cout), (taps, 1), true),
+        };
+        let (swap, _, cols) = broadcast_split(m, n);
+        swap == lanes_on_n && cols >= WIDE_COLUMNS && product_shares_loads(a, b, (m, n, k), gpu)
     }
 }
 
@@ -440,11 +450,7 @@ pub(crate) fn conv_product_implicit(
         Access::Write(c.buffer()),
     ];
     let gpu = x.gpu();
-    let wg = if gpu.is_cpu() {
-        CPU_BROADCAST_WG
-    } else {
-        MATMUL_WG
-    };
+    let wg = broadcast_wg(gpu);
     let kernel = Kernel::new(Shader::MatmulSubgroup, entry)
         .with("WG", wg)
         .with("IN_C", s.cin as u32)

@@ -39,6 +39,25 @@ uniform_struct! {
     }
 }
 
+impl ColParams {
+    /// The convolution `s`'s input, output and kernel; no layout flag, no bias.
+    fn of(s: &ConvShape) -> ColParams {
+        ColParams {
+            n: s.n as u32,
+            cin: s.cin as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            ho: s.ho as u32,
+            wo: s.wo as u32,
+            kh: s.kh as u32,
+            kw: s.kw as u32,
+            stride: s.cfg.stride as u32,
+            pad: s.cfg.pad as u32,
+            ..Default::default()
+        }
+    }
+}
+
 /// Whether the unfolded input fits one storage binding.
 pub(super) fn fits(s: &ConvShape, gpu: &crate::gpu::Gpu) -> bool {
     let col_bytes = 4 * (s.n * s.ho * s.wo * s.cin * s.kh * s.kw) as u64;
@@ -107,18 +126,8 @@ fn im2col(x: &Tensor, s: &ConvShape, transposed: bool) -> Result<Tensor> {
     };
     let cols = Tensor::uninit(x.gpu(), &shape, "im2col")?;
     let p = ColParams {
-        n: s.n as u32,
-        cin: s.cin as u32,
-        h: s.h as u32,
-        w: s.w as u32,
-        ho: s.ho as u32,
-        wo: s.wo as u32,
-        kh: s.kh as u32,
-        kw: s.kw as u32,
-        stride: s.cfg.stride as u32,
-        pad: s.cfg.pad as u32,
         transposed: transposed as u32,
-        has_bias: 0,
+        ..ColParams::of(s)
     };
     let bufs = [Access::Read(x.buffer()), Access::Write(cols.buffer())];
     // vec4 stores where the layout allows them (whole vec4s along the contiguous side).
@@ -191,15 +200,7 @@ fn backward_input_folded(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tenso
         "unfolded conv2d input gradient",
     )?;
     let dx = Tensor::uninit(gpu, &[s.n, s.cin, s.h, s.w], "conv2d input gradient")?;
-    let p = ColParams {
-        n: s.n as u32,
-        cin: s.cin as u32,
-        h: s.h as u32,
-        w: s.w as u32,
-        ho: s.ho as u32,
-        wo: s.wo as u32,
-        ..Default::default()
-    };
+    let p = ColParams::of(s);
     let stride = s.cfg.stride;
     let k = kernel("col2im", (s.kh, s.kw), stride).with("PAD", s.cfg.pad as u32);
     let bufs = [Access::Read(dcols.buffer()), Access::Write(dx.buffer())];
