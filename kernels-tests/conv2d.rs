@@ -47,6 +47,12 @@ const CASES: &[([usize; 4], [usize; 4], usize, usize)] = &[
     // im2col's products reading x in place of its unfolding at stride 1 (32 or more output
     // channels; case 22 at stride 2).
     ([2, 8, 7, 8], [36, 8, 3, 3], 1, 1),
+    // im2col's stride-2 input gradients phase by phase with dy read in place (32 or more input
+    // channels): 3x3 pad 1 with a part-filled second block of 32 channels, phases of 45 and 75
+    // positions; 5x5 pad 2; 3x3 without padding.
+    ([5, 34, 9, 7], [6, 34, 3, 3], 2, 1),
+    ([5, 33, 7, 9], [3, 33, 5, 5], 2, 2),
+    ([4, 32, 9, 8], [5, 32, 3, 3], 2, 0),
 ];
 
 #[test]

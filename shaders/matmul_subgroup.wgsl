@@ -142,14 +142,27 @@ override K_W: u32 = 3u;
 override STRIDE: u32 = 1u;
 override PAD: u32 = 0u;
 
-// x at 4 positions (y, x) of the IN_H x IN_W planes starting at `plane`, zero outside them
-// (the padding): 4 lane-varying scalar loads.
-fn input4(plane: vec4<i32>, y: vec4<i32>, x: vec4<i32>) -> vec4<f32> {
+// Where 4 positions (y, x) of the IN_H x IN_W planes starting at `plane` are (clamped into
+// them), and which are inside them (the rest is padding).
+struct Positions { at: vec4<i32>, inside: vec4<bool> }
+
+fn positions(plane: vec4<i32>, y: vec4<i32>, x: vec4<i32>) -> Positions {
     let h = vec4<i32>(i32(IN_H));
     let w = vec4<i32>(i32(IN_W));
     let inside = (y >= vec4<i32>(0)) & (y < h) & (x >= vec4<i32>(0)) & (x < w);
     let at = plane + clamp(y, vec4<i32>(0), h - 1) * i32(IN_W) + clamp(x, vec4<i32>(0), w - 1);
-    return select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]), inside);
+    return Positions(at, inside);
+}
+
+// x at `p`, `channel` planes on, zero in the padding: 4 lane-varying scalar loads.
+fn load4(p: Positions, channel: u32) -> vec4<f32> {
+    let at = p.at + vec4<i32>(i32(channel * IN_H * IN_W));
+    return select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]), p.inside);
+}
+
+// x at 4 positions (y, x) of the planes starting at `plane`, zero outside them.
+fn input4(plane: vec4<i32>, y: vec4<i32>, x: vec4<i32>) -> vec4<f32> {
+    return load4(positions(plane, y, x), 0u);
 }
 
 @compute @workgroup_size(WG)
@@ -164,19 +177,23 @@ fn conv2d_forward_implicit(
     var lo: array<vec4<f32>, 16>;
     var hi: array<vec4<f32>, 16>;
     let b_step = q.b_sk / 4u;
-    var bi = wide_share(t, sg);
+    let share = wide_share(t, sg);
     // The 4 rows' images and the input position of their tap (0, 0).
     let rows = vec4<u32>(t.ra) + vec4<u32>(0u, 1u, 2u, 3u);
     let image = vec4<i32>((rows / (OUT_H * OUT_W)) * IN_C * IN_H * IN_W);
     let y0 = vec4<i32>(((rows / OUT_W) % OUT_H) * STRIDE) - i32(PAD);
     let x0 = vec4<i32>((rows % OUT_W) * STRIDE) - i32(PAD);
-    for (var kk = 0u; kk < q.k; kk++) {
-        let own = b4[bi];
-        let tap = kk % (K_H * K_W);
-        let plane = image + i32((kk / (K_H * K_W)) * IN_H * IN_W);
-        let av = input4(plane, y0 + i32(tap / K_W), x0 + i32(tap % K_W));
-        outer_wide(&lo, &hi, av, own);
-        bi += b_step;
+    // Tap by tap, x's channels inner: the positions and their padding once per tap. (The
+    // channel loop runs to a uniform, not to the constant IN_C: LLVM would unroll a constant
+    // count of hundreds around 128 accumulators and take minutes to compile it.)
+    let channels = q.k / (K_H * K_W);
+    for (var tap = 0u; tap < K_H * K_W; tap++) {
+        let at = positions(image, y0 + i32(tap / K_W), x0 + i32(tap % K_W));
+        var bi = tap * b_step + share;
+        for (var ci = 0u; ci < channels; ci++) {
+            outer_wide(&lo, &hi, load4(at, ci), b4[bi]);
+            bi += K_H * K_W * b_step;
+        }
     }
     wide_store(&lo, &hi, t);
 }
@@ -214,4 +231,79 @@ fn conv2d_weight_grad_implicit(
         bi += b_step;
     }
     wide_store(&lo, &hi, t);
+}
+
+// The input gradient of a strided convolution the same way, one phase of dx at a time, with dy
+// read in place: positions (y, x) = (STRIDE a + PHASE_Y, STRIDE b + PHASE_X) of dx receive only
+// the taps ky = ry + STRIDE jy, ry = (PHASE_Y + PAD) % STRIDE, from dy row
+// a + (PHASE_Y + PAD) / STRIDE - jy, and likewise along x. Rows: the phase's positions
+// (n, a, b), 4 a lane; columns: dx's channels, 32 a workgroup; k: (co, jy, jx). A[row, k] =
+// dy[n, co, oy, ox] (zero outside dy), B the weights as pack_backward lays them out
+// ([(co, KH-1-ky, KW-1-kx), Cpad]). Every sum is an entry of dx, written in place (NCHW), so
+// neither dy's unfolding nor the fold of an unfolded gradient is needed. Here IN_* is dy's
+// shape, OUT_H x OUT_W dx's planes and OUT_C its channels; q.m the phase's positions (any
+// count: the lanes past it read the last one and store nothing), q.n Cpad, q.k Cout * taps.
+override OUT_C: u32 = 1u;
+override PHASE_Y: u32 = 0u;
+override PHASE_X: u32 = 0u;
+
+// The phase's taps along an axis: ky = r, r + STRIDE, ... below `k` (none when r >= k).
+fn phase_taps(r: u32, k: u32) -> u32 {
+    return select(0u, (k - r + STRIDE - 1u) / STRIDE, r < k);
+}
+
+@compute @workgroup_size(WG)
+fn conv2d_input_grad_implicit(
+    @builtin(local_invocation_index) lane: u32,
+    @builtin(subgroup_invocation_id) sg: u32,
+    @builtin(workgroup_id) wg: vec3u,
+    @builtin(num_workgroups) nwg: vec3u,
+) {
+    let t = broadcast_tile(lane, wg, nwg, 32u);
+    if (!t.inside) { return; }
+    var lo: array<vec4<f32>, 16>;
+    var hi: array<vec4<f32>, 16>;
+    let ry = (PHASE_Y + PAD) % STRIDE;
+    let rx = (PHASE_X + PAD) % STRIDE;
+    let taps_y = phase_taps(ry, K_H);
+    let taps_x = phase_taps(rx, K_W);
+    let phase_h = (OUT_H - PHASE_Y + STRIDE - 1u) / STRIDE;
+    let phase_w = (OUT_W - PHASE_X + STRIDE - 1u) / STRIDE;
+    // The 4 rows' images and the dy position of their tap (jy, jx) = (0, 0).
+    let rows = min(vec4<u32>(t.r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(q.m - 1u));
+    let image = vec4<i32>((rows / (phase_h * phase_w)) * IN_C * IN_H * IN_W);
+    let y0 = vec4<i32>((rows / phase_w) % phase_h + (PHASE_Y + PAD) / STRIDE);
+    let x0 = vec4<i32>(rows % phase_w + (PHASE_X + PAD) / STRIDE);
+    let b_step = q.b_sk / 4u;
+    let share = wide_share(t, sg);
+    // Tap by tap, dy's channels inner, as in conv2d_forward_implicit.
+    let taps = taps_y * taps_x;
+    let channels = q.k / max(taps, 1u);
+    for (var tap = 0u; tap < taps; tap++) {
+        let jy = tap / taps_x;
+        let jx = tap % taps_x;
+        let at = positions(image, y0 - i32(jy), x0 - i32(jx));
+        let flipped = (K_H - 1u - ry - STRIDE * jy) * K_W + K_W - 1u - rx - STRIDE * jx;
+        var bi = flipped * b_step + share;
+        for (var co = 0u; co < channels; co++) {
+            outer_wide(&lo, &hi, load4(at, co), b4[bi]);
+            bi += K_H * K_W * b_step;
+        }
+    }
+    // dx[n, c0 + col, STRIDE a + PHASE_Y, STRIDE b + PHASE_X] for the lane's rows.
+    let plane_size = OUT_H * OUT_W;
+    for (var r = 0u; r < 4u; r++) {
+        let row = t.r0 + r;
+        if (row >= q.m) { break; }
+        let y = STRIDE * ((row / phase_w) % phase_h) + PHASE_Y;
+        let x = STRIDE * (row % phase_w) + PHASE_X;
+        let at = (row / (phase_h * phase_w)) * OUT_C * plane_size + y * OUT_W + x;
+        for (var j = 0u; j < 4u; j++) {
+            for (var i = 0u; i < 4u; i++) {
+                let col = t.c0 + 4u * j + i;
+                if (col < OUT_C) { c[at + col * plane_size] = lo[4u * j + r][i]; }
+                if (col + 16u < OUT_C) { c[at + (col + 16u) * plane_size] = hi[4u * j + r][i]; }
+            }
+        }
+    }
 }

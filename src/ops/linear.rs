@@ -394,6 +394,10 @@ pub(crate) enum ImplicitProduct {
     /// dW [Cout, Cin*KH*KW] = dy_last^T im2col(x) (`conv2d_weight_grad_implicit`; the other
     /// operand: dy channels-last [N*Ho*Wo, Cout]).
     WeightGradient,
+    /// dx of a strided convolution, phase by phase: each phase's positions times the taps that
+    /// reach them, dy read in place (`conv2d_input_grad_implicit`, `conv_input_grad_implicit`;
+    /// the other operand: the weights packed by `pack_backward`, [Cout*KH*KW, Cpad]).
+    InputGradient { cpad: usize },
 }
 
 impl ImplicitProduct {
@@ -405,14 +409,22 @@ impl ImplicitProduct {
         let ((m, n, k), a, b, lanes_on_n) = match self {
             ImplicitProduct::Forward { cpad } => ((rows, cpad, taps), (1, rows), (cpad, 1), false),
             ImplicitProduct::WeightGradient => ((s.cout, taps, rows), (1, s.cout), (taps, 1), true),
+            // A phase's product as if unfolded: its positions (the smallest phase's, rounded
+            // up to the vec4s of an unfolding) times the taps that reach them.
+            ImplicitProduct::InputGradient { cpad } => {
+                let stride = s.cfg.stride;
+                let phase = (s.n * (s.h / stride) * (s.w / stride)).next_multiple_of(4);
+                let reach = s.cout * s.kh.div_ceil(stride) * s.kw.div_ceil(stride);
+                ((phase, cpad, reach), (1, phase), (cpad, 1), false)
+            }
         };
         let (swap, _, cols) = broadcast_split(m, n);
         swap == lanes_on_n && cols >= WIDE_COLUMNS && product_shares_loads(a, b, (m, n, k), gpu)
     }
 }
 
-/// `which` product of convolution `s`, its input `x` (NCHW) read in place of its unfolding
-/// and `other` the other operand. For where `which.fits`.
+/// `which` product of convolution `s`, its input `x` (NCHW; dy for the input gradient) read in
+/// place of its unfolding and `other` the other operand. For where `which.fits`.
 pub(crate) fn conv_product_implicit(
     which: ImplicitProduct,
     x: &Tensor,
@@ -426,10 +438,13 @@ pub(crate) fn conv_product_implicit(
         ImplicitProduct::WeightGradient => {
             ("conv2d_weight_grad_implicit", taps, s.cout, rows, 1, taps)
         }
+        ImplicitProduct::InputGradient { cpad } => {
+            return conv_input_grad_implicit(x, s, other, cpad)
+        }
     };
     let (shape, what) = match which {
-        ImplicitProduct::Forward { cpad } => ([rows, cpad], "channels-last conv2d output"),
         ImplicitProduct::WeightGradient => ([s.cout, taps], "conv2d weight gradient"),
+        _ => ([m, n], "channels-last conv2d output"),
     };
     let c = Tensor::uninit(x.gpu(), &shape, what)?;
     let q = BroadcastParams {
@@ -451,20 +466,91 @@ pub(crate) fn conv_product_implicit(
     ];
     let gpu = x.gpu();
     let wg = broadcast_wg(gpu);
-    let kernel = Kernel::new(Shader::MatmulSubgroup, entry)
+    let kernel = implicit_kernel(entry, wg, s, [s.cin, s.h, s.w], [s.ho, s.wo]);
+    let groups = m.div_ceil(4 * wg as usize) * n.div_ceil(WIDE_COLUMNS);
+    gpu.dispatch(&kernel, &q, &bufs, groups as u32)?;
+    Ok(c)
+}
+
+/// The input gradient dx [N, Cin, H, W] of strided convolution `s` from dy (NCHW, read in
+/// place) and `packed`, the weights as `pack_backward` lays them out ([Cout*KH*KW, cpad]): one
+/// `conv2d_input_grad_implicit` per phase of dx (its positions of one row and column offset
+/// modulo the stride), each writing its positions of dx. For where
+/// `ImplicitProduct::InputGradient.fits`.
+fn conv_input_grad_implicit(
+    dy: &Tensor,
+    s: &ConvShape,
+    packed: &Tensor,
+    cpad: usize,
+) -> Result<Tensor> {
+    let gpu = dy.gpu();
+    let dx = Tensor::uninit(gpu, &[s.n, s.cin, s.h, s.w], "conv2d input gradient")?;
+    let stride = s.cfg.stride;
+    // The taps of a kernel `k` wide that reach the positions of offset `phase`.
+    let reach = |k: usize, phase: usize| k.saturating_sub((phase + s.cfg.pad) % stride);
+    let wg = broadcast_wg(gpu);
+    let bufs = [
+        Access::Read(dy.buffer()),
+        Access::Read(packed.buffer()),
+        Access::Read(packed.buffer()),
+        Access::Write(dx.buffer()),
+    ];
+    for py in 0..stride {
+        for px in 0..stride {
+            let positions = s.n
+                * s.h.saturating_sub(py).div_ceil(stride)
+                * s.w.saturating_sub(px).div_ceil(stride);
+            if positions == 0 {
+                continue;
+            }
+            let taps = reach(s.kh, py).div_ceil(stride) * reach(s.kw, px).div_ceil(stride);
+            let q = BroadcastParams {
+                m: positions as u32,
+                n: cpad as u32,
+                k: (s.cout * taps) as u32,
+                a_sk: 0,
+                b_sk: cpad as u32,
+                c_sm: 0,
+                c_sn: 0,
+                _pad: 0,
+            };
+            let kernel = implicit_kernel(
+                "conv2d_input_grad_implicit",
+                wg,
+                s,
+                [s.cout, s.ho, s.wo],
+                [s.h, s.w],
+            )
+            .with("OUT_C", s.cin as u32)
+            .with("PHASE_Y", py as u32)
+            .with("PHASE_X", px as u32);
+            let groups = positions.div_ceil(4 * wg as usize) * cpad.div_ceil(WIDE_COLUMNS);
+            gpu.dispatch(&kernel, &q, &bufs, groups as u32)?;
+        }
+    }
+    Ok(dx)
+}
+
+/// An implicit product's kernel with `s`'s geometry as pipeline constants: the input it reads
+/// in place (`[channels, height, width]`), the planes of its output and the kernel.
+fn implicit_kernel(
+    entry: &'static str,
+    wg: u32,
+    s: &ConvShape,
+    [in_c, in_h, in_w]: [usize; 3],
+    [out_h, out_w]: [usize; 2],
+) -> Kernel {
+    Kernel::new(Shader::MatmulSubgroup, entry)
         .with("WG", wg)
-        .with("IN_C", s.cin as u32)
-        .with("IN_H", s.h as u32)
-        .with("IN_W", s.w as u32)
-        .with("OUT_H", s.ho as u32)
-        .with("OUT_W", s.wo as u32)
+        .with("IN_C", in_c as u32)
+        .with("IN_H", in_h as u32)
+        .with("IN_W", in_w as u32)
+        .with("OUT_H", out_h as u32)
+        .with("OUT_W", out_w as u32)
         .with("K_H", s.kh as u32)
         .with("K_W", s.kw as u32)
         .with("STRIDE", s.cfg.stride as u32)
-        .with("PAD", s.cfg.pad as u32);
-    let groups = m.div_ceil(4 * wg as usize) * n.div_ceil(32);
-    gpu.dispatch(&kernel, &q, &bufs, groups as u32)?;
-    Ok(c)
+        .with("PAD", s.cfg.pad as u32)
 }
 
 /// Whether the product `[m, n] = A[m, k] B[k, n]` with these strides (no bias) runs on `gpu`

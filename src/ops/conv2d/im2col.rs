@@ -1,7 +1,8 @@
 //! Convolutions as im2col and a product (`shaders/conv2d.wgsl`'s `im2col`, `channels_last`,
 //! `channels_first`, then `shaders/matmul.wgsl`): the forward pass, the weight gradient, and
 //! the input gradient: at stride 1 and of 1x1 stride-2 shortcuts the forward pass of the
-//! transposed convolution, else the product of dy and the weights folded by `col2im`.
+//! transposed convolution, else the product of dy and the weights folded by `col2im` (or, with
+//! the 32-column subgroup product, one product per phase of dx reading dy in place).
 //! The unfolding writes whole vec4s where the layout allows (`im2col_rows4`, `im2col_taps4`:
 //! 1.4-1.7x faster than one float per store on lavapipe, README: Performance). Where the
 //! product is the 32-column subgroup kernel with the unfolded side on its lanes, the forward
@@ -160,6 +161,14 @@ pub(super) fn forward(
 /// zero dx. Other shapes: `backward_input_folded`.
 pub(super) fn backward_input(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<Tensor> {
     let Some(t) = transposed_shape(s) else {
+        // Where the fold's product would be the 32-column subgroup kernel on dx's channels,
+        // each phase of dx is a product that reads dy in place and writes dx itself.
+        let implicit = ImplicitProduct::InputGradient {
+            cpad: packed_channels(s.cin),
+        };
+        if implicit.fits(s, dy.gpu()) {
+            return conv_product_implicit(implicit, dy, s, &pack(w, s, true)?.0);
+        }
         return backward_input_folded(dy, w, s);
     };
     let part = forward_packed(dy, &pack(w, s, true)?, None, &t)?;

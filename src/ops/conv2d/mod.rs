@@ -48,7 +48,8 @@ string_enum! {
         /// stride 1 with a square kernel and of 1x1 stride-2 kernels without padding as the
         /// forward pass of the transposed convolution, any other as the product of dy and the
         /// weights folded by col2im). With the 32-column subgroup product the unfolding is
-        /// implicit: the product reads x itself.
+        /// implicit: the product reads x itself (and a strided input gradient is one product
+        /// per phase of dx that reads dy itself and writes dx, no fold).
         Im2col = "im2col",
         /// Implicit product over a channels-last input, one output pixel x 8-16 channels in
         /// registers per lane (all three passes).
@@ -120,9 +121,11 @@ pub fn choose(pass: Pass, s: &ConvShape, gpu: &Gpu) -> (ConvAlgo, &'static str) 
              of dy and the weights, folded by col2im, measured faster than the subgroup \
              kernel's four phases at once on the small CNN's conv3 (28-29 against 41 ms) and \
              ResNet-18's 16- and 8-wide maps (58 against 64-66, 50 against 64-65 ms at batch \
-             64), equal on 18 and 32 wide maps; and the 1x1 shortcut's one phase faster than \
-             the subgroup kernel's 1x1 sub-convolution (ResNet-18's 64->128: 15.7-18.9 against \
-             13.4-13.8 GFLOP/s)",
+             64), equal on 18 and 32 wide maps, and with 32 or more input channels the phases \
+             as products reading dy in place faster again (the small CNN's conv2 and conv3: \
+             22.5-23.9 against 33-40, 19-23 against 30 ms); and the 1x1 shortcut's one phase \
+             faster than the subgroup kernel's 1x1 sub-convolution (ResNet-18's 64->128: \
+             15.7-18.9 against 13.4-13.8 GFLOP/s)",
         ),
         // At stride 1 the input gradient is the forward pass of the transposed convolution
         // (dx as wide as x, dy's channels as its input channels).
