@@ -48,6 +48,31 @@ fn relu_add_scale_match_reference_at_odd_lengths() {
 }
 
 #[test]
+fn transpose_matches_reference_and_refuses_non_matrices() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(2);
+    // Odd sizes, a single row and column, and more elements than one pass of the workgroups.
+    for (rows, cols) in [(1, 1), (1, 7), (5, 1), (3, 17), (68, 36), (301, 257)] {
+        let x = data(&mut r, rows * cols);
+        let y = ew::transpose(&upload(&gpu, &[rows, cols], &x)).unwrap();
+        assert_eq!(y.shape(), [cols, rows]);
+        // A copy: exact, up to the upload's rounding to f32.
+        let want: Vec<f64> = (0..cols * rows)
+            .map(|i| x[(i % rows) * cols + i / rows] as f32 as f64)
+            .collect();
+        assert_eq!(download(&y), want, "transpose {rows}x{cols}");
+    }
+    let msg = ew::transpose(&upload(&gpu, &[2, 3, 4], &vec![0.0; 24]))
+        .err()
+        .expect("a 3-D tensor is not transposed")
+        .to_string();
+    assert!(
+        msg.contains("transpose") && msg.contains("[2, 3, 4]"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn add_rejects_mismatched_shapes_with_both_shapes_in_the_message() {
     let Some(gpu) = gpu() else { return };
     let a = upload(&gpu, &[2, 3], &[0.0; 6]);

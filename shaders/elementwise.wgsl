@@ -1,4 +1,5 @@
-// Elementwise kernels: fill, ReLU, residual add, gradient accumulation, scaling.
+// Elementwise kernels: fill, ReLU, residual add, gradient accumulation, scaling, and the
+// transpose of a matrix.
 // Thread mapping: each invocation handles 4 elements spaced by the total number of invocations
 // T (i, i+T, i+2T, i+3T), so neighbouring invocations touch neighbouring elements (coalesced on a
 // GPU, contiguous SIMD lanes on a CPU device) and a workgroup does 4*WG elements.
@@ -97,5 +98,17 @@ fn scale(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
     for (var k = 0u; k < 4u; k++) {
         let i = i0 + k * t;
         if (i < p.n) { y[i] = p.alpha * x[i]; }
+    }
+}
+
+// y [C, R] = x [R, C]^T: output element i = (c, r) reads x[r * C + c]; p.bits is C.
+@compute @workgroup_size(WG)
+fn transpose(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    let rows = p.n / p.bits;
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { y[i] = x[(i % rows) * p.bits + i / rows]; }
     }
 }

@@ -22,11 +22,23 @@ fn launch(
     buffers: &[Access],
     gpu: &crate::Gpu,
 ) -> Result<()> {
+    launch_with_bits(entry, n, 0, alpha, buffers, gpu)
+}
+
+/// `launch` with the parameters' `bits` word set (transpose: the row length).
+fn launch_with_bits(
+    entry: &'static str,
+    n: usize,
+    bits: u32,
+    alpha: f32,
+    buffers: &[Access],
+    gpu: &crate::Gpu,
+) -> Result<()> {
     let n = u32::try_from(n)
         .map_err(|_| Error::InvalidArgument(format!("{entry}: {n} elements exceed u32")))?;
     let params = Params {
         n,
-        bits: 0,
+        bits,
         alpha,
         _pad: 0,
     };
@@ -104,6 +116,28 @@ pub fn scale_forward(x: &Tensor, alpha: f32) -> Result<Tensor> {
         &[Access::Read(x.buffer()), Access::Write(y.buffer())],
         x.gpu(),
     )?;
+    Ok(y)
+}
+
+/// `x^T`: the transpose `[C, R]` of a matrix `[R, C]`.
+pub fn transpose(x: &Tensor) -> Result<Tensor> {
+    let &[rows, cols] = x.shape() else {
+        return Err(Error::shape(
+            "transpose",
+            format!("{:?} is not a matrix [rows, columns]", x.shape()),
+        ));
+    };
+    let y = Tensor::uninit(x.gpu(), &[cols, rows], "transpose")?;
+    if y.numel() > 0 {
+        launch_with_bits(
+            "transpose",
+            y.numel(),
+            cols as u32,
+            0.0,
+            &[Access::Read(x.buffer()), Access::Write(y.buffer())],
+            x.gpu(),
+        )?;
+    }
     Ok(y)
 }
 

@@ -6,8 +6,9 @@
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
+use crate::ops::elementwise::transpose;
 use crate::ops::l2norm::l2_normalize;
-use crate::ops::linear::{linear_backward_input, linear_flops, linear_forward};
+use crate::ops::linear::{linear_flops, matmul_strided};
 use crate::ops::reduce::sum_channels;
 use crate::ops::view::{concat_rows, split_rows};
 use crate::tensor::Tensor;
@@ -59,7 +60,20 @@ pub fn ntxent_forward(u1: &Tensor, u2: &Tensor, temperature: f32) -> Result<(Ten
         _pad: 0,
     };
     let u = concat_rows(u1, u2)?;
-    let sim = linear_forward(&u, &u, None)?;
+    // U U^T from U^T [d, 2N]: both operands then run contiguous along the output's rows and
+    // columns, which the broadcast products need (U itself is contiguous along d only).
+    let d = s1[1];
+    let ut = transpose(&u)?;
+    let sim = matmul_strided(
+        &ut,
+        (1, rows),
+        &ut,
+        (rows, 1),
+        rows,
+        rows,
+        d,
+        "NT-Xent similarities",
+    )?;
     let gpu = u.gpu();
     let row_loss = Tensor::uninit(gpu, &[rows], "NT-Xent row losses")?;
     let lse = Tensor::uninit(gpu, &[rows], "NT-Xent log-sum-exp")?;
@@ -101,8 +115,19 @@ pub fn ntxent_backward(saved: &NtXentSaved, dloss: &Tensor) -> Result<(Tensor, T
         ],
         ((rows * rows) as u32).div_ceil(WG),
     )?;
-    // C = U U^T: dL/dU = (G + G^T) U = M U.
-    let du = linear_backward_input(&m, &saved.u)?;
+    // C = U U^T: dL/dU = (G + G^T) U = M U. M is symmetric, so it is read as its transpose,
+    // contiguous along dU's rows (the broadcast products), U contiguous along d.
+    let d = saved.u.shape()[1];
+    let du = matmul_strided(
+        &m,
+        (1, rows),
+        &saved.u,
+        (d, 1),
+        rows,
+        d,
+        rows,
+        "NT-Xent input gradient",
+    )?;
     split_rows(&du, rows / 2)
 }
 
