@@ -130,17 +130,20 @@ fn outer_wide(
 // rows cost about what its vec4 of the unfolded input did, and the unfolding pass, which wrote
 // and read every entry once more, is gone (README: Performance). The input's shape and the
 // kernel's are pipeline constants, so the per-step index arithmetic divides by constants.
-// B is the packed weights [taps, Cpad], C the channels-last output [N*Ho*Wo, Cpad]; q.m is
-// N*Ho*Wo (a multiple of 4), q.n Cpad, q.k Cin*KH*KW.
+// B is the packed weights [taps, Cpad]; the sums (plus the bias, with HAS_BIAS) go straight
+// into y [N, OUT_C, OUT_H, OUT_W] (NCHW: a channels-last product would need a layout pass
+// after it); q.m is N*Ho*Wo, q.n Cpad, q.k Cin*KH*KW.
 override IN_C: u32 = 1u;
 override IN_H: u32 = 1u;
 override IN_W: u32 = 1u;
+override OUT_C: u32 = 1u;
 override OUT_H: u32 = 1u;
 override OUT_W: u32 = 1u;
 override K_H: u32 = 3u;
 override K_W: u32 = 3u;
 override STRIDE: u32 = 1u;
 override PAD: u32 = 0u;
+override HAS_BIAS: bool = false;
 
 // Where 4 positions (y, x) of the IN_H x IN_W planes starting at `plane` are (clamped into
 // them), and which are inside them (the rest is padding).
@@ -165,6 +168,35 @@ fn input4(plane: vec4<i32>, y: vec4<i32>, x: vec4<i32>) -> vec4<f32> {
     return load4(positions(plane, y, x), 0u);
 }
 
+// The lane's 4 rows from r0, those past the last (q.m - 1) read as the last again.
+fn lane_rows(t: BroadcastTile) -> vec4<u32> {
+    return min(vec4<u32>(t.r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(q.m - 1u));
+}
+
+// Writes the lane's row r (columns c0 .. c0 + 31 of `lo` and `hi`) into the NCHW planes of an
+// output with OUT_C channels: column c at at + c * OUT_H * OUT_W, plus the bias with HAS_BIAS.
+fn store_planes(
+    lo: ptr<function, array<vec4<f32>, 16>>,
+    hi: ptr<function, array<vec4<f32>, 16>>,
+    r: u32,
+    c0: u32,
+    at: u32,
+) {
+    let plane = OUT_H * OUT_W;
+    for (var j = 0u; j < 4u; j++) {
+        for (var i = 0u; i < 4u; i++) {
+            let col = c0 + 4u * j + i;
+            if (col < OUT_C) {
+                c[at + col * plane] = (*lo)[4u * j + r][i] + select(0.0, bias[col], HAS_BIAS);
+            }
+            if (col + 16u < OUT_C) {
+                let v = (*hi)[4u * j + r][i] + select(0.0, bias[col + 16u], HAS_BIAS);
+                c[at + (col + 16u) * plane] = v;
+            }
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn conv2d_forward_implicit(
     @builtin(local_invocation_index) lane: u32,
@@ -179,7 +211,7 @@ fn conv2d_forward_implicit(
     let b_step = q.b_sk / 4u;
     let share = wide_share(t, sg);
     // The 4 rows' images and the input position of their tap (0, 0).
-    let rows = vec4<u32>(t.ra) + vec4<u32>(0u, 1u, 2u, 3u);
+    let rows = lane_rows(t);
     let image = vec4<i32>((rows / (OUT_H * OUT_W)) * IN_C * IN_H * IN_W);
     let y0 = vec4<i32>(((rows / OUT_W) % OUT_H) * STRIDE) - i32(PAD);
     let x0 = vec4<i32>((rows % OUT_W) * STRIDE) - i32(PAD);
@@ -195,14 +227,21 @@ fn conv2d_forward_implicit(
             bi += K_H * K_W * b_step;
         }
     }
-    wide_store(&lo, &hi, t);
+    let plane = OUT_H * OUT_W;
+    for (var r = 0u; r < 4u; r++) {
+        let row = t.r0 + r;
+        if (row >= q.m) { break; }
+        store_planes(&lo, &hi, r, t.c0, (row / plane) * OUT_C * plane + row % plane);
+    }
 }
 
 // The weight gradient's product the same way: dW^T [taps, Cout] = im2col(x)^T dy_last, the
 // lanes on taps (4 each), the workgroup's 32 columns output channels, k the output pixels;
-// A[tap, row] = im2col(x)[row, tap] read from x. B is dy channels-last [N*Ho*Wo, Cout], C is
-// dW [Cout, taps] written through C's strides; q.m is taps (a multiple of 4), q.n Cout, q.k
-// N*Ho*Wo. Per k step the pixel is the same for every lane; each lane's 4 taps are fixed.
+// A[tap, row] = im2col(x)[row, tap] read from x. B is dy channels-last [N*Ho*Wo, Cout] (read
+// from dy in place, a lane's 4 columns would be 4 loads a plane apart: 1.2x slower, README:
+// Performance), C is dW [Cout, taps] written through C's strides; q.m is taps (a multiple of
+// 4), q.n Cout, q.k N*Ho*Wo. Per k step the pixel is the same for every lane; each lane's 4
+// taps are fixed.
 @compute @workgroup_size(WG)
 fn conv2d_weight_grad_implicit(
     @builtin(local_invocation_index) lane: u32,
@@ -243,7 +282,6 @@ fn conv2d_weight_grad_implicit(
 // neither dy's unfolding nor the fold of an unfolded gradient is needed. Here IN_* is dy's
 // shape, OUT_H x OUT_W dx's planes and OUT_C its channels; q.m the phase's positions (any
 // count: the lanes past it read the last one and store nothing), q.n Cpad, q.k Cout * taps.
-override OUT_C: u32 = 1u;
 override PHASE_Y: u32 = 0u;
 override PHASE_X: u32 = 0u;
 
@@ -270,7 +308,7 @@ fn conv2d_input_grad_implicit(
     let phase_h = (OUT_H - PHASE_Y + STRIDE - 1u) / STRIDE;
     let phase_w = (OUT_W - PHASE_X + STRIDE - 1u) / STRIDE;
     // The 4 rows' images and the dy position of their tap (jy, jx) = (0, 0).
-    let rows = min(vec4<u32>(t.r0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(q.m - 1u));
+    let rows = lane_rows(t);
     let image = vec4<i32>((rows / (phase_h * phase_w)) * IN_C * IN_H * IN_W);
     let y0 = vec4<i32>((rows / phase_w) % phase_h + (PHASE_Y + PAD) / STRIDE);
     let x0 = vec4<i32>(rows % phase_w + (PHASE_X + PAD) / STRIDE);
@@ -291,19 +329,12 @@ fn conv2d_input_grad_implicit(
         }
     }
     // dx[n, c0 + col, STRIDE a + PHASE_Y, STRIDE b + PHASE_X] for the lane's rows.
-    let plane_size = OUT_H * OUT_W;
     for (var r = 0u; r < 4u; r++) {
         let row = t.r0 + r;
         if (row >= q.m) { break; }
         let y = STRIDE * ((row / phase_w) % phase_h) + PHASE_Y;
         let x = STRIDE * (row % phase_w) + PHASE_X;
-        let at = (row / (phase_h * phase_w)) * OUT_C * plane_size + y * OUT_W + x;
-        for (var j = 0u; j < 4u; j++) {
-            for (var i = 0u; i < 4u; i++) {
-                let col = t.c0 + 4u * j + i;
-                if (col < OUT_C) { c[at + col * plane_size] = lo[4u * j + r][i]; }
-                if (col + 16u < OUT_C) { c[at + (col + 16u) * plane_size] = hi[4u * j + r][i]; }
-            }
-        }
+        let at = (row / (phase_h * phase_w)) * OUT_C * OUT_H * OUT_W + y * OUT_W + x;
+        store_planes(&lo, &hi, r, t.c0, at);
     }
 }

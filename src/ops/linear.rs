@@ -384,19 +384,17 @@ fn broadcast_wg(gpu: &Gpu) -> u32 {
     }
 }
 
-/// Which product of a convolution `conv_product_implicit` computes with the input read in
-/// place of its unfolding.
+/// A product of a convolution that reads its input (x, or dy for the input gradient) in place
+/// of its unfolding (`conv_forward_implicit`, `conv_weight_grad_implicit`,
+/// `conv_input_grad_implicit`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ImplicitProduct {
-    /// y_last [N*Ho*Wo, Cpad] = im2col(x) times the packed weights [Cin*KH*KW, Cpad]
-    /// (`conv2d_forward_implicit`; the other operand: the packed weights).
+    /// y = im2col(x) times the packed weights [Cin*KH*KW, Cpad].
     Forward { cpad: usize },
-    /// dW [Cout, Cin*KH*KW] = dy_last^T im2col(x) (`conv2d_weight_grad_implicit`; the other
-    /// operand: dy channels-last [N*Ho*Wo, Cout]).
+    /// dW [Cout, Cin*KH*KW] = dy_last^T im2col(x), dy_last being dy channels-last.
     WeightGradient,
     /// dx of a strided convolution, phase by phase: each phase's positions times the taps that
-    /// reach them, dy read in place (`conv2d_input_grad_implicit`, `conv_input_grad_implicit`;
-    /// the other operand: the weights packed by `pack_backward`, [Cout*KH*KW, Cpad]).
+    /// reach them (the weights packed by `pack_backward`, [Cout*KH*KW, Cpad]).
     InputGradient { cpad: usize },
 }
 
@@ -423,53 +421,45 @@ impl ImplicitProduct {
     }
 }
 
-/// `which` product of convolution `s`, its input `x` (NCHW; dy for the input gradient) read in
-/// place of its unfolding and `other` the other operand. For where `which.fits`.
-pub(crate) fn conv_product_implicit(
-    which: ImplicitProduct,
+/// y [N, Cout, Ho, Wo] = conv(x, w) (+ bias) by `conv2d_forward_implicit`, x read in place of
+/// its unfolding, `packed` the weights as `pack_forward` lays them out ([Cin*KH*KW, cpad]).
+/// For where `ImplicitProduct::Forward.fits`.
+pub(crate) fn conv_forward_implicit(
     x: &Tensor,
     s: &ConvShape,
-    other: &Tensor,
+    packed: &Tensor,
+    cpad: usize,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let y = Tensor::uninit(x.gpu(), &s.output(), "conv2d output")?;
+    let rows = s.n * s.ho * s.wo;
+    let q = implicit_params((rows, cpad, s.cin * s.kh * s.kw), cpad, (0, 0));
+    let kernel = implicit_kernel("conv2d_forward_implicit", x.gpu(), s, [s.cin, s.h, s.w])
+        .with("OUT_C", s.cout as u32)
+        .with("OUT_H", s.ho as u32)
+        .with("OUT_W", s.wo as u32)
+        .with("HAS_BIAS", bias.is_some() as u32);
+    dispatch_implicit(&kernel, &q, x, packed, bias.unwrap_or(packed), &y)?;
+    Ok(y)
+}
+
+/// dW [Cout, Cin*KH*KW] of convolution `s` by `conv2d_weight_grad_implicit`, x read in place
+/// of its unfolding, `dy_last` the output gradient channels-last [N*Ho*Wo, Cout]. For where
+/// `ImplicitProduct::WeightGradient.fits`.
+pub(crate) fn conv_weight_grad_implicit(
+    x: &Tensor,
+    s: &ConvShape,
+    dy_last: &Tensor,
 ) -> Result<Tensor> {
     let (rows, taps) = (s.n * s.ho * s.wo, s.cin * s.kh * s.kw);
-    // (lanes' side, columns, k, the other operand's row stride, C's strides)
-    let (entry, m, n, k, c_sm, c_sn) = match which {
-        ImplicitProduct::Forward { cpad } => ("conv2d_forward_implicit", rows, cpad, taps, cpad, 1),
-        ImplicitProduct::WeightGradient => {
-            ("conv2d_weight_grad_implicit", taps, s.cout, rows, 1, taps)
-        }
-        ImplicitProduct::InputGradient { cpad } => {
-            return conv_input_grad_implicit(x, s, other, cpad)
-        }
-    };
-    let (shape, what) = match which {
-        ImplicitProduct::WeightGradient => ([s.cout, taps], "conv2d weight gradient"),
-        _ => ([m, n], "channels-last conv2d output"),
-    };
-    let c = Tensor::uninit(x.gpu(), &shape, what)?;
-    let q = BroadcastParams {
-        m: m as u32,
-        n: n as u32,
-        k: k as u32,
-        a_sk: 0,
-        b_sk: n as u32,
-        c_sm: c_sm as u32,
-        c_sn: c_sn as u32,
-        _pad: 0,
-    };
-    // Binding 3 (the bias of `matmul`) is not read; it still needs a buffer.
-    let bufs = [
-        Access::Read(x.buffer()),
-        Access::Read(other.buffer()),
-        Access::Read(other.buffer()),
-        Access::Write(c.buffer()),
-    ];
-    let gpu = x.gpu();
-    let wg = broadcast_wg(gpu);
-    let kernel = implicit_kernel(entry, wg, s, [s.cin, s.h, s.w], [s.ho, s.wo]);
-    let groups = m.div_ceil(4 * wg as usize) * n.div_ceil(WIDE_COLUMNS);
-    gpu.dispatch(&kernel, &q, &bufs, groups as u32)?;
-    Ok(c)
+    let dw = Tensor::uninit(x.gpu(), &[s.cout, taps], "conv2d weight gradient")?;
+    // Lanes on taps, columns the output channels, written transposed (dW^T's strides).
+    let q = implicit_params((taps, s.cout, rows), s.cout, (1, taps));
+    let kernel = implicit_kernel("conv2d_weight_grad_implicit", x.gpu(), s, [s.cin, s.h, s.w])
+        .with("OUT_H", s.ho as u32)
+        .with("OUT_W", s.wo as u32);
+    dispatch_implicit(&kernel, &q, x, dy_last, dy_last, &dw)?;
+    Ok(dw)
 }
 
 /// The input gradient dx [N, Cin, H, W] of strided convolution `s` from dy (NCHW, read in
@@ -477,24 +467,16 @@ pub(crate) fn conv_product_implicit(
 /// `conv2d_input_grad_implicit` per phase of dx (its positions of one row and column offset
 /// modulo the stride), each writing its positions of dx. For where
 /// `ImplicitProduct::InputGradient.fits`.
-fn conv_input_grad_implicit(
+pub(crate) fn conv_input_grad_implicit(
     dy: &Tensor,
     s: &ConvShape,
     packed: &Tensor,
     cpad: usize,
 ) -> Result<Tensor> {
-    let gpu = dy.gpu();
-    let dx = Tensor::uninit(gpu, &[s.n, s.cin, s.h, s.w], "conv2d input gradient")?;
+    let dx = Tensor::uninit(dy.gpu(), &[s.n, s.cin, s.h, s.w], "conv2d input gradient")?;
     let stride = s.cfg.stride;
     // The taps of a kernel `k` wide that reach the positions of offset `phase`.
     let reach = |k: usize, phase: usize| k.saturating_sub((phase + s.cfg.pad) % stride);
-    let wg = broadcast_wg(gpu);
-    let bufs = [
-        Access::Read(dy.buffer()),
-        Access::Read(packed.buffer()),
-        Access::Read(packed.buffer()),
-        Access::Write(dx.buffer()),
-    ];
     for py in 0..stride {
         for px in 0..stride {
             let positions = s.n
@@ -504,53 +486,78 @@ fn conv_input_grad_implicit(
                 continue;
             }
             let taps = reach(s.kh, py).div_ceil(stride) * reach(s.kw, px).div_ceil(stride);
-            let q = BroadcastParams {
-                m: positions as u32,
-                n: cpad as u32,
-                k: (s.cout * taps) as u32,
-                a_sk: 0,
-                b_sk: cpad as u32,
-                c_sm: 0,
-                c_sn: 0,
-                _pad: 0,
-            };
+            let q = implicit_params((positions, cpad, s.cout * taps), cpad, (0, 0));
             let kernel = implicit_kernel(
                 "conv2d_input_grad_implicit",
-                wg,
+                dy.gpu(),
                 s,
                 [s.cout, s.ho, s.wo],
-                [s.h, s.w],
             )
             .with("OUT_C", s.cin as u32)
+            .with("OUT_H", s.h as u32)
+            .with("OUT_W", s.w as u32)
             .with("PHASE_Y", py as u32)
             .with("PHASE_X", px as u32);
-            let groups = positions.div_ceil(4 * wg as usize) * cpad.div_ceil(WIDE_COLUMNS);
-            gpu.dispatch(&kernel, &q, &bufs, groups as u32)?;
+            dispatch_implicit(&kernel, &q, dy, packed, packed, &dx)?;
         }
     }
     Ok(dx)
 }
 
-/// An implicit product's kernel with `s`'s geometry as pipeline constants: the input it reads
-/// in place (`[channels, height, width]`), the planes of its output and the kernel.
-fn implicit_kernel(
-    entry: &'static str,
-    wg: u32,
-    s: &ConvShape,
-    [in_c, in_h, in_w]: [usize; 3],
-    [out_h, out_w]: [usize; 2],
-) -> Kernel {
+/// An implicit product's parameters: its [m, n] and k, the shared operand's row stride and C's
+/// strides (those kernels that write through them).
+fn implicit_params(
+    (m, n, k): (usize, usize, usize),
+    b_sk: usize,
+    (c_sm, c_sn): (usize, usize),
+) -> BroadcastParams {
+    BroadcastParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        a_sk: 0,
+        b_sk: b_sk as u32,
+        c_sm: c_sm as u32,
+        c_sn: c_sn as u32,
+        _pad: 0,
+    }
+}
+
+/// An implicit product's kernel with `s`'s kernel and the input it reads in place (`[channels,
+/// height, width]`) as pipeline constants; the output's are the caller's.
+fn implicit_kernel(entry: &'static str, gpu: &Gpu, s: &ConvShape, [c, h, w]: [usize; 3]) -> Kernel {
     Kernel::new(Shader::MatmulSubgroup, entry)
-        .with("WG", wg)
-        .with("IN_C", in_c as u32)
-        .with("IN_H", in_h as u32)
-        .with("IN_W", in_w as u32)
-        .with("OUT_H", out_h as u32)
-        .with("OUT_W", out_w as u32)
+        .with("WG", broadcast_wg(gpu))
+        .with("IN_C", c as u32)
+        .with("IN_H", h as u32)
+        .with("IN_W", w as u32)
         .with("K_H", s.kh as u32)
         .with("K_W", s.kw as u32)
         .with("STRIDE", s.cfg.stride as u32)
         .with("PAD", s.cfg.pad as u32)
+}
+
+/// Dispatches an implicit product over its [q.m, q.n] (4 rows a lane, 32 columns a
+/// workgroup): `input` read in place, `shared` the other operand, `bias` (read only where the
+/// kernel has one) and the output.
+fn dispatch_implicit(
+    kernel: &Kernel,
+    q: &BroadcastParams,
+    input: &Tensor,
+    shared: &Tensor,
+    bias: &Tensor,
+    out: &Tensor,
+) -> Result<()> {
+    let gpu = input.gpu();
+    let wg = broadcast_wg(gpu) as usize;
+    let groups = (q.m as usize).div_ceil(4 * wg) * (q.n as usize).div_ceil(WIDE_COLUMNS);
+    let bufs = [
+        Access::Read(input.buffer()),
+        Access::Read(shared.buffer()),
+        Access::Read(bias.buffer()),
+        Access::Write(out.buffer()),
+    ];
+    gpu.dispatch(kernel, q, &bufs, groups as u32)
 }
 
 /// Whether the product `[m, n] = A[m, k] B[k, n]` with these strides (no bias) runs on `gpu`

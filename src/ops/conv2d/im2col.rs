@@ -15,8 +15,8 @@ use super::ConvShape;
 use crate::error::Result;
 use crate::gpu::{uniform_struct, Access};
 use crate::ops::linear::{
-    conv_product_implicit, linear_backward_weight, matmul_strided, product_shares_loads,
-    ImplicitProduct,
+    conv_forward_implicit, conv_input_grad_implicit, conv_weight_grad_implicit,
+    linear_backward_weight, matmul_strided, product_shares_loads, ImplicitProduct,
 };
 use crate::shapes::Pass;
 use crate::tensor::Tensor;
@@ -163,11 +163,9 @@ pub(super) fn backward_input(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<T
     let Some(t) = transposed_shape(s) else {
         // Where the fold's product would be the 32-column subgroup kernel on dx's channels,
         // each phase of dx is a product that reads dy in place and writes dx itself.
-        let implicit = ImplicitProduct::InputGradient {
-            cpad: packed_channels(s.cin),
-        };
-        if implicit.fits(s, dy.gpu()) {
-            return conv_product_implicit(implicit, dy, s, &pack(w, s, true)?.0);
+        let cpad = packed_channels(s.cin);
+        if (ImplicitProduct::InputGradient { cpad }).fits(s, dy.gpu()) {
+            return conv_input_grad_implicit(dy, s, &pack(w, s, true)?.0, cpad);
         }
         return backward_input_folded(dy, w, s);
     };
@@ -228,24 +226,22 @@ fn forward_packed(
     let gpu = x.gpu();
     let rows = s.n * s.ho * s.wo;
     let taps = s.cin * s.kh * s.kw;
-    // Where the product is the 32-column subgroup kernel, it reads x itself (1.1-1.2x faster
-    // than unfolding first, README: Performance).
-    let implicit = ImplicitProduct::Forward { cpad: *cpad };
-    let y_last = if implicit.fits(s, gpu) {
-        conv_product_implicit(implicit, x, s, packed)?
-    } else {
-        let cols = im2col(x, s, true)?;
-        matmul_strided(
-            &cols,
-            (1, rows),
-            packed,
-            (*cpad, 1),
-            rows,
-            *cpad,
-            taps,
-            "channels-last conv2d output",
-        )?
-    };
+    // Where the product is the 32-column subgroup kernel, it reads x itself and writes y
+    // (1.1-1.2x faster than unfolding first, README: Performance).
+    if (ImplicitProduct::Forward { cpad: *cpad }).fits(s, gpu) {
+        return conv_forward_implicit(x, s, packed, *cpad, bias);
+    }
+    let cols = im2col(x, s, true)?;
+    let y_last = matmul_strided(
+        &cols,
+        (1, rows),
+        packed,
+        (*cpad, 1),
+        rows,
+        *cpad,
+        taps,
+        "channels-last conv2d output",
+    )?;
     let y = Tensor::uninit(gpu, &[s.n, s.cout, s.ho, s.wo], "conv2d output")?;
     let q = ColParams {
         n: s.n as u32,
@@ -281,8 +277,9 @@ pub(super) fn backward_weight(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<
     };
     let bufs = [Access::Read(dy.buffer()), Access::Write(dy_last.buffer())];
     gpu.dispatch(&helper("channels_last"), &q, &bufs, groups(s.n * s.cout))?;
+    // Where the product is the 32-column subgroup kernel, it reads x itself.
     let dw = if ImplicitProduct::WeightGradient.fits(s, gpu) {
-        conv_product_implicit(ImplicitProduct::WeightGradient, x, s, &dy_last)?
+        conv_weight_grad_implicit(x, s, &dy_last)?
     } else {
         linear_backward_weight(&im2col(x, s, false)?, &dy_last)?
     };
