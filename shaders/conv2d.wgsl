@@ -408,27 +408,35 @@ fn conv2d_backward_weight(@builtin(global_invocation_id) gid: vec3u, @builtin(nu
     for (var k = 0u; k < 4u * KH * KW; k++) { acc[k] = vec4<f32>(0.0); }
     let col_blocks = (cv.wo + 3u) / 4u;
     let row_vec4s = cv.wq / 4u;
-    let dy_row_vec4s = cv.dyq / 4u;
     let last_co = cv.cout - 1u;
     let r1 = min((split + 1u) * cv.rows_per_split, rows);
     for (var r = split * cv.rows_per_split; r < r1; r++) {
         let n = r / cv.ho;
         let oy = r % cv.ho;
         let xr = ((n * cv.cin + ci) * cv.hp + oy * STRIDE) * row_vec4s;
-        let d0 = ((n * cv.cout + min(co0, last_co)) * cv.ho + oy) * dy_row_vec4s;
-        let d1 = ((n * cv.cout + min(co0 + 1u, last_co)) * cv.ho + oy) * dy_row_vec4s;
-        let d2 = ((n * cv.cout + min(co0 + 2u, last_co)) * cv.ho + oy) * dy_row_vec4s;
-        let d3 = ((n * cv.cout + min(co0 + 3u, last_co)) * cv.ho + oy) * dy_row_vec4s;
+        let d0 = ((n * cv.cout + min(co0, last_co)) * cv.ho + oy) * cv.wo;
+        let d1 = ((n * cv.cout + min(co0 + 1u, last_co)) * cv.ho + oy) * cv.wo;
+        let d2 = ((n * cv.cout + min(co0 + 2u, last_co)) * cv.ho + oy) * cv.wo;
+        let d3 = ((n * cv.cout + min(co0 + 3u, last_co)) * cv.ho + oy) * cv.wo;
         // Neighbouring column blocks share a vec4 of each x row: carry it instead of reloading.
         var next: array<vec4<f32>, 5>;
         for (var ky = 0u; ky < KH; ky++) { next[ky] = gx[xr + ky * row_vec4s]; }
         for (var b = 0u; b < col_blocks; b++) {
-            let g0 = gdy[d0 + b];
-            let g1 = gdy[d1 + b];
-            let g2 = gdy[d2 + b];
-            let g3 = gdy[d3 + b];
+            let g0 = dy_block(d0, b);
+            let g1 = dy_block(d1, b);
+            let g2 = dy_block(d2, b);
+            let g3 = dy_block(d3, b);
             weight_block(&acc, &next, xr, b, g0, g1, g2, g3);
         }
     }
     store_weight_gradient(&acc, split, co0, ci);
+}
+
+// dy at pixels 4b .. 4b + 3 of the row that starts at d, zero past its end (Wo wide, unpadded:
+// 4 scalar loads from one row cost what a vec4 of a row-padded copy did, and the copy is gone).
+fn dy_block(d: u32, b: u32) -> vec4<f32> {
+    let ox = vec4<u32>(4u * b) + vec4<u32>(0u, 1u, 2u, 3u);
+    let at = vec4<u32>(d) + min(ox, vec4<u32>(cv.wo - 1u));
+    let g = vec4<f32>(gdy_rows[at.x], gdy_rows[at.y], gdy_rows[at.z], gdy_rows[at.w]);
+    return select(vec4<f32>(0.0), g, ox < vec4<u32>(cv.wo));
 }

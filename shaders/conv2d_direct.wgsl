@@ -85,6 +85,8 @@ fn store_row(acc: ptr<function, array<vec4<f32>, 8>>, n: u32, cb: u32, oy: u32, 
 // [splits, Cout, Cin, KH, KW]
 @group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> gdy: array<vec4<f32>>;
+// conv2d_backward_weight reads dy unpadded ([N, Cout, Ho, Wo]), one float at a time.
+@group(0) @binding(2) var<storage, read> gdy_rows: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gdw: array<f32>;
 
 // The weight gradients' update for one block b of 4 pixels of the x rows at xr: every tap of 4
