@@ -42,10 +42,28 @@ fn subgroup_sum2(v: vec2f, l: Lane) -> vec2f {
 @compute @workgroup_size(WG)
 fn bn_stats_subgroup(l: Lane) {
     let c = l.wid.x;
-    let w = walk(l.lid);
-    let mean = subgroup_sum2(vec2f(lane_sum(c, w), 0.0), l).x / f32(p.n * p.hw);
-    let squares = subgroup_sum2(vec2f(lane_centred_squares(c, w, mean), 0.0), l).x;
-    if (l.lid == 0u) { store_stats(c, mean, squares); }
+    // One pass over x (bn_stats makes two): the sums of x - k and of its squares, k the
+    // channel's first value. k is a sample of the channel, so |mean - k| is of the order of its
+    // spread and the squares do not cancel as sums around zero would when |mean| >> std.
+    let k = sx[c * p.hw];
+    let sums = subgroup_sum2(lane_shifted_sums(c, walk(l.lid), k), l);
+    let d = sums.x / f32(p.n * p.hw);
+    // The squared deviations from the mean k + d: sum (x - k)^2 - m d^2.
+    let squares = max(sums.y - sums.x * d, 0.0);
+    if (l.lid == 0u) { store_stats(c, k + d, squares); }
+}
+
+// This lane's share of channel c's sums of x - k and (x - k)^2.
+fn lane_shifted_sums(c: u32, w: Walk, k: f32) -> vec2f {
+    var s = vec2f(0.0);
+    for (var n = w.n0; n < p.n; n += w.n_step) {
+        let base = (n * p.c + c) * p.hw;
+        for (var i = w.k0; i < p.hw; i += p.lanes_per_image) {
+            let d = sx[base + i] - k;
+            s += vec2f(d, d * d);
+        }
+    }
+    return s;
 }
 
 @compute @workgroup_size(WG)
