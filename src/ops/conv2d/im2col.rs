@@ -6,8 +6,9 @@
 //! The unfolding writes whole vec4s where the layout allows (`im2col_rows4`, `im2col_taps4`:
 //! 1.4-1.7x faster than one float per store on lavapipe, README: Performance). Where the
 //! product is the 32-column subgroup kernel with the unfolded side on its lanes, the forward
-//! and weight-gradient products read x in place of its unfolding (`ImplicitProduct`): on
-//! lavapipe a load costs per float, so the unfolding pass was pure extra work.
+//! and weight-gradient products read x in place of its unfolding (`ImplicitProduct`; the
+//! forward product writes y in NCHW itself): on lavapipe a load costs per float, so the
+//! unfolding pass was pure extra work.
 
 use super::direct::{groups, helper, kernel, pack, packed_channels};
 use super::phases::{scatter, AxisPhase};
