@@ -81,11 +81,11 @@ fn store_row(acc: ptr<function, array<vec4<f32>, 8>>, n: u32, cb: u32, oy: u32, 
 }
 
 
-// conv2d_backward_weight: padded input, row-padded dy [N, Cout, Ho, dyq], partial sums
-// [splits, Cout, Cin, KH, KW]
+// The weight gradients: padded input, dy, partial sums [splits, Cout, Cin, KH, KW]. dy is
+// row-padded ([N, Cout, Ho, dyq], whole vec4s: gdy) for conv2d_backward_weight_shared and read
+// as it is ([N, Cout, Ho, Wo], one float at a time: gdy_rows) by conv2d_backward_weight.
 @group(0) @binding(1) var<storage, read> gx: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> gdy: array<vec4<f32>>;
-// conv2d_backward_weight reads dy unpadded ([N, Cout, Ho, Wo]), one float at a time.
 @group(0) @binding(2) var<storage, read> gdy_rows: array<f32>;
 @group(0) @binding(3) var<storage, read_write> gdw: array<f32>;
 

@@ -52,6 +52,7 @@ uniform_struct! {
         cpad: u32,
         has_bias: u32,
         rows_per_split: u32,
+        /// The rows' length in the row-padded dy (read by the subgroup weight gradient only).
         dyq: u32,
     }
 }
@@ -358,12 +359,10 @@ pub(super) fn backward_weight(
     // The subgroup kernel reads dy's rows as whole vec4s (rows padded to a multiple of 4); the
     // per-lane kernel reads them as they are, without the padding pass (ResNet-18's stem's
     // weight gradient 16.5-17.7 -> 12.0-12.3 ms, README: Performance).
-    let (dyq, dyp) = match weights {
-        Weights::PerLane => (s.wo, dy.clone()),
-        Weights::Subgroup => {
-            let dyq = 4 * s.wo.div_ceil(4);
-            (dyq, pad_dilate(dy, 0, 0, s.ho, dyq, 1)?)
-        }
+    let dyq = 4 * s.wo.div_ceil(4);
+    let dyp = match weights {
+        Weights::PerLane => dy.clone(),
+        Weights::Subgroup => pad_dilate(dy, 0, 0, s.ho, dyq, 1)?,
     };
     // Subgroup kernel: workgroups of up to 64 input channels, all of one block of 4 outputs.
     let lanes_per_group = (s.cin.div_ceil(8) * 8).min(CONV_WG as usize);
