@@ -125,6 +125,89 @@ fn conv2d_forward_and_backward_match_reference_at_odd_shapes() {
     }
 }
 
+/// `--precision f16`: x and the weights stored as f16, read by the tiled kernel (the only one
+/// that reads f16, chosen for them whatever the device), sums in f32. Against the reference on
+/// the same values rounded to f16, so the bound is f32's, at every case; x alone f16 in the
+/// forward pass too (the two operands' storage is set apart). Every other algorithm, forced,
+/// is refused f16 operands with a message naming the tiled one.
+#[test]
+fn conv2d_with_f16_operands_matches_reference_at_odd_shapes() {
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(6);
+    if !gpu.has_f16() {
+        let x = upload_f16(&gpu, &[1, 1, 3, 3], &[0.0; 9]);
+        let w = upload(&gpu, &[1, 1, 1, 1], &[0.0]);
+        let msg = conv::conv2d_forward(&x, &w, None, Conv2dConfig { stride: 1, pad: 0 })
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("SHADER_F16"), "{msg}");
+        eprintln!(
+            "SKIPPED: {} has no f16 shaders (refusal checked)",
+            gpu.adapter()
+        );
+        return;
+    }
+    for (i, &(xs, ws, stride, pad)) in CASES.iter().enumerate() {
+        let cfg = Conv2dConfig { stride, pad };
+        let s = ConvShape::new(&xs, &ws, cfg).unwrap();
+        let x = round_f16(&data(&mut r, xs.iter().product()));
+        let w = round_f16(&data(&mut r, ws.iter().product()));
+        let b = data(&mut r, ws[0]);
+        let dy = data(&mut r, s.output().iter().product());
+        let (hx, hw, tb) = (
+            upload_f16(&gpu, &xs, &x),
+            upload_f16(&gpu, &ws, &w),
+            upload(&gpu, &[ws[0]], &b),
+        );
+        let tdy = upload(&gpu, &s.output(), &dy);
+        let case = format!("case {i} x{xs:?} w{ws:?} s{stride} p{pad} f16");
+        let y = conv::conv2d_forward(&hx, &hw, Some(&tb), cfg).unwrap();
+        let y_ref = reference::conv2d_forward(&x, &w, Some(&b), &s);
+        assert_rel_close(&format!("{case} forward"), &download(&y), &y_ref, 1e-5);
+        let y = conv::conv2d_forward(&hx, &upload(&gpu, &ws, &w), Some(&tb), cfg).unwrap();
+        assert_rel_close(
+            &format!("{case} forward, x alone f16"),
+            &download(&y),
+            &y_ref,
+            1e-5,
+        );
+        let dx = conv::conv2d_backward_input(&tdy, &hw, &xs, cfg).unwrap();
+        let dx_ref = reference::conv2d_backward_input(&dy, &w, &s);
+        assert_rel_close(
+            &format!("{case} backward_input"),
+            &download(&dx),
+            &dx_ref,
+            1e-5,
+        );
+        let dw = conv::conv2d_backward_weight(&hx, &tdy, &ws, cfg).unwrap();
+        let dw_ref = reference::conv2d_backward_weight(&x, &dy, &s);
+        assert_rel_close(
+            &format!("{case} backward_weight"),
+            &download(&dw),
+            &dw_ref,
+            1e-5,
+        );
+        for algo in ConvAlgo::ALL.into_iter().filter(|&a| a != ConvAlgo::Tiled) {
+            let msg = conv::conv2d_forward_with(&hx, &hw, None, cfg, Some(algo))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("f16") && msg.contains("tiled"),
+                "{case} {algo}: {msg}"
+            );
+        }
+    }
+    // dy must be f32: an f16 gradient is refused, naming it.
+    let (xs, ws) = ([1, 2, 4, 4], [3, 2, 3, 3]);
+    let cfg = Conv2dConfig { stride: 1, pad: 1 };
+    let hdy = upload_f16(&gpu, &[1, 3, 4, 4], &[0.5; 48]);
+    let hw = upload_f16(&gpu, &ws, &[0.5; 54]);
+    let msg = conv::conv2d_backward_input(&hdy, &hw, &xs, cfg)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("gradient") && msg.contains("f32"), "{msg}");
+}
+
 #[test]
 fn conv2d_reference_gradients_match_finite_differences() {
     let mut r = rng(4);

@@ -156,3 +156,59 @@ fn add_and_scale_gradients_match_finite_differences_through_the_tape() {
     assert_rel_close("d/da", &download(&pa.grad().unwrap()), &fa, 1e-5);
     assert_rel_close("d/db", &download(&pb.grad().unwrap()), &fb, 1e-5);
 }
+
+/// The storage cast: f32 -> f16 within one f16 step of the nearest value (WGSL may round either
+/// way; an adapter may flush f16 subnormals to zero), beyond +-65504 saturating there; f16 -> f32
+/// exact. Odd lengths: the last 32-bit word of an f16 tensor is half used.
+#[test]
+fn f16_storage_cast_rounds_saturates_and_widens_exactly() {
+    use taming::ops::precision::{to_f16, to_f32};
+    use taming::tensor::DType;
+    let Some(gpu) = gpu() else { return };
+    if !gpu.has_f16() {
+        let msg = to_f16(&upload(&gpu, &[1], &[1.0])).unwrap_err().to_string();
+        assert!(msg.contains("SHADER_F16"), "{msg}");
+        eprintln!(
+            "SKIPPED: {} has no f16 shaders (refusal checked)",
+            gpu.adapter()
+        );
+        return;
+    }
+    let mut r = rng(4);
+    let specials = [
+        0.0,
+        -0.0,
+        1e-6,
+        -3e-5,
+        0.1,
+        1.0 / 3.0,
+        65504.0,
+        70000.0,
+        -1e9,
+        2049.0,
+    ];
+    for n in [1usize, 2, 3, 7, 1025, 70_001] {
+        let mut v: Vec<f64> = uniform(&mut r, n, -300.0, 300.0)
+            .into_iter()
+            .map(|x| x as f32 as f64)
+            .collect();
+        for (slot, &s) in v.iter_mut().zip(&specials) {
+            *slot = s;
+        }
+        let h = to_f16(&upload(&gpu, &[n], &v)).unwrap();
+        assert_eq!(h.dtype(), DType::F16);
+        let got = download(&h);
+        for (i, (&g, &x)) in got.iter().zip(&v).enumerate() {
+            let nearest = half::f16::from_f64(x.clamp(-65504.0, 65504.0));
+            let step = half::f16::from_bits(nearest.to_bits() + 1).to_f64() - nearest.to_f64();
+            let flushed = x.abs() < 6.1e-5 && g == 0.0;
+            assert!(
+                (g - nearest.to_f64()).abs() <= step.abs() || flushed,
+                "n={n} element {i}: {x} stored as {g}, nearest f16 {nearest}"
+            );
+        }
+        let wide = to_f32(&h).unwrap();
+        assert_eq!(wide.dtype(), DType::F32);
+        assert_eq!(download(&wide), got, "n={n}: widening must be exact");
+    }
+}

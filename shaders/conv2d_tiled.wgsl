@@ -51,11 +51,17 @@ const DEPTH: u32 = 16u;
 const ROW: u32 = 65u;
 const THREADS: u32 = 256u;
 
+// What the operands are stored in: f32 here; under `--precision f16` the weights and x are
+// f16 (dy stays f32), each such kernel its own module (gpu/kernels.rs, Storage). The tiles
+// and the sums are f32 either way.
+alias Lhs = f32;
+alias Rhs = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
 // Forward and input gradient: the weights; weight gradient: dy.
-@group(0) @binding(1) var<storage, read> lhs: array<f32>;
+@group(0) @binding(1) var<storage, read> lhs: array<Lhs>;
 // Forward and weight gradient: x; input gradient: dy.
-@group(0) @binding(2) var<storage, read> rhs: array<f32>;
+@group(0) @binding(2) var<storage, read> rhs: array<Rhs>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
@@ -160,15 +166,15 @@ fn conv2d_tiled(
             var av = 0.0;
             if (row < p.m && ka_ok) {
                 if (PASS == FORWARD) {
-                    av = lhs[row * p.depth + ka];
+                    av = f32(lhs[row * p.depth + ka]);
                 } else if (PASS == INPUT_GRADIENT) {
                     // Depth (co, t): tap (ry + STRIDE ta, rx + STRIDE tb) of weight [co, row].
                     let t = ka % taps;
                     let ky = p.ry + STRIDE * (t / KW);
                     let kx = p.rx + STRIDE * (t % KW);
-                    av = lhs[(((ka / taps) * p.cin + row) * p.kh + ky) * p.kw + kx];
+                    av = f32(lhs[(((ka / taps) * p.cin + row) * p.kh + ky) * p.kw + kx]);
                 } else {
-                    av = lhs[(wb * p.cout + row) * p.ho * p.wo + wq];
+                    av = f32(lhs[(wb * p.cout + row) * p.ho * p.wo + wq]);
                 }
             }
             a_tile[a_d * ROW + r] = av;
@@ -180,7 +186,7 @@ fn conv2d_tiled(
                     let iy = i32((wq / p.wo) * STRIDE) + tap_y[q];
                     let ix = i32((wq % p.wo) * STRIDE) + tap_x[q];
                     if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-                        bv = rhs[((wb * p.cin + tap_plane[q]) * p.h + u32(iy)) * p.w + u32(ix)];
+                        bv = f32(rhs[((wb * p.cin + tap_plane[q]) * p.h + u32(iy)) * p.w + u32(ix)]);
                     }
                 }
                 b_tile[a_d * ROW + r] = bv;
@@ -193,13 +199,13 @@ fn conv2d_tiled(
                         let iy = y0 + i32(t / KW);
                         let ix = x0 + i32(t % KW);
                         if (iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w)) {
-                            bv = rhs[rhs_base + ((kb / taps) * p.h + u32(iy)) * p.w + u32(ix)];
+                            bv = f32(rhs[rhs_base + ((kb / taps) * p.h + u32(iy)) * p.w + u32(ix)]);
                         }
                     } else {
                         let oy = y0 - i32(t / KW);
                         let ox = x0 - i32(t % KW);
                         if (oy >= 0 && oy < i32(p.ho) && ox >= 0 && ox < i32(p.wo)) {
-                            bv = rhs[rhs_base + ((kb / taps) * p.ho + u32(oy)) * p.wo + u32(ox)];
+                            bv = f32(rhs[rhs_base + ((kb / taps) * p.ho + u32(oy)) * p.wo + u32(ox)]);
                         }
                     }
                 }

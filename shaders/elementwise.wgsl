@@ -1,5 +1,5 @@
-// Elementwise kernels: fill, ReLU, residual add, gradient accumulation, scaling, and the
-// transpose of a matrix.
+// Elementwise kernels: fill, ReLU, residual add, gradient accumulation, scaling, the
+// transpose of a matrix, and the copy from one storage type to another (f32 <-> f16).
 // Thread mapping: each invocation handles 4 elements spaced by the total number of invocations
 // T (i, i+T, i+2T, i+3T), so neighbouring invocations touch neighbouring elements (coalesced on a
 // GPU, contiguous SIMD lanes on a CPU device) and a workgroup does 4*WG elements.
@@ -31,6 +31,17 @@ override WG: u32 = 256;
 
 @group(0) @binding(1) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
+
+// The cast's storage types: f32 here; an f16 kernel rewrites one of them (gpu/kernels.rs,
+// Storage) and is its own module with `enable f16;`.
+alias From = f32;
+alias To = f32;
+@group(0) @binding(1) var<storage, read> cast_src: array<From>;
+@group(0) @binding(2) var<storage, read_write> cast_dst: array<To>;
+// 1 when To is f16: values beyond its range saturate at +-65504 (WGSL leaves an out-of-range
+// conversion's value undetermined).
+override SATURATE: u32 = 0u;
+const HALF_MAX: f32 = 65504.0;
 
 fn first_index(gid: vec3u, nwg: vec3u) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
@@ -110,5 +121,19 @@ fn transpose(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
     for (var k = 0u; k < 4u; k++) {
         let i = i0 + k * t;
         if (i < p.n) { y[i] = x[(i % rows) * p.bits + i / rows]; }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn cast_storage(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) {
+            var v = f32(cast_src[i]);
+            if (SATURATE != 0u) { v = clamp(v, -HALF_MAX, HALF_MAX); }
+            cast_dst[i] = To(v);
+        }
     }
 }

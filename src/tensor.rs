@@ -5,11 +5,44 @@ use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer};
+use crate::names::string_enum;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
     F32,
     U32,
+    /// Half precision, two to a 32-bit word (a convolution's operands under `--precision f16`).
+    F16,
+}
+
+impl DType {
+    /// The bytes a tensor of `numel` elements occupies (f16 rounded up to whole 32-bit words,
+    /// which is what a WGSL storage array of f16 is bound in).
+    fn bytes(self, numel: u64) -> Option<u64> {
+        match self {
+            DType::F32 | DType::U32 => numel.checked_mul(4),
+            DType::F16 => numel.div_ceil(2).checked_mul(4),
+        }
+    }
+}
+
+string_enum! {
+    /// What the convolutions' operands (activations and weights) are stored in. Sums are f32
+    /// either way, and so are the master weights, the optimiser's state and every gradient.
+    pub enum Precision as "precision" {
+        /// Single precision throughout.
+        F32 = "f32",
+        /// Each convolution's input and weights stored as f16 (half the bytes read and kept
+        /// for the backward pass), products summed in f32. Needs an adapter with SHADER_F16;
+        /// the tiled convolution is the only kernel that reads f16.
+        F16 = "f16",
+    }
+}
+
+impl Default for Precision {
+    fn default() -> Precision {
+        Precision::F32
+    }
 }
 
 #[derive(Clone)]
@@ -36,10 +69,16 @@ impl Tensor {
         Self::uninit_typed(gpu, shape, DType::F32, what)
     }
 
-    fn uninit_typed(gpu: &Gpu, shape: &[usize], dtype: DType, what: &str) -> Result<Tensor> {
+    pub(crate) fn uninit_typed(
+        gpu: &Gpu,
+        shape: &[usize],
+        dtype: DType,
+        what: &str,
+    ) -> Result<Tensor> {
         let bytes = shape
             .iter()
-            .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+            .and_then(|numel| dtype.bytes(numel))
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("{what}: shape {shape:?} is too large to address"))
             })?;
@@ -91,6 +130,25 @@ impl Tensor {
         Ok(t)
     }
 
+    /// A tensor of f16 values: `data` rounded to the nearest f16 (tests and references).
+    pub fn from_slice_f16(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        if numel_of(shape) != data.len() {
+            return Err(Error::InvalidArgument(format!(
+                "f16 tensor of shape {shape:?} needs {} values, got {}",
+                numel_of(shape),
+                data.len()
+            )));
+        }
+        let t = Self::uninit_typed(gpu, shape, DType::F16, "upload f16")?;
+        let mut halves: Vec<u16> = data
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect();
+        halves.resize(data.len().div_ceil(2) * 2, 0);
+        gpu.upload(&t.buf, bytemuck::cast_slice(&halves));
+        Ok(t)
+    }
+
     /// Overwrites the contents with `data` (same number of elements).
     pub fn write(&self, data: &[f32]) -> Result<()> {
         if data.len() != self.numel() {
@@ -104,16 +162,26 @@ impl Tensor {
         Ok(())
     }
 
-    /// Reads the values back (submits pending work and waits for it).
+    /// Reads the values back (submits pending work and waits for it); f16 values widened.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        if self.dtype != DType::F32 {
-            return Err(Error::InvalidArgument(format!(
+        match self.dtype {
+            DType::F32 => {
+                let bytes = self.gpu.download(&self.buf, self.buf.len_bytes())?;
+                Ok(bytemuck::pod_collect_to_vec(&bytes))
+            }
+            DType::F16 => {
+                let bytes = self.gpu.download(&self.buf, self.buf.len_bytes())?;
+                let halves: Vec<u16> = bytemuck::pod_collect_to_vec(&bytes);
+                Ok(halves[..self.numel()]
+                    .iter()
+                    .map(|&h| half::f16::from_bits(h).to_f32())
+                    .collect())
+            }
+            DType::U32 => Err(Error::InvalidArgument(format!(
                 "to_vec on a {:?} tensor",
                 self.dtype
-            )));
+            ))),
         }
-        let bytes = self.gpu.download(&self.buf, self.buf.len_bytes())?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
     /// The single value of a one-element tensor (a loss).

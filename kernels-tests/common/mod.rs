@@ -183,3 +183,13 @@ pub fn straight_and_resumed(
     let resumed = pretrain(gpu, config, &split, &resume).unwrap();
     (whole, split, straight, resumed)
 }
+
+/// `v` rounded to the nearest f16, as the reference of an f16 operand sees it.
+pub fn round_f16(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|&x| half::f16::from_f64(x).to_f64()).collect()
+}
+
+/// An f16 tensor of `v` (rounded to the nearest f16).
+pub fn upload_f16(gpu: &Gpu, shape: &[usize], v: &[f64]) -> Tensor {
+    Tensor::from_slice_f16(gpu, shape, &to_f32(v)).expect("upload f16")
+}

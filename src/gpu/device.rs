@@ -81,6 +81,8 @@ pub(crate) struct GpuInner {
     pub is_cpu: bool,
     /// The device was opened with wgpu::Features::SUBGROUP.
     pub subgroups: bool,
+    /// The device was opened with wgpu::Features::SHADER_F16 (f16 in storage buffers).
+    pub f16: bool,
     /// The adapter's smallest subgroup size.
     pub subgroup_min_size: u32,
     pub limits: wgpu::Limits,
@@ -138,8 +140,10 @@ impl Gpu {
         // Ask for what the adapter has, not WebGPU's small defaults: ResNet activations at
         // batch 512 need storage bindings far above 128 MiB on a real GPU.
         let limits = adapter.limits();
-        // Subgroup operations where the adapter has them (kernels that use them check first).
-        let wanted_features = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        // Subgroup operations and f16 where the adapter has them (kernels that use them check
+        // first).
+        let wanted_features =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16;
         let desc = wgpu::DeviceDescriptor {
             label: Some("taming"),
             required_features: adapter.features() & wanted_features,
@@ -153,6 +157,7 @@ impl Gpu {
             }
         })?;
         let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
+        let f16 = device.features().contains(wgpu::Features::SHADER_F16);
         let pool = Rc::new(RefCell::new(BufferPool::default()));
         let recorder = Recorder::new(&device, limits.min_uniform_buffer_offset_alignment as u64);
         Ok(Gpu {
@@ -162,6 +167,7 @@ impl Gpu {
                 adapter: summary(&info),
                 is_cpu: info.device_type == wgpu::DeviceType::Cpu,
                 subgroups,
+                f16,
                 subgroup_min_size: info.subgroup_min_size,
                 limits,
                 pool,
@@ -175,6 +181,11 @@ impl Gpu {
 
     pub fn adapter(&self) -> &AdapterSummary {
         &self.inner.adapter
+    }
+
+    /// True when kernels may store f16 (wgpu's SHADER_F16): `--precision f16` needs it.
+    pub fn has_f16(&self) -> bool {
+        self.inner.f16
     }
 
     /// True on a software (CPU) adapter such as lavapipe; kernels pick fatter tiles there.

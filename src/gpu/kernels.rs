@@ -83,12 +83,23 @@ shader_files! {
     Stn => "stn.wgsl",
 }
 
-/// A kernel: an entry point of a shader file plus its `override` constants (tile sizes, modes).
+/// What a shader's storage alias (`alias NAME = f32;`) holds: f32, or f16 where the device
+/// has SHADER_F16 (`Gpu::has_f16`). WGSL cannot choose a type by an `override` constant, so
+/// an f16 kernel is its own module: the alias line rewritten and `enable f16;` in front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Storage {
+    F32,
+    F16,
+}
+
+/// A kernel: an entry point of a shader file plus its `override` constants (tile sizes, modes)
+/// and the types of its storage aliases where they are not f32.
 #[derive(Clone, Debug)]
 pub struct Kernel {
     pub shader: Shader,
     pub entry: &'static str,
     pub constants: Vec<(&'static str, f64)>,
+    pub storage: Vec<(&'static str, Storage)>,
 }
 
 impl Kernel {
@@ -97,6 +108,7 @@ impl Kernel {
             shader,
             entry,
             constants: Vec::new(),
+            storage: Vec::new(),
         }
     }
     /// Sets the override constant `name` (replacing an earlier value of it).
@@ -105,11 +117,48 @@ impl Kernel {
         self.constants.push((name, value as f64));
         self
     }
+
+    /// Sets what the shader's storage alias `alias` holds (f32 unless set).
+    pub fn storing(mut self, alias: &'static str, storage: Storage) -> Kernel {
+        self.storage.retain(|(n, _)| *n != alias);
+        if storage != Storage::F32 {
+            self.storage.push((alias, storage));
+            self.storage.sort();
+        }
+        self
+    }
+
+    /// The shader's text with the storage aliases this kernel sets rewritten; an error naming
+    /// the alias if the shader does not declare it as f32.
+    fn source(&self) -> Result<std::borrow::Cow<'static, str>> {
+        let mut text = std::borrow::Cow::Borrowed(self.shader.source());
+        if self.storage.is_empty() {
+            return Ok(text);
+        }
+        for &(alias, storage) in &self.storage {
+            let declared = format!("alias {alias} = f32;");
+            if !text.contains(&declared) {
+                return Err(Error::Gpu(format!(
+                    "shaders/{} declares no `{declared}` to store as {storage:?}",
+                    self.shader.file_name()
+                )));
+            }
+            let wanted = match storage {
+                Storage::F32 => "f32",
+                Storage::F16 => "f16",
+            };
+            text = text
+                .replace(&declared, &format!("alias {alias} = {wanted};"))
+                .into();
+        }
+        Ok(format!("enable f16;\n{text}").into())
+    }
 }
 
 #[derive(PartialEq, Eq, Hash)]
 struct PipelineKey {
     shader: Shader,
+    storage: Vec<(&'static str, Storage)>,
     entry: &'static str,
     constants: Vec<(&'static str, u64)>,
     writable: Vec<bool>,
@@ -117,7 +166,7 @@ struct PipelineKey {
 
 #[derive(Default)]
 pub(crate) struct KernelCache {
-    modules: HashMap<Shader, wgpu::ShaderModule>,
+    modules: HashMap<(Shader, Vec<(&'static str, Storage)>), wgpu::ShaderModule>,
     /// Keyed by which storage bindings are writable (binding 0 is always the params uniform).
     layouts: HashMap<Vec<bool>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
@@ -180,6 +229,7 @@ impl KernelCache {
     ) -> Result<wgpu::ComputePipeline> {
         let key = PipelineKey {
             shader: kernel.shader,
+            storage: kernel.storage.clone(),
             entry: kernel.entry,
             constants: kernel
                 .constants
@@ -198,17 +248,19 @@ impl KernelCache {
                 kernel.entry
             ))
         };
-        let module = match self.modules.get(&kernel.shader) {
+        let module_key = (kernel.shader, kernel.storage.clone());
+        let module = match self.modules.get(&module_key) {
             Some(m) => m.clone(),
             None => {
+                let source = kernel.source()?;
                 let module = validated(device, || {
                     device.create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(&format!("{:?}", kernel.shader)),
-                        source: wgpu::ShaderSource::Wgsl(kernel.shader.source().into()),
+                        source: wgpu::ShaderSource::Wgsl(source),
                     })
                 })
                 .map_err(|e| refused("module", e))?;
-                self.modules.insert(kernel.shader, module.clone());
+                self.modules.insert(module_key, module.clone());
                 module
             }
         };

@@ -7,7 +7,7 @@ mod recorder;
 mod uniform;
 
 pub use device::{list_adapters, AdapterSummary, Gpu, DEVICE_ENV};
-pub use kernels::{Kernel, Shader};
+pub use kernels::{Kernel, Shader, Storage};
 pub use pool::GpuBuffer;
 pub use recorder::{take_profile, Access, KernelTime, PROFILE_ENV, WG};
 pub(crate) use uniform::uniform_struct;

@@ -8,10 +8,10 @@ use crate::tensor::Tensor;
 uniform_struct! {
     #[derive(Clone, Copy)]
     pub(crate) struct Params {
-        n: u32,
-        bits: u32,
-        alpha: f32,
-        _pad: u32,
+        pub(crate) n: u32,
+        pub(crate) bits: u32,
+        pub(crate) alpha: f32,
+        pub(crate) _pad: u32,
     }
 }
 
@@ -26,7 +26,7 @@ fn launch(
 }
 
 /// `launch` with the parameters' `bits` word set (transpose: the row length).
-fn launch_with_bits(
+pub(crate) fn launch_with_bits(
     entry: &'static str,
     n: usize,
     bits: u32,
@@ -42,12 +42,24 @@ fn launch_with_bits(
         alpha,
         _pad: 0,
     };
-    gpu.dispatch(
-        &Kernel::new(Shader::Elementwise, entry).with("WG", WG),
+    launch_kernel(
+        Kernel::new(Shader::Elementwise, entry),
+        n,
         &params,
         buffers,
-        n.div_ceil(4 * WG),
+        gpu,
     )
+}
+
+/// Dispatches an element-wise `kernel` (of this shader) over `n` elements.
+pub(crate) fn launch_kernel(
+    kernel: Kernel,
+    n: u32,
+    params: &Params,
+    buffers: &[Access],
+    gpu: &crate::Gpu,
+) -> Result<()> {
+    gpu.dispatch(&kernel.with("WG", WG), params, buffers, n.div_ceil(4 * WG))
 }
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {

@@ -13,6 +13,7 @@ pub mod linear;
 pub mod ntxent;
 pub mod peak;
 pub mod pool;
+pub mod precision;
 pub mod reduce;
 pub mod saliency;
 pub mod stn;

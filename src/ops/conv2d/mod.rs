@@ -27,8 +27,9 @@ use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::names::string_enum;
+use crate::ops::precision::require_f16;
 use crate::ops::reduce::sum_channels;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 pub use crate::shapes::{Conv2dConfig, ConvShape, Pass};
 
@@ -191,9 +192,46 @@ pub fn forced_algo() -> Result<Option<ConvAlgo>> {
     forced.clone().map_err(Error::InvalidArgument)
 }
 
+/// Whether a pass reads f16 operands: an error for a u32 operand or a dy that is not f32, or
+/// f16 on a device without SHADER_F16.
+fn reads_f16(op: &str, operands: &[(&str, &Tensor)], dy: Option<&Tensor>) -> Result<bool> {
+    if let Some(dtype) = dy.map(Tensor::dtype).filter(|&d| d != DType::F32) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: the gradient is {dtype:?}; it must be f32"
+        )));
+    }
+    if let Some((name, t)) = operands.iter().find(|(_, t)| t.dtype() == DType::U32) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: the {name} is {:?}; it must be f32 or f16",
+            t.dtype()
+        )));
+    }
+    let half = operands.iter().any(|(_, t)| t.dtype() == DType::F16);
+    if half {
+        require_f16(operands[0].1.gpu())?;
+    }
+    Ok(half)
+}
+
 /// The algorithm a pass runs with: `requested` if given (an error if it does not compute that
-/// pass), else `TAMING_CONV_ALGO` where it applies, else the automatic choice.
-fn pick(pass: Pass, s: &ConvShape, gpu: &Gpu, requested: Option<ConvAlgo>) -> Result<ConvAlgo> {
+/// pass), else `TAMING_CONV_ALGO` where it applies, else the automatic choice. f16 operands
+/// (`half`) take the tiled convolution, the only one that reads them.
+fn pick(
+    pass: Pass,
+    s: &ConvShape,
+    gpu: &Gpu,
+    requested: Option<ConvAlgo>,
+    half: bool,
+) -> Result<ConvAlgo> {
+    if half {
+        return match requested {
+            None | Some(ConvAlgo::Tiled) => Ok(ConvAlgo::Tiled),
+            Some(algo) => Err(Error::InvalidArgument(format!(
+                "the {algo} convolution reads f32 operands only; f16 operands take the tiled \
+                 convolution"
+            ))),
+        };
+    }
     if let Some(algo) = requested {
         if !algo.accepts(pass, s, gpu) {
             return Err(Error::InvalidArgument(format!(
@@ -227,6 +265,7 @@ pub fn conv2d_forward_with(
     algo: Option<ConvAlgo>,
 ) -> Result<Tensor> {
     let s = ConvShape::new(x.shape(), w.shape(), cfg)?;
+    let half = reads_f16("conv2d", &[("input", x), ("weight", w)], None)?;
     if let Some(b) = bias {
         if b.shape() != [s.cout] {
             return Err(Error::shape(
@@ -240,7 +279,12 @@ pub fn conv2d_forward_with(
             ));
         }
     }
-    match pick(Pass::Forward, &s, x.gpu(), algo)? {
+    if bias.is_some_and(|b| b.dtype() != DType::F32) {
+        return Err(Error::InvalidArgument(
+            "conv2d: the bias must be f32".into(),
+        ));
+    }
+    match pick(Pass::Forward, &s, x.gpu(), algo, half)? {
         ConvAlgo::Direct => direct::forward(direct::Weights::PerLane, x, w, bias, &s),
         ConvAlgo::DirectSubgroup => direct::forward(direct::Weights::Subgroup, x, w, bias, &s),
         ConvAlgo::Im2col => im2col::forward(x, w, bias, &s),
@@ -276,7 +320,8 @@ pub fn conv2d_backward_input_with(
             format!("gradient {:?} must be {:?}", dy.shape(), s.output()),
         ));
     }
-    let algo = pick(Pass::InputGradient, &s, dy.gpu(), algo)?;
+    let half = reads_f16("conv2d_backward_input", &[("weight", w)], Some(dy))?;
+    let algo = pick(Pass::InputGradient, &s, dy.gpu(), algo, half)?;
     // The algorithms that handle stride 2 themselves: the tiled kernel splits the phases, the
     // subgroup kernel computes a 3x3 pad-1 kernel's four at once, and im2col folds the
     // product of dy and the weights (the 1x1 shortcut: writes its single phase).
@@ -326,7 +371,8 @@ pub fn conv2d_backward_weight_with(
             format!("gradient {:?} must be {:?}", dy.shape(), s.output()),
         ));
     }
-    match pick(Pass::WeightGradient, &s, x.gpu(), algo)? {
+    let half = reads_f16("conv2d_backward_weight", &[("input", x)], Some(dy))?;
+    match pick(Pass::WeightGradient, &s, x.gpu(), algo, half)? {
         ConvAlgo::Direct => direct::backward_weight(direct::Weights::PerLane, x, dy, &s),
         ConvAlgo::DirectSubgroup => direct::backward_weight(direct::Weights::Subgroup, x, dy, &s),
         ConvAlgo::Im2col => im2col::backward_weight(x, dy, &s),

@@ -4,12 +4,13 @@
 //! columns one phase's input pixels), the weight gradient with its long depth split over
 //! workgroups and summed afterwards. Chosen when the adapter is not a CPU; on lavapipe it is
 //! correct but slow (barriers are coroutine switches there), and tested there at every case.
+//! The only convolution that reads f16 operands (x and the weights; dy is f32 always).
 
 use super::ConvShape;
 use crate::error::Result;
-use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader};
+use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader, Storage};
 use crate::ops::reduce::sum_splits;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 uniform_struct! {
     #[derive(Clone, Copy, Debug, Default)]
@@ -50,12 +51,19 @@ const FORWARD: u32 = 0;
 const INPUT_GRADIENT: u32 = 1;
 const WEIGHT_GRADIENT: u32 = 2;
 
-fn kernel(pass: u32, taps: (usize, usize), stride: usize) -> Kernel {
+/// The kernel of `pass`, reading its operands `lhs` and `rhs` in their storage types.
+fn kernel(pass: u32, taps: (usize, usize), stride: usize, lhs: &Tensor, rhs: &Tensor) -> Kernel {
+    let storage = |t: &Tensor| match t.dtype() {
+        DType::F16 => Storage::F16,
+        _ => Storage::F32,
+    };
     Kernel::new(Shader::Conv2dTiled, "conv2d_tiled")
         .with("PASS", pass)
         .with("KH", taps.0 as u32)
         .with("KW", taps.1 as u32)
         .with("STRIDE", stride as u32)
+        .storing("Lhs", storage(lhs))
+        .storing("Rhs", storage(rhs))
 }
 
 fn base_params(s: &ConvShape) -> TiledParams {
@@ -101,7 +109,7 @@ pub(super) fn forward(
         Access::Read(bias.unwrap_or(w).buffer()),
         Access::Write(y.buffer()),
     ];
-    let k = kernel(FORWARD, (s.kh, s.kw), s.cfg.stride);
+    let k = kernel(FORWARD, (s.kh, s.kw), s.cfg.stride, w, x);
     let groups = tiles(s.cout, s.n * s.ho * s.wo);
     gpu.dispatch(&k, &p, &bufs, groups as u32)?;
     Ok(y)
@@ -173,7 +181,7 @@ pub(super) fn backward_input(dy: &Tensor, w: &Tensor, s: &ConvShape) -> Result<T
                 Access::Read(w.buffer()),
                 Access::Write(dx.buffer()),
             ];
-            let k = kernel(INPUT_GRADIENT, (py.taps, px.taps), stride);
+            let k = kernel(INPUT_GRADIENT, (py.taps, px.taps), stride, w, dy);
             gpu.dispatch(&k, &p, &bufs, tiles(s.cin, cols) as u32)?;
         }
     }
@@ -217,7 +225,7 @@ pub(super) fn backward_weight(x: &Tensor, dy: &Tensor, s: &ConvShape) -> Result<
         Access::Read(dy.buffer()),
         Access::Write(partial.buffer()),
     ];
-    let k = kernel(WEIGHT_GRADIENT, (s.kh, s.kw), s.cfg.stride);
+    let k = kernel(WEIGHT_GRADIENT, (s.kh, s.kw), s.cfg.stride, dy, x);
     gpu.dispatch(&k, &p, &bufs, (tiles * splits) as u32)?;
     match splits {
         1 => partial.reshape(&w_shape),

@@ -1,0 +1,89 @@
+//! Copies between f32 and f16 storage (`cast` in `shaders/elementwise.wgsl`), and the tape op
+//! that stores a convolution's operand as f16 under `--precision f16`.
+
+use crate::autograd::{Graph, Var};
+use crate::error::{Error, Result};
+use crate::gpu::{Access, Gpu, Kernel, Shader, Storage};
+use crate::ops::elementwise::{launch_kernel, Params};
+use crate::tensor::{DType, Precision, Tensor};
+
+/// An error unless `gpu` can store f16, saying what to do instead.
+pub fn require_f16(gpu: &Gpu) -> Result<()> {
+    match gpu.has_f16() {
+        true => Ok(()),
+        false => Err(Error::InvalidArgument(format!(
+            "precision f16 needs an adapter with f16 shaders (wgpu's SHADER_F16), which {} \
+             lacks; use --precision f32",
+            gpu.adapter()
+        ))),
+    }
+}
+
+/// An error unless `gpu` can run `precision`.
+pub fn check_precision(gpu: &Gpu, precision: Precision) -> Result<()> {
+    match precision {
+        Precision::F32 => Ok(()),
+        Precision::F16 => require_f16(gpu),
+    }
+}
+
+fn cast(x: &Tensor, to: DType) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let storage = |d: DType| match d {
+        DType::F32 => Ok(Storage::F32),
+        DType::F16 => Ok(Storage::F16),
+        DType::U32 => Err(Error::InvalidArgument(
+            "cast: a u32 tensor has no floating-point values to convert".into(),
+        )),
+    };
+    let (from, into) = (storage(x.dtype())?, storage(to)?);
+    if from == Storage::F16 || into == Storage::F16 {
+        require_f16(gpu)?;
+    }
+    let y = Tensor::uninit_typed(gpu, x.shape(), to, "cast")?;
+    let n = u32::try_from(x.numel())
+        .map_err(|_| Error::InvalidArgument(format!("cast: {} elements exceed u32", x.numel())))?;
+    if n == 0 {
+        return Ok(y);
+    }
+    let kernel = Kernel::new(Shader::Elementwise, "cast_storage")
+        .storing("From", from)
+        .storing("To", into)
+        .with("SATURATE", u32::from(into == Storage::F16));
+    let params = Params {
+        n,
+        bits: 0,
+        alpha: 0.0,
+        _pad: 0,
+    };
+    let bufs = [Access::Read(x.buffer()), Access::Write(y.buffer())];
+    launch_kernel(kernel, n, &params, &bufs, gpu)?;
+    Ok(y)
+}
+
+/// `x` stored as f16: each value rounded to an f16 (WGSL rounds to one of the two nearest),
+/// values beyond +-65504 saturating there.
+pub fn to_f16(x: &Tensor) -> Result<Tensor> {
+    cast(x, DType::F16)
+}
+
+/// `x` (f16) widened to f32, exactly.
+pub fn to_f32(x: &Tensor) -> Result<Tensor> {
+    cast(x, DType::F32)
+}
+
+/// Records `x` stored as `precision` (x itself where it already is). The gradient passes
+/// through unchanged and stays f32: rounding is treated as the identity, as mixed-precision
+/// training does.
+pub fn store_as(g: &Graph, x: Var, precision: Precision) -> Result<Var> {
+    let value = g.value(x);
+    let wanted = match precision {
+        Precision::F32 => DType::F32,
+        Precision::F16 => DType::F16,
+    };
+    if value.dtype() == wanted {
+        return Ok(x);
+    }
+    let y = cast(&value, wanted)?;
+    Ok(g.record("store_as", y, &[x], |dy, _| Ok(vec![Some(dy.clone())])))
+}
