@@ -11,7 +11,7 @@ use std::rc::Rc;
 use crate::autograd::Param;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::tensor::Tensor;
+use crate::tensor::{Precision, Tensor};
 
 /// Maps the output gradient to one gradient per input (`None` where not needed); the flags say
 /// which inputs need one, so an op can skip work (the stem convolution's input gradient).
@@ -36,6 +36,8 @@ pub struct Graph {
     gpu: Gpu,
     nodes: RefCell<Vec<Node>>,
     grad_enabled: bool,
+    /// What layers store their convolutions' operands in (`Conv2d::forward`).
+    precision: Precision,
 }
 
 impl Graph {
@@ -45,7 +47,17 @@ impl Graph {
             gpu: gpu.clone(),
             nodes: RefCell::new(Vec::new()),
             grad_enabled: true,
+            precision: Precision::F32,
         }
+    }
+
+    /// The same graph, its layers storing their convolutions' operands in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Graph {
+        Graph { precision, ..self }
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// A graph for evaluation: ops run their forward only and keep nothing for backward.

@@ -137,6 +137,7 @@ pub fn bench_train(
     spec: &BenchTrainSpec,
 ) -> Result<BenchTrainReport> {
     validate(spec, sweep)?;
+    crate::ops::precision::check_precision(gpu, sweep.precision)?;
     let data = random_images(spec)?;
     let images = data.upload(gpu)?;
     let normalization = Normalization::of_dataset(&data)?;
@@ -287,6 +288,7 @@ fn time_simclr_steps(
             &indices,
             None,
             temperature,
+            config.precision,
         )
     })
 }

@@ -17,6 +17,7 @@ use crate::simclr::{
     BackboneBn, GuideConfig, LinearEvalConfig, PretrainConfig, ProbeProtocol, StnConfig,
     StnOverrides,
 };
+use crate::tensor::Precision;
 
 string_enum! {
     /// A named sweep.
@@ -89,6 +90,9 @@ pub struct SweepSpec {
     /// The learnt placement's settings (stn).
     #[serde(default)]
     pub stn: StnConfig,
+    /// What pre-training stores the convolutions' operands in (`--precision`).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// The guided methods' settings of every preset: the defaults, ContrastiveCrop at fixed area.
@@ -131,6 +135,7 @@ pub struct Overrides {
     pub ccrop_threshold: Option<f64>,
     pub ccrop_beta: Option<f64>,
     pub stn: StnOverrides,
+    pub precision: Option<Precision>,
 }
 
 impl SweepSpec {
@@ -171,6 +176,7 @@ impl SweepSpec {
                 }),
                 guide: sweep_guide(),
                 stn: StnConfig::default(),
+                precision: Precision::F32,
             },
             Preset::Quick => SweepSpec {
                 preset,
@@ -208,6 +214,7 @@ impl SweepSpec {
                 }),
                 guide: sweep_guide(),
                 stn: StnConfig::default(),
+                precision: Precision::F32,
             },
             Preset::FullFmnist => SweepSpec {
                 preset,
@@ -233,6 +240,7 @@ impl SweepSpec {
                 }),
                 guide: sweep_guide(),
                 stn: StnConfig::default(),
+                precision: Precision::F32,
             },
         }
     }
@@ -251,6 +259,7 @@ impl SweepSpec {
         s.methods = o.methods.unwrap_or(s.methods);
         s.crops = o.crops.unwrap_or(s.crops);
         s.seeds = o.seeds.unwrap_or(s.seeds);
+        s.precision = o.precision.unwrap_or(s.precision);
         s.baseline_seeds = o.baseline_seeds.unwrap_or(s.baseline_seeds);
         s.probe.epochs = o.probe_epochs.unwrap_or(s.probe.epochs);
         if let Some(protocol) = o.probe_protocol {
@@ -434,6 +443,7 @@ impl SweepSpec {
         c.data = self.data.clone();
         c.train_limit = self.train_limit;
         c.seed = run.seed;
+        c.precision = self.precision;
         // Only the guided methods carry the sweep's guide settings: the other runs' settings
         // stay those they had before guided methods existed, so their results still count.
         if method.is_guided() {

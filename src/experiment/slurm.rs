@@ -37,6 +37,7 @@ pub fn reproduce_args(spec: &SweepSpec, out: &Path) -> Vec<String> {
     args.push(format!("--crops {}", list(&spec.crops)));
     args.push(format!("--alphas {}", list(&spec.alphas)));
     args.push(format!("--seeds {}", list(&spec.seeds)));
+    args.push(format!("--precision {}", spec.precision));
     // With no values the flag means none.
     args.push(format!("--baseline-seeds {}", list(&spec.baseline_seeds)));
     args.push(format!("--probe-epochs {}", spec.probe.epochs));

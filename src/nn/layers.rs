@@ -13,6 +13,7 @@ use crate::gpu::Gpu;
 use crate::ops::batchnorm::{batch_norm, batch_norm_relu, BatchNormState};
 use crate::ops::conv2d::{conv2d, Conv2dConfig};
 use crate::ops::linear::linear;
+use crate::ops::precision::store_as;
 use crate::tensor::Tensor;
 
 fn param(gpu: &Gpu, name: String, shape: &[usize], values: Vec<f32>) -> Result<Rc<Param>> {
@@ -52,11 +53,13 @@ impl Conv2d {
         })
     }
 
+    /// The convolution of `x`, its input and weights stored in the graph's precision (f16: the
+    /// copies are what the backward pass keeps; the gradients reach x and the f32 weights).
     pub fn forward(&self, g: &Graph, x: Var) -> Result<Var> {
         conv2d(
             g,
-            x,
-            g.param(&self.weight),
+            store_as(g, x, g.precision())?,
+            store_as(g, g.param(&self.weight), g.precision())?,
             self.bias.as_ref().map(|b| g.param(b)),
             self.cfg,
         )

@@ -11,6 +11,7 @@ use crate::crop::{CropSpec, Method, PadMode};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::nn::ModelKind;
+use crate::tensor::Precision;
 
 string_enum! {
     /// The pre-training optimiser.
@@ -58,6 +59,10 @@ pub struct PretrainConfig {
     /// The learnt placement's settings (stn); absent in checkpoints made before it.
     #[serde(default)]
     pub stn: StnConfig,
+    /// What the encoder's convolutions store their operands in during pre-training (the
+    /// evaluations run in f32); absent (f32) in checkpoints made before it.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 string_enum! {
@@ -223,6 +228,7 @@ impl PretrainConfig {
             loss_every: 10,
             guide: GuideConfig::default(),
             stn: StnConfig::default(),
+            precision: Precision::F32,
         }
     }
 

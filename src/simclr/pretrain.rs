@@ -31,7 +31,7 @@ use crate::simclr::features::all_image_features;
 use crate::simclr::knn::knn_accuracy;
 use crate::simclr::saliency::{refresh_guides, RefreshRecord};
 use crate::simclr::stn::{LearntPlacement, PlacementRecord, PlacementTally};
-use crate::tensor::Tensor;
+use crate::tensor::{Precision, Tensor};
 
 /// Identifies the checkpoint layout written here.
 const FORMAT: &str = "taming-pretrain-1";
@@ -331,6 +331,7 @@ pub fn pretrain(
     options: &RunOptions,
 ) -> Result<Vec<EpochRecord>> {
     config.validate()?;
+    crate::ops::precision::check_precision(gpu, config.precision)?;
     if options.stop_after == Some(0) {
         return Err(Error::InvalidArgument(
             "--stop-after 0 would stop before the first epoch: give at least 1, or leave it out \
@@ -590,6 +591,7 @@ impl EpochContext<'_> {
             indices,
             guides,
             self.config.temperature as f32,
+            self.config.precision,
         )
     }
 
@@ -616,8 +618,9 @@ impl EpochContext<'_> {
 }
 
 /// One SimCLR step on the resident `images`: two views of every image of `indices` (guided by
-/// `guides` where given), each view batch through the encoder in its own forward pass, NT-Xent
-/// at `temperature`, backward, the optimiser's update; returns the loss, left on the device.
+/// `guides` where given), each view batch through the encoder in its own forward pass (its
+/// convolutions' operands stored in `precision`), NT-Xent at `temperature`, backward, the
+/// optimiser's update; returns the loss, left on the device.
 #[allow(clippy::too_many_arguments)]
 pub fn simclr_step<R: Rng>(
     encoder: &dyn Encoder,
@@ -628,11 +631,12 @@ pub fn simclr_step<R: Rng>(
     indices: &[u32],
     guides: Option<&[ImageGuide]>,
     temperature: f32,
+    precision: Precision,
 ) -> Result<Tensor> {
     let [_, _, h, w] = images.shape();
     let plan = pipeline.plan_guided(rng, indices, [w, h], guides)?;
     let (v1, v2) = pipeline.run(images, &plan)?;
-    let g = Graph::new(images.gpu());
+    let g = Graph::new(images.gpu()).with_precision(precision);
     let z1 = encoder.forward(&g, g.input(v1), true)?;
     let z2 = encoder.forward(&g, g.input(v2), true)?;
     let loss = nt_xent(&g, z1, z2, temperature)?;

@@ -38,7 +38,7 @@ use crate::ops::view::rows;
 use crate::optim::{Adam, Optimizer};
 use crate::simclr::checkpoint::Checkpoint;
 use crate::simclr::config::{PretrainConfig, StnConfig, StnObjective};
-use crate::tensor::Tensor;
+use crate::tensor::{Precision, Tensor};
 
 /// The generator stream of the localiser's initial weights (the encoder's is stream 0, the
 /// epochs' 1, 2, ...), so that adding the localiser changes no other draw.
@@ -67,6 +67,8 @@ pub struct LearntPlacement {
     pub config: StnConfig,
     /// Epochs before the localiser trains.
     pub warmup: usize,
+    /// The run's precision (the convolutions of the encoder and the localiser).
+    pub precision: Precision,
 }
 
 /// The running sums of one epoch (on the device; read once, at its end).
@@ -107,6 +109,7 @@ impl LearntPlacement {
             ),
             config: s.clone(),
             warmup: s.warmup(config.epochs),
+            precision: config.precision,
         })
     }
 
@@ -139,7 +142,7 @@ impl LearntPlacement {
             true => Some(pipeline.run_single(images, &ViewPlan::whole_images(indices, [iw, ih]))?),
             false => None,
         };
-        let g = Graph::new(&gpu);
+        let g = Graph::new(&gpu).with_precision(self.precision);
         let r = match &whole {
             Some(whole) if trains => self.localiser.forward(&g, g.input(whole.clone()))?,
             Some(whole) => g.input(self.placements(whole)?),

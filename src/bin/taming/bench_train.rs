@@ -10,6 +10,7 @@ use taming::experiment::preset::{Overrides, Preset, SweepSpec};
 use taming::gpu::Gpu;
 use taming::io::{check_output_file, write_atomically};
 use taming::nn::ModelKind;
+use taming::tensor::Precision;
 
 use crate::parse;
 
@@ -24,6 +25,9 @@ pub struct BenchTrainArgs {
     /// Images per step (two views each) [default: the preset's; paper: 512].
     #[arg(long)]
     batch: Option<usize>,
+    /// What the convolutions store their operands in (f16 needs SHADER_F16).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// Crop sizes to time, e.g. 0.2,0.4 [default: the preset's]; whole images are timed too.
     #[arg(
         long = "crop",
@@ -84,6 +88,7 @@ pub fn run(device: Option<&str>, args: BenchTrainArgs) -> taming::Result<()> {
         crops: args.crops,
         methods: args.methods,
         epochs: args.epochs,
+        precision: args.precision,
         ..Overrides::default()
     };
     let mut sweep = SweepSpec::with(args.preset, overrides)?;
@@ -104,10 +109,11 @@ pub fn run(device: Option<&str>, args: BenchTrainArgs) -> taming::Result<()> {
     let gpu = Gpu::new(device)?;
     println!("adapter: {}", gpu.adapter());
     println!(
-        "{}, batch {} (2 views each), {} random u8 images of {} resident, {} timed steps per \
+        "{}, batch {} (2 views each), precision {}, {} random u8 images of {} resident, {} timed steps per \
          size after a warm-up step",
         sweep.model,
         sweep.batch,
+        sweep.precision,
         spec.images,
         args.image.map(|s| s.to_string()).join("x"),
         spec.steps

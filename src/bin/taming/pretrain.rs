@@ -6,6 +6,7 @@ use clap::Args;
 use taming::gpu::Gpu;
 use taming::nn::ModelKind;
 use taming::simclr::{pretrain, GuideConfig, OptimizerKind, PretrainConfig, RunOptions};
+use taming::tensor::Precision;
 
 use crate::{CropArgs, GuideArgs, StnArgs};
 
@@ -17,6 +18,9 @@ pub struct PretrainArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// What the encoder's convolutions store their operands in (f16 needs SHADER_F16).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub precision: Precision,
     #[arg(long, value_enum, default_value = "small-cnn")]
     pub model: ModelKind,
     /// A data set folder; default: the shipped Fashion-MNIST sample.
@@ -68,6 +72,7 @@ pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
             },
         epochs,
         batch,
+        precision,
         model,
         data,
         seed,
@@ -87,6 +92,7 @@ pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
     let mut config = PretrainConfig::new(method, crop, alpha, epochs);
     config.pad = pad;
     config.batch = batch;
+    config.precision = precision;
     config.model = model;
     config.data = data;
     config.seed = seed;

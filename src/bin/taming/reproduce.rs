@@ -12,6 +12,7 @@ use taming::experiment::{write_report, REPORT_MD};
 use taming::gpu::Gpu;
 use taming::io::{create_output_folder, write_atomically};
 use taming::simclr::ProbeProtocol;
+use taming::tensor::Precision;
 
 use crate::{parse, GuideArgs, StnArgs};
 
@@ -34,6 +35,9 @@ pub struct ReproduceArgs {
     /// Pre-training batch size (images; each gives two views).
     #[arg(long)]
     batch: Option<usize>,
+    /// What pre-training stores the convolutions' operands in (f16 needs SHADER_F16).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// Adam's learning rate (the paper's: 0.01).
     #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
@@ -108,6 +112,7 @@ pub fn run(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
         ccrop_threshold: a.guide.ccrop_threshold,
         ccrop_beta: a.guide.ccrop_beta,
         stn: a.stn.overrides(),
+        precision: a.precision,
     };
     let spec = SweepSpec::with(a.preset, overrides)?;
     let runs = spec.runs().len();
