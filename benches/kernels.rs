@@ -25,12 +25,14 @@ use taming::ops::batchnorm::{
     BatchNormState, BnOptions, BnReduction,
 };
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
+use taming::ops::precision::{self, to_f16};
 use taming::ops::stn::{self, Placement};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool, saliency};
 use taming::optim::{Adam, Optimizer};
 use taming::reference;
 use taming::simclr::stn::{LearntPlacement, PlacementTally};
 use taming::simclr::{simclr_step, PretrainConfig, StnObjective};
+use taming::tensor::Precision;
 use taming::{Gpu, Result, Tensor};
 
 /// The bench's sections.
@@ -66,6 +68,9 @@ struct Options {
     /// Force a convolution algorithm wherever it applies (as TAMING_CONV_ALGO does for a run).
     #[arg(long, value_enum)]
     conv_algo: Option<ConvAlgo>,
+    /// The convolutions' operands stored as f16 (the tiled kernel; needs SHADER_F16).
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: Precision,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -255,7 +260,10 @@ fn bench_convs(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         let cfg = Conv2dConfig { stride, pad: k / 2 };
         let (xs, ws) = ([o.batch, cin, hw, hw], [cout, cin, k, k]);
         let s = ConvShape::new(&xs, &ws, cfg)?;
-        let (x, w) = (tensor(gpu, rng, &xs)?, tensor(gpu, rng, &ws)?);
+        let (mut x, mut w) = (tensor(gpu, rng, &xs)?, tensor(gpu, rng, &ws)?);
+        if o.precision == Precision::F16 {
+            (x, w) = (to_f16(&x)?, to_f16(&w)?);
+        }
         let dy = tensor(gpu, rng, &s.output())?;
         let fwd = gpu_ms(gpu, reps, || {
             conv::conv2d_forward(&x, &w, None, cfg).map(drop)
@@ -715,7 +723,7 @@ fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options, views_ms: Option<f64>) -
         tensor(gpu, rng, &[n, 3, 20, 20])?,
     );
     let mut step = || -> Result<Tensor> {
-        let g = Graph::new(gpu);
+        let g = Graph::new(gpu).with_precision(o.precision);
         let z1 = model.forward(&g, g.input(v1.clone()), true)?;
         let z2 = model.forward(&g, g.input(v2.clone()), true)?;
         let loss = ntxent::nt_xent(&g, z1, z2, 0.1)?;
@@ -736,8 +744,9 @@ fn bench_step(gpu: &Gpu, rng: &mut StdRng, o: &Options, views_ms: Option<f64>) -
     let secs = t.elapsed().as_secs_f64() / steps as f64;
     let (d1, s1) = gpu.counters();
     println!(
-        "ResNet-18 training step, 2 views x {n} of 3x20x20, fwd+bwd+Adam: {:.1} ms/step, {:.1} images/s \
+        "ResNet-18 training step ({}), 2 views x {n} of 3x20x20, fwd+bwd+Adam: {:.1} ms/step, {:.1} images/s \
          ({} dispatches per step; {} submits in {steps} steps, the loss read once at the end; loss {loss:.3})",
+        o.precision,
         secs * 1e3,
         n as f64 / secs,
         (d1 - d0) / steps as u64,
@@ -899,7 +908,15 @@ fn gcc_step<R: Rng>(
     indices: &[u32],
 ) -> Result<Tensor> {
     simclr_step(
-        encoder, optimizer, pipeline, images, rng, indices, None, 0.1,
+        encoder,
+        optimizer,
+        pipeline,
+        images,
+        rng,
+        indices,
+        None,
+        0.1,
+        Precision::F32,
     )
 }
 
@@ -1137,6 +1154,10 @@ fn main() -> Result<()> {
     match o.conv_algo {
         Some(algo) => println!("convolutions: {algo} wherever it applies"),
         None => println!("convolutions: the automatic choice"),
+    }
+    if o.precision == Precision::F16 {
+        precision::require_f16(&gpu)?;
+        println!("convolutions: x and the weights stored as f16 (the tiled kernel), sums in f32");
     }
     println!(
         "batch {}; CPU reference timed at batch {} and scaled\n",

@@ -7,9 +7,10 @@
 #       the Vulkan loader packages into .gpu-check/gl (unless --no-loaders), prints their sizes.
 #   scripts/gpu-check.sh [--dry-run] [--out DIR]
 #       (there) prints the adapter, runs `taming selftest` (every kernel and every convolution
-#       and product algorithm against the CPU references), the kernel bench at ResNet-18 shapes
-#       at batch 512 and `taming bench-train` of the paper preset; each step under a time limit,
-#       all within 8 minutes. --dry-run does the same at tiny sizes (seconds on lavapipe; CI
+#       and product algorithm against the CPU references, the f16 convolutions too), the kernel
+#       bench at ResNet-18 shapes at batch 512 (its convolutions and step again with
+#       --precision f16) and `taming bench-train` of the paper preset in f32 and f16; each step
+#       under a time limit, all within 8 minutes. --dry-run does the same at tiny sizes (seconds on lavapipe; CI
 #       runs it). Logs go to DIR (default: $OUT if set, else gpu-check-out).
 #
 # On the device tool: carry [".gpu-check"] and run `bash scripts/gpu-check.sh` (README: "Running
@@ -96,13 +97,19 @@ fi
 if $dry_run; then
   step selftest 120 "$bin/taming" selftest --shapes resnet18 --batch 1
   step bench 180 "$bin/kernels" --quick --no-cpu --batch 2 --only peak,conv,ops,step
+  step bench-f16 120 "$bin/kernels" --quick --no-cpu --batch 2 --only conv,step --precision f16
   step bench-train 120 "$bin/taming" bench-train --model small-cnn --batch 8 --crop 0.4 \
     --steps 1 --images 64 --json "$out/bench_train.json"
+  step bench-train-f16 120 "$bin/taming" bench-train --model small-cnn --batch 8 --crop 0.4 \
+    --steps 1 --images 64 --no-learnt --precision f16 --json "$out/bench_train_f16.json"
 else
-  step selftest 90 "$bin/taming" selftest --shapes resnet18 --batch 16
-  step bench 210 "$bin/kernels" --no-cpu --batch 512 --only peak,conv,ops,step
-  step bench-train 150 "$bin/taming" bench-train --preset paper --steps 5 --images 4096 \
+  step selftest 80 "$bin/taming" selftest --shapes resnet18 --batch 16
+  step bench 180 "$bin/kernels" --no-cpu --batch 512 --only peak,conv,ops,step
+  step bench-f16 60 "$bin/kernels" --no-cpu --batch 512 --only conv,step --precision f16
+  step bench-train 110 "$bin/taming" bench-train --preset paper --steps 5 --images 4096 \
     --json "$out/bench_train.json"
+  step bench-train-f16 50 "$bin/taming" bench-train --preset paper --steps 3 --images 4096 \
+    --crop 0.2 --no-learnt --precision f16 --json "$out/bench_train_f16.json"
 fi
 echo
 if [ ${#failed[@]} -gt 0 ]; then

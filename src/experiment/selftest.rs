@@ -16,6 +16,7 @@ use crate::ops::batchnorm::{
 };
 use crate::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape, Pass};
 use crate::ops::linear::{self, ProductAlgo};
+use crate::ops::precision::to_f16;
 use crate::ops::{cross_entropy as ce, elementwise as ew, l2norm, ntxent, pool, reduce};
 use crate::reference;
 use crate::tensor::Tensor;
@@ -168,6 +169,9 @@ fn resnet18_convs(n: usize) -> Vec<([usize; 4], [usize; 4], usize, usize)> {
 /// (rows, inputs, outputs) of the linear layers and products.
 const SMALL_PRODUCTS: &[(usize, usize, usize)] = &[(37, 29, 13), (64, 128, 32), (5, 3, 70)];
 
+/// The f16 convolutions' bound against the f32 reference (see `Tester::conv`).
+const F16_TOLERANCE: f64 = 2e-3;
+
 struct Tester<'a> {
     gpu: &'a Gpu,
     rng: StdRng,
@@ -282,6 +286,22 @@ impl Tester<'_> {
         let got = conv::conv2d_backward_bias(&tdy);
         let tol = Self::tolerance(n * ho * wo);
         self.check(format!("conv2d bias gradient {case}"), got, &db, tol);
+        if self.gpu.has_f16() {
+            // `--precision f16`: x and the weights as f16 (the tiled kernel), against the f32
+            // reference; rounding both operands (2^-12 relative each) moves a sum of products
+            // by about 4e-4 of its norm (the kernel tests compare at 1e-5 with the reference
+            // on f16-rounded operands).
+            let (hx, hw) = (to_f16(&tx)?, to_f16(&tw)?);
+            let tol = F16_TOLERANCE;
+            let got = conv::conv2d_forward(&hx, &hw, Some(&tb), cfg);
+            self.check(format!("conv2d tiled f16 forward {case}"), got, &y, tol);
+            let got = conv::conv2d_backward_input(&tdy, &hw, &xs, cfg);
+            let name = format!("conv2d tiled f16 input gradient {case}");
+            self.check(name, got, &dx, tol);
+            let got = conv::conv2d_backward_weight(&hx, &tdy, &ws, cfg);
+            let name = format!("conv2d tiled f16 weight gradient {case}");
+            self.check(name, got, &dw, tol);
+        }
         Ok(())
     }
 
