@@ -637,6 +637,7 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     let fused = BnOptions {
         relu: true,
         reduction: None,
+        ..BnOptions::default()
     };
     let mut table = table;
     // Beside the unfused lines: before relu's.
@@ -674,6 +675,7 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
         let other = BnOptions {
             relu: false,
             reduction: Some(reduction),
+            ..BnOptions::default()
         };
         let (st, x, dy, gamma, beta, stats) = (&st, &x, &dy, &gamma, &beta, &stats);
         at += 2;

@@ -38,6 +38,7 @@ fn every_option(gpu: &taming::Gpu) -> Vec<BnOptions> {
                 all.push(BnOptions {
                     relu,
                     reduction: Some(reduction),
+                    ..BnOptions::default()
                 });
             }
         }
@@ -148,6 +149,7 @@ fn batch_norm_eval_uses_running_stats_and_leaves_them_alone() {
     let relu = BnOptions {
         relu: true,
         reduction: None,
+        ..BnOptions::default()
     };
     let (y, stats) = batch_norm_forward_with(&tx, &tg, &tb, &st, false, relu).unwrap();
     let clipped: Vec<f64> = y_eval.iter().map(|&v| v.max(0.0)).collect();
@@ -250,4 +252,76 @@ fn batch_norm_training_rejects_a_single_value_per_channel() {
         msg.contains("batch_norm") && msg.contains("[1, 2, 1, 1]"),
         "{msg}"
     );
+}
+
+/// Batch norm's output stored as f16 (`--precision f16`, where only a convolution reads it):
+/// exactly the f32 output rounded to the nearest f16, with and without the ReLU, with every
+/// reduction; the statistics, the running statistics and the backward pass (which never reads
+/// y) exactly as with an f32 output.
+#[test]
+fn batch_norm_output_stored_as_f16_is_the_f32_output_rounded() {
+    use taming::tensor::{DType, Precision};
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(13);
+    let half = |options: BnOptions| BnOptions {
+        output: Precision::F16,
+        ..options
+    };
+    if !gpu.has_f16() {
+        let (st, t) = (state(&gpu, &[0.0], &[1.0]), upload(&gpu, &[1], &[1.0]));
+        let options = half(BnOptions::default());
+        let msg = batch_norm_forward_with(
+            &upload(&gpu, &[2, 1, 1, 1], &[1.0, 2.0]),
+            &t,
+            &t,
+            &st,
+            true,
+            options,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("SHADER_F16"), "{msg}");
+        eprintln!(
+            "SKIPPED: {} has no f16 shaders (refusal checked)",
+            gpu.adapter()
+        );
+        return;
+    }
+    for &shape in SHAPES {
+        let c = shape[1];
+        let x = data(&mut r, shape.iter().product());
+        let (gamma, beta, dy) = (data(&mut r, c), data(&mut r, c), data(&mut r, x.len()));
+        let (rm0, rv0) = (data(&mut r, c), uniform(&mut r, c, 0.5, 2.0));
+        let (tx, tg, tb) = (
+            upload(&gpu, &shape, &x),
+            upload(&gpu, &[c], &gamma),
+            upload(&gpu, &[c], &beta),
+        );
+        let tdy = upload(&gpu, &shape, &dy);
+        for options in every_option(&gpu) {
+            let case = format!("{shape:?} {options:?}");
+            let (st32, st16) = (state(&gpu, &rm0, &rv0), state(&gpu, &rm0, &rv0));
+            let (y32, s32) = batch_norm_forward_with(&tx, &tg, &tb, &st32, true, options).unwrap();
+            let (y16, s16) =
+                batch_norm_forward_with(&tx, &tg, &tb, &st16, true, half(options)).unwrap();
+            assert_eq!(y16.dtype(), DType::F16, "{case}");
+            assert_eq!(download(&y16), round_f16(&download(&y32)), "{case}: y");
+            assert_eq!(download(&s16), download(&s32), "{case}: statistics");
+            assert_eq!(
+                download(&st16.running_var),
+                download(&st32.running_var),
+                "{case}"
+            );
+            let back = |st: &BatchNormState, stats: &taming::Tensor, o: BnOptions| {
+                let (dx, dg, db) =
+                    batch_norm_backward_with(&tx, &tdy, (&tg, &tb), stats, st, true, o).unwrap();
+                [download(&dx), download(&dg), download(&db)]
+            };
+            assert_eq!(
+                back(&st16, &s16, half(options)),
+                back(&st32, &s32, options),
+                "{case}: gradients"
+            );
+        }
+    }
 }

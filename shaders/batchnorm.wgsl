@@ -15,6 +15,8 @@
 // RELU fuses a ReLU after the normalisation: bn_apply writes max(y, 0), and the backward
 // kernels mask dy where the recomputed y is not positive (the same expression as bn_apply's),
 // so neither the ReLU's pass nor its stored output is needed.
+// Out is what bn_apply stores y as: f32, or f16 (`--precision f16`, where y goes straight into
+// a convolution that reads f16; gpu/kernels.rs, Storage).
 
 struct Params {
     n: u32, c: u32, hw: u32, training: u32,
@@ -42,7 +44,8 @@ override RELU: bool = false;
 @group(0) @binding(2) var<storage, read> a_stats: array<f32>;
 @group(0) @binding(3) var<storage, read> a_gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> a_beta: array<f32>;
-@group(0) @binding(5) var<storage, read_write> ay: array<f32>;
+alias Out = f32;
+@group(0) @binding(5) var<storage, read_write> ay: array<Out>;
 
 // bn_backward_reduce
 @group(0) @binding(1) var<storage, read> rx: array<f32>;
@@ -186,7 +189,7 @@ fn bn_apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     for (var k = 0u; k < p.hw; k++) {
         var y = normalised(ax[base + k], scale, shift);
         if (RELU) { y = max(y, 0.0); }
-        ay[base + k] = y;
+        ay[base + k] = Out(y);
     }
 }
 

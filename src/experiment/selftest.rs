@@ -19,7 +19,7 @@ use crate::ops::linear::{self, ProductAlgo};
 use crate::ops::precision::to_f16;
 use crate::ops::{cross_entropy as ce, elementwise as ew, l2norm, ntxent, pool, reduce};
 use crate::reference;
-use crate::tensor::Tensor;
+use crate::tensor::{Precision, Tensor};
 
 /// The shapes the self-test runs at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -433,6 +433,7 @@ impl Tester<'_> {
                 let options = BnOptions {
                     relu,
                     reduction: Some(sums),
+                    ..BnOptions::default()
                 };
                 let op = if relu {
                     "batch norm + relu"
@@ -489,6 +490,22 @@ impl Tester<'_> {
                 self.check(format!("{op} input gradient {case}"), dx, &wdx, 10.0 * tol);
                 self.check(format!("{op} gamma gradient {case}"), dg, &wdg, tol);
                 self.check(format!("{op} beta gradient {case}"), db, &wdb, tol);
+                if self.gpu.has_f16() {
+                    // The output stored as f16 (`--precision f16`): rounded once.
+                    let half = BnOptions {
+                        output: Precision::F16,
+                        ..options
+                    };
+                    let state = Rc::new(BatchNormState {
+                        running_mean: self.upload(&[c], &rm0)?,
+                        running_var: self.upload(&[c], &rv0)?,
+                        momentum: 0.1,
+                        eps: 1e-5,
+                    });
+                    let got = batch_norm_forward_with(&tx, &tg, &tb, &state, true, half);
+                    let name = format!("{op} train forward, f16 output {case}");
+                    self.check(name, got.map(|(y, _)| y), &clip(&want.y), F16_TOLERANCE);
+                }
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ use rand_distr::{Distribution, Normal};
 use crate::autograd::{Graph, Param, Var};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::batchnorm::{batch_norm, batch_norm_relu, BatchNormState};
+use crate::ops::batchnorm::{batch_norm, batch_norm_relu, batch_norm_relu_stored, BatchNormState};
 use crate::ops::conv2d::{conv2d, Conv2dConfig};
 use crate::ops::linear::linear;
 use crate::ops::precision::store_as;
@@ -112,6 +112,21 @@ impl BatchNorm2d {
             g.param(&self.beta),
             &self.state,
             training,
+        )
+    }
+
+    /// [`Self::forward_relu`] for an output that only a convolution reads: stored in the
+    /// graph's precision, so under f16 the convolution takes it as it is (no cast pass, no f32
+    /// copy kept).
+    pub fn forward_relu_into_conv(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
+        batch_norm_relu_stored(
+            g,
+            x,
+            g.param(&self.gamma),
+            g.param(&self.beta),
+            &self.state,
+            training,
+            g.precision(),
         )
     }
 

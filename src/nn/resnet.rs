@@ -78,9 +78,10 @@ impl BasicBlock {
     }
 
     fn forward(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
+        // bn1's output goes only into conv2: stored as conv2 reads it.
         let h = self
             .bn1
-            .forward_relu(g, self.conv1.forward(g, x)?, training)?;
+            .forward_relu_into_conv(g, self.conv1.forward(g, x)?, training)?;
         let h = self.bn2.forward(g, self.conv2.forward(g, h)?, training)?;
         let shortcut = match &self.downsample {
             Some((conv, bn)) => bn.forward(g, conv.forward(g, x)?, training)?,

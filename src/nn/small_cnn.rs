@@ -42,8 +42,14 @@ impl SmallCnn {
 impl Encoder for SmallCnn {
     fn feature_map(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
         let mut h = x;
-        for (conv, bn) in &self.stages {
-            h = bn.forward_relu(g, conv.forward(g, h)?, training)?;
+        let last = self.stages.len() - 1;
+        for (i, (conv, bn)) in self.stages.iter().enumerate() {
+            let y = conv.forward(g, h)?;
+            // Every stage's output but the last (the feature map) goes only into a convolution.
+            h = match i < last {
+                true => bn.forward_relu_into_conv(g, y, training)?,
+                false => bn.forward_relu(g, y, training)?,
+            };
         }
         Ok(h)
     }

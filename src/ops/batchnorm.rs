@@ -8,9 +8,11 @@ use std::sync::OnceLock;
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
+use crate::gpu::Storage;
 use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader, WG};
 use crate::names::string_enum;
-use crate::tensor::Tensor;
+use crate::ops::precision::require_f16;
+use crate::tensor::{DType, Precision, Tensor};
 
 string_enum! {
     /// How batch norm's per-channel sums (statistics, gradient sums) are reduced.
@@ -91,12 +93,14 @@ impl BnReduction {
     }
 }
 
-/// What one batch-norm call runs: a fused ReLU or not, and the reduction (None: the usual
-/// choice).
+/// What one batch-norm call runs: a fused ReLU or not, the reduction (None: the usual
+/// choice), and what y is stored as (f16 where it goes straight into a convolution under
+/// `--precision f16`; the backward pass never reads y).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BnOptions {
     pub relu: bool,
     pub reduction: Option<BnReduction>,
+    pub output: Precision,
 }
 
 uniform_struct! {
@@ -218,7 +222,14 @@ pub fn batch_norm_forward_with(
         ];
         gpu.dispatch(&kernel("bn_eval_stats"), &p, &bufs, p.c.div_ceil(WG))?;
     }
-    let y = x.like("batch-norm output")?;
+    let (y, apply) = match options.output {
+        Precision::F32 => (x.like("batch-norm output")?, kernel("bn_apply")),
+        Precision::F16 => {
+            require_f16(gpu)?;
+            let y = Tensor::uninit_typed(gpu, x.shape(), DType::F16, "batch-norm output")?;
+            (y, kernel("bn_apply").storing("Out", Storage::F16))
+        }
+    };
     let bufs = [
         Access::Read(x.buffer()),
         Access::Read(stats.buffer()),
@@ -226,7 +237,7 @@ pub fn batch_norm_forward_with(
         Access::Read(beta.buffer()),
         Access::Write(y.buffer()),
     ];
-    gpu.dispatch(&kernel("bn_apply"), &p, &bufs, (p.n * p.c).div_ceil(WG))?;
+    gpu.dispatch(&apply, &p, &bufs, (p.n * p.c).div_ceil(WG))?;
     Ok((y, stats))
 }
 
@@ -333,7 +344,7 @@ pub fn batch_norm(
     state: &std::rc::Rc<BatchNormState>,
     training: bool,
 ) -> Result<Var> {
-    record(g, x, (gamma, beta), state, training, false)
+    record(g, x, (gamma, beta), state, training, false, Precision::F32)
 }
 
 /// Records `relu(batch_norm(x))` on the tape as one operation: the ReLU costs no pass of its
@@ -346,7 +357,21 @@ pub fn batch_norm_relu(
     state: &std::rc::Rc<BatchNormState>,
     training: bool,
 ) -> Result<Var> {
-    record(g, x, (gamma, beta), state, training, true)
+    record(g, x, (gamma, beta), state, training, true, Precision::F32)
+}
+
+/// [`batch_norm_relu`] with its output stored as `output` (f16: for a convolution that reads
+/// it and nothing else, under `--precision f16`).
+pub fn batch_norm_relu_stored(
+    g: &Graph,
+    x: Var,
+    gamma: Var,
+    beta: Var,
+    state: &std::rc::Rc<BatchNormState>,
+    training: bool,
+    output: Precision,
+) -> Result<Var> {
+    record(g, x, (gamma, beta), state, training, true, output)
 }
 
 fn record(
@@ -356,11 +381,13 @@ fn record(
     state: &std::rc::Rc<BatchNormState>,
     training: bool,
     relu: bool,
+    output: Precision,
 ) -> Result<Var> {
     let (xv, gv, bv) = (g.value(x), g.value(gamma), g.value(beta));
     let options = BnOptions {
         relu,
         reduction: None,
+        output,
     };
     let (y, stats) = batch_norm_forward_with(&xv, &gv, &bv, state, training, options)?;
     let state = std::rc::Rc::clone(state);
