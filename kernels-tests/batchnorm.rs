@@ -257,7 +257,8 @@ fn batch_norm_training_rejects_a_single_value_per_channel() {
 /// Batch norm's output stored as f16 (`--precision f16`, where only a convolution reads it):
 /// exactly the f32 output rounded to the nearest f16, with and without the ReLU, with every
 /// reduction; the statistics, the running statistics and the backward pass (which never reads
-/// y) exactly as with an f32 output.
+/// y) exactly as with an f32 output. And x stored as f16 (a convolution's f16 output): every
+/// result exactly that of an f32 x holding the same values.
 #[test]
 fn batch_norm_output_stored_as_f16_is_the_f32_output_rounded() {
     use taming::tensor::{DType, Precision};
@@ -289,9 +290,10 @@ fn batch_norm_output_stored_as_f16_is_the_f32_output_rounded() {
     }
     for &shape in SHAPES {
         let c = shape[1];
-        let x = data(&mut r, shape.iter().product());
+        let x = round_f16(&data(&mut r, shape.iter().product()));
         let (gamma, beta, dy) = (data(&mut r, c), data(&mut r, c), data(&mut r, x.len()));
         let (rm0, rv0) = (data(&mut r, c), uniform(&mut r, c, 0.5, 2.0));
+        let hx = upload_f16(&gpu, &shape, &x);
         let (tx, tg, tb) = (
             upload(&gpu, &shape, &x),
             upload(&gpu, &[c], &gamma),
@@ -321,6 +323,22 @@ fn batch_norm_output_stored_as_f16_is_the_f32_output_rounded() {
                 back(&st16, &s16, half(options)),
                 back(&st32, &s32, options),
                 "{case}: gradients"
+            );
+            let st = state(&gpu, &rm0, &rv0);
+            let (y, stats) = batch_norm_forward_with(&hx, &tg, &tb, &st, true, options).unwrap();
+            assert_eq!(download(&y), download(&y32), "{case}: f16 x, y");
+            assert_eq!(
+                download(&stats),
+                download(&s32),
+                "{case}: f16 x, statistics"
+            );
+            let (dx, dg, db) =
+                batch_norm_backward_with(&hx, &tdy, (&tg, &tb), &stats, &st, true, options)
+                    .unwrap();
+            assert_eq!(
+                [download(&dx), download(&dg), download(&db)],
+                back(&st32, &s32, options),
+                "{case}: f16 x, gradients"
             );
         }
     }

@@ -128,10 +128,12 @@ fn conv2d_forward_and_backward_match_reference_at_odd_shapes() {
 /// `--precision f16`: x and the weights stored as f16, read by the tiled kernel (the only one
 /// that reads f16, chosen for them whatever the device), sums in f32. Against the reference on
 /// the same values rounded to f16, so the bound is f32's, at every case; x alone f16 in the
-/// forward pass too (the two operands' storage is set apart). Every other algorithm, forced,
+/// forward pass too (the two operands' storage is set apart), and y stored as f16 is the f32
+/// y rounded. Every other algorithm, forced,
 /// is refused f16 operands with a message naming the tiled one.
 #[test]
 fn conv2d_with_f16_operands_matches_reference_at_odd_shapes() {
+    use taming::tensor::{DType, Precision};
     let Some(gpu) = gpu() else { return };
     let mut r = rng(6);
     if !gpu.has_f16() {
@@ -164,6 +166,14 @@ fn conv2d_with_f16_operands_matches_reference_at_odd_shapes() {
         let y = conv::conv2d_forward(&hx, &hw, Some(&tb), cfg).unwrap();
         let y_ref = reference::conv2d_forward(&x, &w, Some(&b), &s);
         assert_rel_close(&format!("{case} forward"), &download(&y), &y_ref, 1e-5);
+        // y stored as f16 (for batch norm): the f32 y rounded, exactly.
+        let y16 = conv::conv2d_forward_stored(&hx, &hw, Some(&tb), cfg, Precision::F16).unwrap();
+        assert_eq!(y16.dtype(), DType::F16);
+        assert_eq!(
+            download(&y16),
+            round_f16(&download(&y)),
+            "{case} forward, f16 y"
+        );
         let y = conv::conv2d_forward(&hx, &upload(&gpu, &ws, &w), Some(&tb), cfg).unwrap();
         assert_rel_close(
             &format!("{case} forward, x alone f16"),

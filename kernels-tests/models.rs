@@ -212,14 +212,16 @@ fn resnet18_forward_and_backward_match_the_reference_chain() {
 
 /// `--precision f16` against f32: one SimCLR step (both views through the encoder, NT-Xent,
 /// backward, a plain SGD update) from the same weights on the same views. The f16 step stores
-/// every convolution's input and weights as f16 (checked on the tape: casts, and batch-norm
-/// outputs written as f16) and runs the tiled kernel; the f32 step runs the usual kernels. Bounds: the loss within 0.1 %, each
-/// parameter's update (its gradient) within 20 % in norm of the f32 step's. Measured on
-/// lavapipe (printed): loss 1e-5 to 7e-4; updates 0.1-0.7 % at the head, growing towards the
-/// input to 3-5 % (small CNN) and 10-12 % (ResNet-18's stem). The growth is the ReLUs': a
-/// pre-activation near zero that the rounding moves across it passes or stops a whole
-/// gradient element, and ResNet-18 has 17 of them between its stem and the loss. (The f16
-/// convolution itself matches the reference on f16-rounded operands at 1e-5, conv2d.rs.)
+/// every convolution's input, weights and output as f16 (checked on the tape: casts, and
+/// convolution and batch-norm outputs written as f16) and runs the tiled kernel; the f32 step
+/// runs the usual kernels. Bounds: the loss within 0.3 %, each parameter's update (its
+/// gradient) within 25 % in norm of the f32 step's. Measured on lavapipe over seven data
+/// seeds (this one printed): loss 4e-6 to 3e-5 (small CNN) and 6e-5 to 9e-4 (ResNet-18); the
+/// worst update 2.7-5.1 % and 13-15 %, growing from the head (under 1 %) towards the input.
+/// The growth is the ReLUs': a pre-activation near zero that the rounding moves across it
+/// passes or stops a whole gradient element, and ResNet-18 has 17 of them between its stem and
+/// the loss. (Each f16 kernel itself matches its reference at 1e-5 on f16-rounded operands,
+/// conv2d.rs, or exactly, batchnorm.rs.)
 #[test]
 fn one_training_step_in_f16_stays_close_to_f32() {
     use rand::SeedableRng;
@@ -249,17 +251,21 @@ fn one_training_step_in_f16_stays_close_to_f32() {
             let z1 = encoder.forward(&g, g.input(upload(&gpu, &shape, &v1)), true);
             let z2 = encoder.forward(&g, g.input(upload(&gpu, &shape, &v2)), true);
             let loss = nt_xent(&g, z1.unwrap(), z2.unwrap(), 0.1).unwrap();
-            // The casts (every convolution's weights, the inputs no kernel made as f16) and
-            // the batch-norm outputs that only a convolution reads.
+            // The casts (every convolution's weights, the inputs no kernel made as f16), the
+            // convolutions' outputs (all read by batch norm) and the batch-norm outputs that only
+            // a convolution reads.
             let casts = g.values_of(&["store_as"]);
-            let f16_outputs = (g.values_of(&["batch_norm_relu"]).iter())
+            let f16_outputs = (g.values_of(&["conv2d", "batch_norm_relu"]).iter())
                 .filter(|t| t.dtype() == DType::F16)
                 .count();
             match precision {
                 Precision::F16 => {
                     assert!(casts.len() >= 4, "{kind}: {} casts", casts.len());
                     assert!(casts.iter().all(|t| t.dtype() == DType::F16));
-                    assert!(f16_outputs >= 2, "{kind}: {f16_outputs} f16 batch-norm outputs");
+                    assert!(
+                        f16_outputs >= 2,
+                        "{kind}: {f16_outputs} f16 batch-norm outputs"
+                    );
                 }
                 Precision::F32 => assert!(casts.is_empty() && f16_outputs == 0),
             }
@@ -302,11 +308,11 @@ fn one_training_step_in_f16_stays_close_to_f32() {
             worst.0, worst.1
         );
         assert!(
-            loss_error < 1e-3,
+            loss_error < 3e-3,
             "{kind}: loss {loss16} in f16, {loss32} in f32"
         );
         assert!(
-            worst.0 < 0.2,
+            worst.0 < 0.25,
             "{kind}: {} update off by {:.3}",
             worst.1,
             worst.0

@@ -15,8 +15,10 @@
 // RELU fuses a ReLU after the normalisation: bn_apply writes max(y, 0), and the backward
 // kernels mask dy where the recomputed y is not positive (the same expression as bn_apply's),
 // so neither the ReLU's pass nor its stored output is needed.
-// Out is what bn_apply stores y as: f32, or f16 (`--precision f16`, where y goes straight into
-// a convolution that reads f16; gpu/kernels.rs, Storage).
+// In is what x is stored in, Out what bn_apply stores y as: f32, or f16 under `--precision
+// f16` (x: a convolution's output; y: where it goes straight into a convolution), each such
+// kernel its own module (gpu/kernels.rs, Storage). The sums are f32 either way.
+alias In = f32;
 
 struct Params {
     n: u32, c: u32, hw: u32, training: u32,
@@ -29,7 +31,7 @@ override RELU: bool = false;
 @group(0) @binding(0) var<uniform> p: Params;
 
 // bn_stats
-@group(0) @binding(1) var<storage, read> sx: array<f32>;
+@group(0) @binding(1) var<storage, read> sx: array<In>;
 @group(0) @binding(2) var<storage, read_write> s_stats: array<f32>;
 @group(0) @binding(3) var<storage, read_write> s_rmean: array<f32>;
 @group(0) @binding(4) var<storage, read_write> s_rvar: array<f32>;
@@ -40,7 +42,7 @@ override RELU: bool = false;
 @group(0) @binding(3) var<storage, read_write> e_stats: array<f32>;
 
 // bn_apply
-@group(0) @binding(1) var<storage, read> ax: array<f32>;
+@group(0) @binding(1) var<storage, read> ax: array<In>;
 @group(0) @binding(2) var<storage, read> a_stats: array<f32>;
 @group(0) @binding(3) var<storage, read> a_gamma: array<f32>;
 @group(0) @binding(4) var<storage, read> a_beta: array<f32>;
@@ -48,7 +50,7 @@ alias Out = f32;
 @group(0) @binding(5) var<storage, read_write> ay: array<Out>;
 
 // bn_backward_reduce
-@group(0) @binding(1) var<storage, read> rx: array<f32>;
+@group(0) @binding(1) var<storage, read> rx: array<In>;
 @group(0) @binding(2) var<storage, read> rdy: array<f32>;
 @group(0) @binding(3) var<storage, read> r_stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> r_sums: array<f32>;
@@ -56,7 +58,7 @@ alias Out = f32;
 @group(0) @binding(6) var<storage, read> r_beta: array<f32>;
 
 // bn_backward_input
-@group(0) @binding(1) var<storage, read> ix: array<f32>;
+@group(0) @binding(1) var<storage, read> ix: array<In>;
 @group(0) @binding(2) var<storage, read> idy: array<f32>;
 @group(0) @binding(3) var<storage, read> i_stats: array<f32>;
 @group(0) @binding(4) var<storage, read> i_gamma: array<f32>;
@@ -89,7 +91,7 @@ fn lane_sum(c: u32, w: Walk) -> f32 {
     var s = 0.0;
     for (var n = w.n0; n < p.n; n += w.n_step) {
         let base = (n * p.c + c) * p.hw;
-        for (var k = w.k0; k < p.hw; k += p.lanes_per_image) { s += sx[base + k]; }
+        for (var k = w.k0; k < p.hw; k += p.lanes_per_image) { s += f32(sx[base + k]); }
     }
     return s;
 }
@@ -101,7 +103,7 @@ fn lane_centred_squares(c: u32, w: Walk, mean: f32) -> f32 {
     for (var n = w.n0; n < p.n; n += w.n_step) {
         let base = (n * p.c + c) * p.hw;
         for (var k = w.k0; k < p.hw; k += p.lanes_per_image) {
-            let d = sx[base + k] - mean;
+            let d = f32(sx[base + k]) - mean;
             q += d * d;
         }
     }
@@ -134,7 +136,7 @@ fn lane_gradient_sums(c: u32, w: Walk) -> vec2f {
     for (var n = w.n0; n < p.n; n += w.n_step) {
         let base = (n * p.c + c) * p.hw;
         for (var k = w.k0; k < p.hw; k += p.lanes_per_image) {
-            let x = rx[base + k];
+            let x = f32(rx[base + k]);
             let g = masked(rdy[base + k], x, scale, shift);
             dg += g * (x - mean);
             db += g;
@@ -187,7 +189,7 @@ fn bn_apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
     let shift = a_beta[c] - a_stats[c] * scale;
     let base = plane * p.hw;
     for (var k = 0u; k < p.hw; k++) {
-        var y = normalised(ax[base + k], scale, shift);
+        var y = normalised(f32(ax[base + k]), scale, shift);
         if (RELU) { y = max(y, 0.0); }
         ay[base + k] = Out(y);
     }
@@ -218,7 +220,7 @@ fn bn_backward_input(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
     let base = plane * p.hw;
     if (p.training == 0u) {
         for (var k = 0u; k < p.hw; k++) {
-            idx_out[base + k] = g * masked(idy[base + k], ix[base + k], g, shift);
+            idx_out[base + k] = g * masked(idy[base + k], f32(ix[base + k]), g, shift);
         }
         return;
     }
@@ -226,7 +228,7 @@ fn bn_backward_input(@builtin(global_invocation_id) gid: vec3u, @builtin(num_wor
     let dbeta = i_sums[p.c + c];
     let dgamma = i_sums[c];
     for (var k = 0u; k < p.hw; k++) {
-        let x = ix[base + k];
+        let x = f32(ix[base + k]);
         let xhat = (x - mean) * invstd;
         let dy = masked(idy[base + k], x, g, shift);
         idx_out[base + k] = g / m * (m * dy - dbeta - xhat * dgamma);

@@ -45,7 +45,7 @@ fn bn_stats_subgroup(l: Lane) {
     // One pass over x (bn_stats makes two): the sums of x - k and of its squares, k the
     // channel's first value. k is a sample of the channel, so |mean - k| is of the order of its
     // spread and the squares do not cancel as sums around zero would when |mean| >> std.
-    let k = sx[c * p.hw];
+    let k = f32(sx[c * p.hw]);
     let sums = subgroup_sum2(lane_shifted_sums(c, walk(l.lid), k), l);
     let d = sums.x / f32(p.n * p.hw);
     // The squared deviations from the mean k + d: sum (x - k)^2 - m d^2.
@@ -59,7 +59,7 @@ fn lane_shifted_sums(c: u32, w: Walk, k: f32) -> vec2f {
     for (var n = w.n0; n < p.n; n += w.n_step) {
         let base = (n * p.c + c) * p.hw;
         for (var i = w.k0; i < p.hw; i += p.lanes_per_image) {
-            let d = sx[base + i] - k;
+            let d = f32(sx[base + i]) - k;
             s += vec2f(d, d * d);
         }
     }

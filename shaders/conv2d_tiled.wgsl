@@ -52,10 +52,12 @@ const ROW: u32 = 65u;
 const THREADS: u32 = 256u;
 
 // What the operands are stored in: f32 here; under `--precision f16` the weights and x are
-// f16 (dy stays f32), each such kernel its own module (gpu/kernels.rs, Storage). The tiles
-// and the sums are f32 either way.
+// f16 (dy stays f32), and so is the forward pass's y where batch norm reads it (Res); each
+// such kernel its own module (gpu/kernels.rs, Storage). The tiles and the sums are f32 either
+// way.
 alias Lhs = f32;
 alias Rhs = f32;
+alias Res = f32;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // Forward and input gradient: the weights; weight gradient: dy.
@@ -63,7 +65,7 @@ alias Rhs = f32;
 // Forward and weight gradient: x; input gradient: dy.
 @group(0) @binding(2) var<storage, read> rhs: array<Rhs>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<Res>;
 
 // a_tile[d * ROW + r] = A[row0 + r, k0 + d]; b_tile[d * ROW + j] = B[k0 + d, col0 + j].
 var<workgroup> a_tile: array<f32, 1040>;
@@ -247,7 +249,7 @@ fn conv2d_tiled(
             if (row < p.m) {
                 var v = acc[i][j];
                 if (PASS == FORWARD && p.has_bias != 0u) { v += bias[row]; }
-                out[base + row * plane] = v;
+                out[base + row * plane] = Res(v);
             }
         }
     }

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuBuffer};
+use crate::gpu::{Gpu, GpuBuffer, Storage};
 use crate::names::string_enum;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +16,14 @@ pub enum DType {
 }
 
 impl DType {
+    /// What a shader's storage alias for a float tensor of this type is set to (f16 for F16).
+    pub fn storage(self) -> Storage {
+        match self {
+            DType::F16 => Storage::F16,
+            DType::F32 | DType::U32 => Storage::F32,
+        }
+    }
+
     /// The bytes a tensor of `numel` elements occupies (f16 rounded up to whole 32-bit words,
     /// which is what a WGSL storage array of f16 is bound in).
     fn bytes(self, numel: u64) -> Option<u64> {
@@ -36,6 +44,16 @@ string_enum! {
         /// for the backward pass), products summed in f32. Needs an adapter with SHADER_F16;
         /// the tiled convolution is the only kernel that reads f16.
         F16 = "f16",
+    }
+}
+
+impl Precision {
+    /// The type tensors of this precision are stored as.
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
     }
 }
 

@@ -408,11 +408,12 @@ pub fn project(
             let learnt_ms = match t.learnt_step_ms {
                 Some(ms) => ms,
                 None => {
-                    caveats.push(
-                        "the learnt placement's step was not measured (--no-learnt): its runs are \
-                         projected at the plain step's cost, which is too low"
-                            .into(),
-                    );
+                    let caveat = "the learnt placement's step was not measured (--no-learnt): its \
+                                  runs are projected at the plain step's cost, which is too low";
+                    // Once, not once per learnt run.
+                    if !caveats.iter().any(|c| c == caveat) {
+                        caveats.push(caveat.into());
+                    }
                     t.step_ms
                 }
             };

@@ -295,6 +295,8 @@ impl Tester<'_> {
             let tol = F16_TOLERANCE;
             let got = conv::conv2d_forward(&hx, &hw, Some(&tb), cfg);
             self.check(format!("conv2d tiled f16 forward {case}"), got, &y, tol);
+            let got = conv::conv2d_forward_stored(&hx, &hw, Some(&tb), cfg, Precision::F16);
+            self.check(format!("conv2d tiled f16 forward, f16 y {case}"), got, &y, tol);
             let got = conv::conv2d_backward_input(&tdy, &hw, &xs, cfg);
             let name = format!("conv2d tiled f16 input gradient {case}");
             self.check(name, got, &dx, tol);
@@ -504,6 +506,12 @@ impl Tester<'_> {
                     });
                     let got = batch_norm_forward_with(&tx, &tg, &tb, &state, true, half);
                     let name = format!("{op} train forward, f16 output {case}");
+                    self.check(name, got.map(|(y, _)| y), &clip(&want.y), F16_TOLERANCE);
+                    // x stored as f16 (a convolution's f16 output), y f32.
+                    let got = to_f16(&tx).and_then(|hx| {
+                        batch_norm_forward_with(&hx, &tg, &tb, &state, true, options)
+                    });
+                    let name = format!("{op} train forward, f16 input {case}");
                     self.check(name, got.map(|(y, _)| y), &clip(&want.y), F16_TOLERANCE);
                 }
             }

@@ -11,10 +11,10 @@ use crate::autograd::{Graph, Param, Var};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::ops::batchnorm::{batch_norm, batch_norm_relu, batch_norm_relu_stored, BatchNormState};
-use crate::ops::conv2d::{conv2d, Conv2dConfig};
+use crate::ops::conv2d::{conv2d_stored, Conv2dConfig};
 use crate::ops::linear::linear;
 use crate::ops::precision::store_as;
-use crate::tensor::Tensor;
+use crate::tensor::{Precision, Tensor};
 
 fn param(gpu: &Gpu, name: String, shape: &[usize], values: Vec<f32>) -> Result<Rc<Param>> {
     Ok(Rc::new(Param::new(
@@ -56,12 +56,23 @@ impl Conv2d {
     /// The convolution of `x`, its input and weights stored in the graph's precision (f16: the
     /// copies are what the backward pass keeps; the gradients reach x and the f32 weights).
     pub fn forward(&self, g: &Graph, x: Var) -> Result<Var> {
-        conv2d(
+        self.forward_stored(g, x, Precision::F32)
+    }
+
+    /// [`Self::forward`] for an output that only batch norm reads: stored in the graph's
+    /// precision too.
+    pub fn forward_into_bn(&self, g: &Graph, x: Var) -> Result<Var> {
+        self.forward_stored(g, x, g.precision())
+    }
+
+    fn forward_stored(&self, g: &Graph, x: Var, output: Precision) -> Result<Var> {
+        conv2d_stored(
             g,
             store_as(g, x, g.precision())?,
             store_as(g, g.param(&self.weight), g.precision())?,
             self.bias.as_ref().map(|b| g.param(b)),
             self.cfg,
+            output,
         )
     }
 

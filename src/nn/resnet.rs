@@ -81,10 +81,12 @@ impl BasicBlock {
         // bn1's output goes only into conv2: stored as conv2 reads it.
         let h = self
             .bn1
-            .forward_relu_into_conv(g, self.conv1.forward(g, x)?, training)?;
-        let h = self.bn2.forward(g, self.conv2.forward(g, h)?, training)?;
+            .forward_relu_into_conv(g, self.conv1.forward_into_bn(g, x)?, training)?;
+        let h = self
+            .bn2
+            .forward(g, self.conv2.forward_into_bn(g, h)?, training)?;
         let shortcut = match &self.downsample {
-            Some((conv, bn)) => bn.forward(g, conv.forward(g, x)?, training)?,
+            Some((conv, bn)) => bn.forward(g, conv.forward_into_bn(g, x)?, training)?,
             None => x,
         };
         relu(g, add(g, h, shortcut)?)
@@ -154,7 +156,7 @@ impl Encoder for ResNet18 {
     fn feature_map(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
         let mut h = self
             .bn1
-            .forward_relu(g, self.conv1.forward(g, x)?, training)?;
+            .forward_relu(g, self.conv1.forward_into_bn(g, x)?, training)?;
         for b in &self.blocks {
             h = b.forward(g, h, training)?;
         }

@@ -44,7 +44,7 @@ impl Encoder for SmallCnn {
         let mut h = x;
         let last = self.stages.len() - 1;
         for (i, (conv, bn)) in self.stages.iter().enumerate() {
-            let y = conv.forward(g, h)?;
+            let y = conv.forward_into_bn(g, h)?;
             // Every stage's output but the last (the feature map) goes only into a convolution.
             h = match i < last {
                 true => bn.forward_relu_into_conv(g, y, training)?,

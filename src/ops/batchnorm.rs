@@ -75,7 +75,8 @@ impl BnReduction {
         }
     }
 
-    fn kernel(self, entry: &'static str, relu: bool) -> Kernel {
+    /// The kernel `entry` of this reduction, reading x stored as `input`.
+    fn kernel(self, entry: &'static str, relu: bool, input: DType) -> Kernel {
         let (shader, entry) = match self {
             BnReduction::Workgroup => (Shader::BatchNorm, entry),
             BnReduction::Subgroup => (
@@ -90,6 +91,7 @@ impl BnReduction {
         Kernel::new(shader, entry)
             .with("WG", WG)
             .with("RELU", relu as u32)
+            .storing("In", input.storage())
     }
 }
 
@@ -135,6 +137,15 @@ fn lanes_per_image(n: usize) -> u32 {
 
 fn params(x: &Tensor, c: usize, state: &BatchNormState, training: bool) -> Result<Params> {
     let s = x.shape();
+    match x.dtype() {
+        DType::F32 => {}
+        DType::F16 => require_f16(x.gpu())?,
+        DType::U32 => {
+            return Err(Error::InvalidArgument(
+                "batch_norm: the input is U32; it must be f32 or f16".into(),
+            ))
+        }
+    }
     if s.len() != 4 || s[1] != c {
         return Err(Error::shape(
             "batch_norm",
@@ -204,7 +215,7 @@ pub fn batch_norm_forward_with(
     let p = params(x, c, state, training)?;
     let gpu = x.gpu();
     let reduction = BnReduction::pick(gpu, options.reduction)?;
-    let kernel = |entry| reduction.kernel(entry, options.relu);
+    let kernel = |entry| reduction.kernel(entry, options.relu, x.dtype());
     let stats = Tensor::uninit(gpu, &[2 * c], "batch-norm statistics")?;
     if training {
         let bufs = [
@@ -292,7 +303,7 @@ pub fn batch_norm_backward_with(
     }
     let gpu = x.gpu();
     let reduction = BnReduction::pick(gpu, options.reduction)?;
-    let kernel = |entry| reduction.kernel(entry, options.relu);
+    let kernel = |entry| reduction.kernel(entry, options.relu, x.dtype());
     let sums = Tensor::uninit(gpu, &[2 * c], "batch-norm gradient sums")?;
     let bufs = [
         Access::Read(x.buffer()),

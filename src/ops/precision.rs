@@ -77,10 +77,7 @@ pub fn to_f32(x: &Tensor) -> Result<Tensor> {
 /// training does.
 pub fn store_as(g: &Graph, x: Var, precision: Precision) -> Result<Var> {
     let value = g.value(x);
-    let wanted = match precision {
-        Precision::F32 => DType::F32,
-        Precision::F16 => DType::F16,
-    };
+    let wanted = precision.dtype();
     if value.dtype() == wanted {
         return Ok(x);
     }

@@ -29,7 +29,7 @@ use crate::gpu::Gpu;
 use crate::names::string_enum;
 use crate::ops::precision::require_f16;
 use crate::ops::reduce::sum_channels;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::{DType, Precision, Tensor};
 
 pub use crate::shapes::{Conv2dConfig, ConvShape, Pass};
 
@@ -264,8 +264,35 @@ pub fn conv2d_forward_with(
     cfg: Conv2dConfig,
     algo: Option<ConvAlgo>,
 ) -> Result<Tensor> {
+    forward(x, w, bias, cfg, algo, Precision::F32)
+}
+
+/// The forward pass with y stored as `output` (f16: the tiled kernel, for batch norm to read
+/// under `--precision f16`).
+pub fn conv2d_forward_stored(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+    output: Precision,
+) -> Result<Tensor> {
+    forward(x, w, bias, cfg, None, output)
+}
+
+fn forward(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+    algo: Option<ConvAlgo>,
+    output: Precision,
+) -> Result<Tensor> {
     let s = ConvShape::new(x.shape(), w.shape(), cfg)?;
-    let half = reads_f16("conv2d", &[("input", x), ("weight", w)], None)?;
+    let mut half = reads_f16("conv2d", &[("input", x), ("weight", w)], None)?;
+    if output == Precision::F16 {
+        require_f16(x.gpu())?;
+        half = true;
+    }
     if let Some(b) = bias {
         if b.shape() != [s.cout] {
             return Err(Error::shape(
@@ -289,7 +316,7 @@ pub fn conv2d_forward_with(
         ConvAlgo::DirectSubgroup => direct::forward(direct::Weights::Subgroup, x, w, bias, &s),
         ConvAlgo::Im2col => im2col::forward(x, w, bias, &s),
         ConvAlgo::Igemm => igemm::forward(x, w, bias, &s),
-        ConvAlgo::Tiled => tiled::forward(x, w, bias, &s),
+        ConvAlgo::Tiled => tiled::forward(x, w, bias, &s, output.dtype()),
     }
 }
 
@@ -395,9 +422,21 @@ pub fn conv2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
 
 /// Records `conv2d(x, w) + bias` on the tape.
 pub fn conv2d(g: &Graph, x: Var, w: Var, bias: Option<Var>, cfg: Conv2dConfig) -> Result<Var> {
+    conv2d_stored(g, x, w, bias, cfg, Precision::F32)
+}
+
+/// [`conv2d`] with y stored as `output` (f16: for batch norm to read under `--precision f16`).
+pub fn conv2d_stored(
+    g: &Graph,
+    x: Var,
+    w: Var,
+    bias: Option<Var>,
+    cfg: Conv2dConfig,
+    output: Precision,
+) -> Result<Var> {
     let (xv, wv) = (g.value(x), g.value(w));
     let bv = bias.map(|b| g.value(b));
-    let y = conv2d_forward(&xv, &wv, bv.as_ref(), cfg)?;
+    let y = conv2d_forward_stored(&xv, &wv, bv.as_ref(), cfg, output)?;
     let flops = ConvShape::new(xv.shape(), wv.shape(), cfg)?.flops();
     xv.gpu().add_flops(flops);
     let mut inputs = vec![x, w];

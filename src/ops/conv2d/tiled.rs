@@ -8,7 +8,7 @@
 
 use super::ConvShape;
 use crate::error::Result;
-use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader, Storage};
+use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader};
 use crate::ops::reduce::sum_splits;
 use crate::tensor::{DType, Tensor};
 
@@ -53,17 +53,13 @@ const WEIGHT_GRADIENT: u32 = 2;
 
 /// The kernel of `pass`, reading its operands `lhs` and `rhs` in their storage types.
 fn kernel(pass: u32, taps: (usize, usize), stride: usize, lhs: &Tensor, rhs: &Tensor) -> Kernel {
-    let storage = |t: &Tensor| match t.dtype() {
-        DType::F16 => Storage::F16,
-        _ => Storage::F32,
-    };
     Kernel::new(Shader::Conv2dTiled, "conv2d_tiled")
         .with("PASS", pass)
         .with("KH", taps.0 as u32)
         .with("KW", taps.1 as u32)
         .with("STRIDE", stride as u32)
-        .storing("Lhs", storage(lhs))
-        .storing("Rhs", storage(rhs))
+        .storing("Lhs", lhs.dtype().storage())
+        .storing("Rhs", rhs.dtype().storage())
 }
 
 fn base_params(s: &ConvShape) -> TiledParams {
@@ -86,14 +82,16 @@ fn tiles(m: usize, cols: usize) -> usize {
     m.div_ceil(TILE) * cols.div_ceil(TILE)
 }
 
+/// y stored as `output` (f16: where batch norm reads it under `--precision f16`).
 pub(super) fn forward(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     s: &ConvShape,
+    output: DType,
 ) -> Result<Tensor> {
     let gpu = x.gpu();
-    let y = Tensor::uninit(gpu, &s.output(), "conv2d output")?;
+    let y = Tensor::uninit_typed(gpu, &s.output(), output, "conv2d output")?;
     let depth = s.cin * s.kh * s.kw;
     let p = TiledParams {
         has_bias: bias.is_some() as u32,
@@ -109,7 +107,7 @@ pub(super) fn forward(
         Access::Read(bias.unwrap_or(w).buffer()),
         Access::Write(y.buffer()),
     ];
-    let k = kernel(FORWARD, (s.kh, s.kw), s.cfg.stride, w, x);
+    let k = kernel(FORWARD, (s.kh, s.kw), s.cfg.stride, w, x).storing("Res", output.storage());
     let groups = tiles(s.cout, s.n * s.ho * s.wo);
     gpu.dispatch(&k, &p, &bufs, groups as u32)?;
     Ok(y)
