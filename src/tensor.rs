@@ -57,6 +57,8 @@ impl Precision {
     }
 }
 
+// string_enum! takes no attributes on its variants, so no #[default].
+#[allow(clippy::derivable_impls)]
 impl Default for Precision {
     fn default() -> Precision {
         Precision::F32

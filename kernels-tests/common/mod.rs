@@ -193,3 +193,22 @@ pub fn round_f16(v: &[f64]) -> Vec<f64> {
 pub fn upload_f16(gpu: &Gpu, shape: &[usize], v: &[f64]) -> Tensor {
     Tensor::from_slice_f16(gpu, shape, &to_f32(v)).expect("upload f16")
 }
+
+/// On an adapter without f16 shaders: checks that `attempt` is refused with a message naming
+/// SHADER_F16, says that the f16 test is skipped, and returns true; false where the adapter
+/// has them.
+pub fn lacks_f16<T: std::fmt::Debug>(
+    gpu: &Gpu,
+    attempt: impl FnOnce() -> taming::Result<T>,
+) -> bool {
+    if gpu.has_f16() {
+        return false;
+    }
+    let msg = attempt().unwrap_err().to_string();
+    assert!(msg.contains("SHADER_F16"), "{msg}");
+    eprintln!(
+        "SKIPPED: {} has no f16 shaders (the refusal checked)",
+        gpu.adapter()
+    );
+    true
+}

@@ -296,7 +296,12 @@ impl Tester<'_> {
             let got = conv::conv2d_forward(&hx, &hw, Some(&tb), cfg);
             self.check(format!("conv2d tiled f16 forward {case}"), got, &y, tol);
             let got = conv::conv2d_forward_stored(&hx, &hw, Some(&tb), cfg, Precision::F16);
-            self.check(format!("conv2d tiled f16 forward, f16 y {case}"), got, &y, tol);
+            self.check(
+                format!("conv2d tiled f16 forward, f16 y {case}"),
+                got,
+                &y,
+                tol,
+            );
             let got = conv::conv2d_backward_input(&tdy, &hw, &xs, cfg);
             let name = format!("conv2d tiled f16 input gradient {case}");
             self.check(name, got, &dx, tol);

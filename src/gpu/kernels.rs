@@ -164,9 +164,12 @@ struct PipelineKey {
     writable: Vec<bool>,
 }
 
+/// A shader module: its file and the storage aliases it rewrites.
+type ModuleKey = (Shader, Vec<(&'static str, Storage)>);
+
 #[derive(Default)]
 pub(crate) struct KernelCache {
-    modules: HashMap<(Shader, Vec<(&'static str, Storage)>), wgpu::ShaderModule>,
+    modules: HashMap<ModuleKey, wgpu::ShaderModule>,
     /// Keyed by which storage bindings are writable (binding 0 is always the params uniform).
     layouts: HashMap<Vec<bool>, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,

@@ -10,7 +10,7 @@ use rand_distr::{Distribution, Normal};
 use crate::autograd::{Graph, Param, Var};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::ops::batchnorm::{batch_norm, batch_norm_relu, batch_norm_relu_stored, BatchNormState};
+use crate::ops::batchnorm::{batch_norm, batch_norm_relu, BatchNormState};
 use crate::ops::conv2d::{conv2d_stored, Conv2dConfig};
 use crate::ops::linear::linear;
 use crate::ops::precision::store_as;
@@ -116,29 +116,25 @@ impl BatchNorm2d {
 
     /// `relu(self.forward(x))` as one fused operation (no pass or stored output for the ReLU).
     pub fn forward_relu(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
-        batch_norm_relu(
-            g,
-            x,
-            g.param(&self.gamma),
-            g.param(&self.beta),
-            &self.state,
-            training,
-        )
+        self.forward_relu_stored(g, x, training, Precision::F32)
     }
 
     /// [`Self::forward_relu`] for an output that only a convolution reads: stored in the
     /// graph's precision, so under f16 the convolution takes it as it is (no cast pass, no f32
     /// copy kept).
     pub fn forward_relu_into_conv(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
-        batch_norm_relu_stored(
-            g,
-            x,
-            g.param(&self.gamma),
-            g.param(&self.beta),
-            &self.state,
-            training,
-            g.precision(),
-        )
+        self.forward_relu_stored(g, x, training, g.precision())
+    }
+
+    fn forward_relu_stored(
+        &self,
+        g: &Graph,
+        x: Var,
+        training: bool,
+        output: Precision,
+    ) -> Result<Var> {
+        let (gamma, beta) = (g.param(&self.gamma), g.param(&self.beta));
+        batch_norm_relu(g, x, gamma, beta, &self.state, training, output)
     }
 
     pub fn params(&self) -> Vec<Rc<Param>> {

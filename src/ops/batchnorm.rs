@@ -359,21 +359,11 @@ pub fn batch_norm(
 }
 
 /// Records `relu(batch_norm(x))` on the tape as one operation: the ReLU costs no pass of its
-/// own and keeps no output (its backward mask is recomputed from x and the statistics).
+/// own and keeps no output (its backward mask is recomputed from x and the statistics). The
+/// output is stored as `output` (f16: for a convolution that reads it and nothing else, under
+/// `--precision f16`).
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_relu(
-    g: &Graph,
-    x: Var,
-    gamma: Var,
-    beta: Var,
-    state: &std::rc::Rc<BatchNormState>,
-    training: bool,
-) -> Result<Var> {
-    record(g, x, (gamma, beta), state, training, true, Precision::F32)
-}
-
-/// [`batch_norm_relu`] with its output stored as `output` (f16: for a convolution that reads
-/// it and nothing else, under `--precision f16`).
-pub fn batch_norm_relu_stored(
     g: &Graph,
     x: Var,
     gamma: Var,
