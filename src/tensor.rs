@@ -40,9 +40,9 @@ string_enum! {
     pub enum Precision as "precision" {
         /// Single precision throughout.
         F32 = "f32",
-        /// Each convolution's input and weights stored as f16 (half the bytes read and kept
-        /// for the backward pass), products summed in f32. Needs an adapter with SHADER_F16;
-        /// the tiled convolution is the only kernel that reads f16.
+        /// Each convolution's input, weights and output stored as f16 (half the bytes read,
+        /// written and kept for the backward pass), sums in f32. Needs an adapter with
+        /// SHADER_F16; the tiled convolution is the only one that reads and writes f16.
         F16 = "f16",
     }
 }
@@ -171,6 +171,12 @@ impl Tensor {
 
     /// Overwrites the contents with `data` (same number of elements).
     pub fn write(&self, data: &[f32]) -> Result<()> {
+        if self.dtype != DType::F32 {
+            return Err(Error::InvalidArgument(format!(
+                "writing f32 values into a {:?} tensor",
+                self.dtype
+            )));
+        }
         if data.len() != self.numel() {
             return Err(Error::InvalidArgument(format!(
                 "writing {} values into a tensor of shape {:?}",
@@ -256,6 +262,12 @@ impl Tensor {
                 "add",
                 format!("shapes differ: {:?} and {:?}", self.shape, other.shape),
             ));
+        }
+        if self.dtype != DType::F32 || other.dtype != DType::F32 {
+            return Err(Error::InvalidArgument(format!(
+                "add: {:?} and {:?} tensors; it sums f32 tensors",
+                self.dtype, other.dtype
+            )));
         }
         let out = self.like("sum")?;
         self.gpu

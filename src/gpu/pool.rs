@@ -8,6 +8,9 @@ use std::rc::Rc;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 
+/// The poison fill: NaN as an f32 (0x7fc07fc0) and as each f16 half (0x7fc0).
+const POISON: u32 = 0x7fc0_7fc0;
+
 /// Sizes are rounded up to this many bytes so that near-equal requests share buffers.
 const GRANULE: u64 = 256;
 
@@ -96,7 +99,8 @@ impl Gpu {
             pool: Rc::clone(pool),
         });
         if self.inner.poison.get() {
-            self.fill_u32(&buf, f32::NAN.to_bits())?;
+            // A NaN read as one f32 and as either of two f16 halves (0x7fc0 each).
+            self.fill_u32(&buf, POISON)?;
         }
         Ok(buf)
     }
