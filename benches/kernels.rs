@@ -25,7 +25,7 @@ use taming::ops::batchnorm::{
     BatchNormState, BnOptions, BnReduction,
 };
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
-use taming::ops::precision::{self, to_f16};
+use taming::ops::precision::to_f16;
 use taming::ops::stn::{self, Placement};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool, saliency};
 use taming::optim::{Adam, Optimizer};
@@ -1158,7 +1158,7 @@ fn main() -> Result<()> {
         None => println!("convolutions: the automatic choice"),
     }
     if o.precision == Precision::F16 {
-        precision::require_f16(&gpu)?;
+        taming::tensor::require_f16(&gpu)?;
         println!("convolutions: x and the weights stored as f16 (the tiled kernel), sums in f32");
     }
     println!(

@@ -206,3 +206,68 @@ fn f16_storage_cast_rounds_saturates_and_widens_exactly() {
         assert_eq!(download(&wide), got, "n={n}: widening must be exact");
     }
 }
+
+/// The residual block's end, `relu(h + shortcut)` in one pass: against the reference's add then
+/// ReLU at odd lengths, forward and backward (both inputs get dy masked by the output); its
+/// gradient through the tape against finite differences; and under f16 (the shortcut and the
+/// output stored as f16), exactly the f32 kernel's values rounded, the mask read from the f16
+/// output.
+#[test]
+fn add_relu_matches_add_then_relu_in_f32_and_f16() {
+    use taming::autograd::{Graph, Param};
+    use taming::ops::{linear::linear, view};
+    use taming::tensor::{DType, Precision};
+    let Some(gpu) = gpu() else { return };
+    let mut r = rng(5);
+    for n in [1usize, 3, 7, 33, 1025, 70_001] {
+        let (h, s, dy) = (data(&mut r, n), data(&mut r, n), data(&mut r, n));
+        let (th, ts, tdy) = (
+            upload(&gpu, &[n], &h),
+            upload(&gpu, &[n], &s),
+            upload(&gpu, &[n], &dy),
+        );
+        let y = ew::add_relu_forward(&th, &ts, Precision::F32).unwrap();
+        let want = reference::relu_forward(&reference::add_forward(&h, &s));
+        assert_rel_close(&format!("add_relu n={n}"), &download(&y), &want, 1e-6);
+        let dx = ew::add_relu_backward(&y, &tdy).unwrap();
+        let want_dx = reference::relu_backward(&want, &dy);
+        assert_rel_close(
+            &format!("add_relu backward n={n}"),
+            &download(&dx),
+            &want_dx,
+            1e-6,
+        );
+        if lacks_f16(&gpu, || ew::add_relu_forward(&th, &ts, Precision::F16)) {
+            continue;
+        }
+        let hs = upload_f16(&gpu, &[n], &s);
+        let y32 = ew::add_relu_forward(&th, &upload(&gpu, &[n], &round_f16(&s)), Precision::F32);
+        let y32 = download(&y32.unwrap());
+        let y16 = ew::add_relu_forward(&th, &hs, Precision::F16).unwrap();
+        assert_eq!(y16.dtype(), DType::F16);
+        assert_eq!(download(&y16), round_f16(&y32), "n={n}: f16 output");
+        let dx16 = ew::add_relu_backward(&y16, &tdy).unwrap();
+        let mask16: Vec<f64> = (download(&y16).iter().zip(&dy))
+            .map(|(&y, &g)| if y > 0.0 { g } else { 0.0 })
+            .collect();
+        assert_eq!(download(&dx16), mask16, "n={n}: f16 mask");
+    }
+    // d/dh and d/dshortcut of w . relu(h + s) through the tape.
+    let n = 9;
+    let (h, s, w) = (data(&mut r, n), data(&mut r, n), data(&mut r, n));
+    let loss_of =
+        |h: &[f64], s: &[f64]| dot(&w, &reference::relu_forward(&reference::add_forward(h, s)));
+    let ph = std::rc::Rc::new(Param::new("h", upload(&gpu, &[n], &h)));
+    let ps = std::rc::Rc::new(Param::new("s", upload(&gpu, &[n], &s)));
+    let g = Graph::new(&gpu);
+    let y = ew::add_relu(&g, g.param(&ph), g.param(&ps), Precision::F32).unwrap();
+    let y = view::reshape(&g, y, &[1, n]).unwrap();
+    let wv = g.input(upload(&gpu, &[1, n], &w));
+    let loss = view::reshape(&g, linear(&g, wv, y, None).unwrap(), &[1]).unwrap();
+    g.backward(loss).unwrap();
+    let idx: Vec<usize> = (0..n).collect();
+    let fh = finite_difference(&mut |x| loss_of(x, &s), &h, &idx, 1e-4);
+    let fs = finite_difference(&mut |x| loss_of(&h, x), &s, &idx, 1e-4);
+    assert_rel_close("d/dh", &download(&ph.grad().unwrap()), &fh, 1e-5);
+    assert_rel_close("d/dshortcut", &download(&ps.grad().unwrap()), &fs, 1e-5);
+}

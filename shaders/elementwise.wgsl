@@ -1,5 +1,6 @@
-// Elementwise kernels: fill, ReLU, residual add, gradient accumulation, scaling, the
-// transpose of a matrix, and the copy from one storage type to another (f32 <-> f16).
+// Elementwise kernels: fill, ReLU, residual add, the residual add with the ReLU fused,
+// gradient accumulation, scaling, the transpose of a matrix, and the copy from one storage
+// type to another (f32 <-> f16).
 // Thread mapping: each invocation handles 4 elements spaced by the total number of invocations
 // T (i, i+T, i+2T, i+3T), so neighbouring invocations touch neighbouring elements (coalesced on a
 // GPU, contiguous SIMD lanes on a CPU device) and a workgroup does 4*WG elements.
@@ -31,6 +32,18 @@ override WG: u32 = 256;
 
 @group(0) @binding(1) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
+
+// The residual block's end, relu(h + shortcut): the shortcut and the sum stored as Shortcut
+// and Sum (f32 here; f16 under `--precision f16` where the block's output goes on to the next
+// block), h f32; the backward pass masks dy by the stored sum.
+alias Shortcut = f32;
+alias Sum = f32;
+@group(0) @binding(1) var<storage, read> res_h: array<f32>;
+@group(0) @binding(2) var<storage, read> res_shortcut: array<Shortcut>;
+@group(0) @binding(3) var<storage, read_write> res_sum: array<Sum>;
+@group(0) @binding(1) var<storage, read> res_saved: array<Sum>;
+@group(0) @binding(2) var<storage, read> res_dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> res_dx: array<f32>;
 
 // The cast's storage types: f32 here; an f16 kernel rewrites one of them (gpu/kernels.rs,
 // Storage) and is its own module with `enable f16;`.
@@ -135,5 +148,26 @@ fn cast_storage(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
             if (SATURATE != 0u) { v = clamp(v, -HALF_MAX, HALF_MAX); }
             cast_dst[i] = To(v);
         }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn add_relu_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { res_sum[i] = Sum(max(res_h[i] + f32(res_shortcut[i]), 0.0)); }
+    }
+}
+
+// Both inputs' gradient: dy where the stored output is positive (as relu_backward).
+@compute @workgroup_size(WG)
+fn add_relu_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+    let i0 = first_index(gid, nwg);
+    let t = stride(nwg);
+    for (var k = 0u; k < 4u; k++) {
+        let i = i0 + k * t;
+        if (i < p.n) { res_dx[i] = select(0.0, res_dy[i], f32(res_saved[i]) > 0.0); }
     }
 }

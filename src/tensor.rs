@@ -57,6 +57,28 @@ impl Precision {
     }
 }
 
+impl Precision {
+    /// An error unless `gpu` can run this precision.
+    pub fn check(self, gpu: &Gpu) -> Result<()> {
+        match self {
+            Precision::F32 => Ok(()),
+            Precision::F16 => require_f16(gpu),
+        }
+    }
+}
+
+/// An error unless `gpu` can store f16, saying what to do instead.
+pub fn require_f16(gpu: &Gpu) -> Result<()> {
+    match gpu.has_f16() {
+        true => Ok(()),
+        false => Err(Error::InvalidArgument(format!(
+            "precision f16 needs an adapter with f16 shaders (wgpu's SHADER_F16), which {} \
+             lacks; use --precision f32",
+            gpu.adapter()
+        ))),
+    }
+}
+
 // string_enum! takes no attributes on its variants, so no #[default].
 #[allow(clippy::derivable_impls)]
 impl Default for Precision {

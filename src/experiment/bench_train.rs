@@ -137,7 +137,7 @@ pub fn bench_train(
     spec: &BenchTrainSpec,
 ) -> Result<BenchTrainReport> {
     validate(spec, sweep)?;
-    crate::ops::precision::check_precision(gpu, sweep.precision)?;
+    sweep.precision.check(gpu)?;
     let data = random_images(spec)?;
     let images = data.upload(gpu)?;
     let normalization = Normalization::of_dataset(&data)?;

@@ -544,6 +544,20 @@ impl Tester<'_> {
         );
         let sum = reference::elementwise::add_forward(&x, &dy);
         self.check("add".into(), ew::add_forward(&tx, &tdy), &sum, tol);
+        // The residual block's end: relu(h + shortcut), and its mask on the way back.
+        let y = reference::elementwise::relu_forward(&sum);
+        let got = ew::add_relu_forward(&tx, &tdy, Precision::F32);
+        self.check("add + relu forward".into(), got, &y, tol);
+        let dx = reference::elementwise::relu_backward(&y, &x);
+        let got = ew::add_relu_forward(&tx, &tdy, Precision::F32)
+            .and_then(|ty| ew::add_relu_backward(&ty, &tx));
+        self.check("add + relu backward".into(), got, &dx, tol);
+        if self.gpu.has_f16() {
+            // An f16 shortcut and an f16 output (`--precision f16`).
+            let got = to_f16(&tdy).and_then(|hs| ew::add_relu_forward(&tx, &hs, Precision::F16));
+            let name = "add + relu forward, f16 shortcut and output".into();
+            self.check(name, got, &y, F16_TOLERANCE);
+        }
 
         let (rows, d) = (13, 19);
         let (z, dz) = (self.data(rows * d), self.data(rows * d));

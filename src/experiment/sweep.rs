@@ -129,7 +129,7 @@ pub fn run_shard(
     options: &SweepOptions,
 ) -> Result<ShardOutcome> {
     spec.validate()?;
-    crate::ops::precision::check_precision(gpu, spec.precision)?;
+    spec.precision.check(gpu)?;
     let grid = spec.runs();
     if options.shard.index >= grid.len() {
         return Err(Error::InvalidArgument(format!(

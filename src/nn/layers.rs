@@ -116,17 +116,13 @@ impl BatchNorm2d {
 
     /// `relu(self.forward(x))` as one fused operation (no pass or stored output for the ReLU).
     pub fn forward_relu(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
-        self.forward_relu_stored(g, x, training, Precision::F32)
+        self.forward_relu_as(g, x, training, Precision::F32)
     }
 
-    /// [`Self::forward_relu`] for an output that only a convolution reads: stored in the
-    /// graph's precision, so under f16 the convolution takes it as it is (no cast pass, no f32
-    /// copy kept).
-    pub fn forward_relu_into_conv(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
-        self.forward_relu_stored(g, x, training, g.precision())
-    }
-
-    fn forward_relu_stored(
+    /// [`Self::forward_relu`] with the output stored as `output`: the graph's precision where
+    /// only kernels that read f16 read it (convolutions, the residual add), so that under f16
+    /// they take it as it is (no cast pass, no f32 copy kept).
+    pub fn forward_relu_as(
         &self,
         g: &Graph,
         x: Var,

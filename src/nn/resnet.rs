@@ -12,8 +12,8 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::nn::layers::{BatchNorm2d, Conv2d, Linear};
 use crate::nn::Encoder;
-use crate::ops::elementwise::{add, relu};
-use crate::tensor::Tensor;
+use crate::ops::elementwise::add_relu;
+use crate::tensor::{Precision, Tensor};
 
 /// (input channels, output channels, stride) of the eight basic blocks.
 pub const RESNET18_BLOCKS: [(usize, usize, usize); 8] = [
@@ -77,11 +77,16 @@ impl BasicBlock {
         })
     }
 
-    fn forward(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
+    /// The block's output stored as `output` (the graph's precision where the next block reads
+    /// it; f32 for the pooling after the last).
+    fn forward(&self, g: &Graph, x: Var, training: bool, output: Precision) -> Result<Var> {
         // bn1's output goes only into conv2: stored as conv2 reads it.
-        let h = self
-            .bn1
-            .forward_relu_into_conv(g, self.conv1.forward_into_bn(g, x)?, training)?;
+        let h = self.bn1.forward_relu_as(
+            g,
+            self.conv1.forward_into_bn(g, x)?,
+            training,
+            g.precision(),
+        )?;
         let h = self
             .bn2
             .forward(g, self.conv2.forward_into_bn(g, h)?, training)?;
@@ -89,7 +94,7 @@ impl BasicBlock {
             Some((conv, bn)) => bn.forward(g, conv.forward_into_bn(g, x)?, training)?,
             None => x,
         };
-        relu(g, add(g, h, shortcut)?)
+        add_relu(g, h, shortcut, output)
     }
 
     fn params(&self) -> Vec<Rc<Param>> {
@@ -154,11 +159,17 @@ impl ResNet18 {
 
 impl Encoder for ResNet18 {
     fn feature_map(&self, g: &Graph, x: Var, training: bool) -> Result<Var> {
-        let mut h = self
-            .bn1
-            .forward_relu(g, self.conv1.forward_into_bn(g, x)?, training)?;
-        for b in &self.blocks {
-            h = b.forward(g, h, training)?;
+        // The stem's output and every block's but the last go into convolutions and the
+        // residual add only: stored in the graph's precision.
+        let stem = self.conv1.forward_into_bn(g, x)?;
+        let mut h = self.bn1.forward_relu_as(g, stem, training, g.precision())?;
+        let last = self.blocks.len() - 1;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let output = match i < last {
+                true => g.precision(),
+                false => Precision::F32,
+            };
+            h = b.forward(g, h, training, output)?;
         }
         Ok(h)
     }

@@ -47,7 +47,7 @@ impl Encoder for SmallCnn {
             let y = conv.forward_into_bn(g, h)?;
             // Every stage's output but the last (the feature map) goes only into a convolution.
             h = match i < last {
-                true => bn.forward_relu_into_conv(g, y, training)?,
+                true => bn.forward_relu_as(g, y, training, g.precision())?,
                 false => bn.forward_relu(g, y, training)?,
             };
         }

@@ -11,8 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Storage;
 use crate::gpu::{uniform_struct, Access, Gpu, Kernel, Shader, WG};
 use crate::names::string_enum;
-use crate::ops::precision::require_f16;
-use crate::tensor::{DType, Precision, Tensor};
+use crate::tensor::{require_f16, DType, Precision, Tensor};
 
 string_enum! {
     /// How batch norm's per-channel sums (statistics, gradient sums) are reduced.

@@ -3,7 +3,7 @@
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{uniform_struct, Access, Kernel, Shader, WG};
-use crate::tensor::Tensor;
+use crate::tensor::{require_f16, DType, Precision, Tensor};
 
 uniform_struct! {
     #[derive(Clone, Copy)]
@@ -49,6 +49,21 @@ pub(crate) fn launch_with_bits(
         buffers,
         gpu,
     )
+}
+
+/// Dispatches an element-wise `kernel` (of this shader, no parameters but the count) over `n`
+/// elements.
+fn launch_counted(kernel: Kernel, n: usize, buffers: &[Access], gpu: &crate::Gpu) -> Result<()> {
+    let name = kernel.entry;
+    let n = u32::try_from(n)
+        .map_err(|_| Error::InvalidArgument(format!("{name}: {n} elements exceed u32")))?;
+    let params = Params {
+        n,
+        bits: 0,
+        alpha: 0.0,
+        _pad: 0,
+    };
+    launch_kernel(kernel, n, &params, buffers, gpu)
 }
 
 /// Dispatches an element-wise `kernel` (of this shader) over `n` elements.
@@ -158,6 +173,59 @@ pub fn relu(g: &Graph, x: Var) -> Result<Var> {
     let saved = y.clone();
     Ok(g.record("relu", y, &[x], move |dy, _| {
         Ok(vec![Some(relu_backward(&saved, dy)?)])
+    }))
+}
+
+/// `relu(h + shortcut)`, the end of a residual block, stored as `output`: one pass, and the
+/// one output both the next block and the backward mask read. The shortcut may be f16 (the
+/// previous block's output under `--precision f16`), h is f32.
+pub fn add_relu_forward(h: &Tensor, shortcut: &Tensor, output: Precision) -> Result<Tensor> {
+    same_shape("add_relu", h, shortcut)?;
+    if h.dtype() != DType::F32 || shortcut.dtype() == DType::U32 {
+        return Err(Error::InvalidArgument(format!(
+            "add_relu: {:?} and {:?} tensors; h must be f32, the shortcut f32 or f16",
+            h.dtype(),
+            shortcut.dtype()
+        )));
+    }
+    if output == Precision::F16 || shortcut.dtype() == DType::F16 {
+        require_f16(h.gpu())?;
+    }
+    let y = Tensor::uninit_typed(h.gpu(), h.shape(), output.dtype(), "add_relu output")?;
+    let kernel = Kernel::new(Shader::Elementwise, "add_relu_forward")
+        .storing("Shortcut", shortcut.dtype().storage())
+        .storing("Sum", output.dtype().storage());
+    let bufs = [
+        Access::Read(h.buffer()),
+        Access::Read(shortcut.buffer()),
+        Access::Write(y.buffer()),
+    ];
+    launch_counted(kernel, h.numel(), &bufs, h.gpu())?;
+    Ok(y)
+}
+
+/// `dy` where `relu(h + shortcut)` (stored in `y`) was positive, else 0: both inputs' gradient.
+pub fn add_relu_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    same_shape("add_relu_backward", y, dy)?;
+    let dx = dy.like("add_relu input gradient")?;
+    let kernel =
+        Kernel::new(Shader::Elementwise, "add_relu_backward").storing("Sum", y.dtype().storage());
+    let bufs = [
+        Access::Read(y.buffer()),
+        Access::Read(dy.buffer()),
+        Access::Write(dx.buffer()),
+    ];
+    launch_counted(kernel, y.numel(), &bufs, y.gpu())?;
+    Ok(dx)
+}
+
+/// Records `relu(h + shortcut)` on the tape as one operation, its output stored as `output`.
+pub fn add_relu(g: &Graph, h: Var, shortcut: Var, output: Precision) -> Result<Var> {
+    let y = add_relu_forward(&g.value(h), &g.value(shortcut), output)?;
+    let saved = y.clone();
+    Ok(g.record("add_relu", y, &[h, shortcut], move |dy, _| {
+        let dx = add_relu_backward(&saved, dy)?;
+        Ok(vec![Some(dx.clone()), Some(dx)])
     }))
 }
 

@@ -3,29 +3,9 @@
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
-use crate::gpu::{Access, Gpu, Kernel, Shader, Storage};
+use crate::gpu::{Access, Kernel, Shader, Storage};
 use crate::ops::elementwise::{launch_kernel, Params};
-use crate::tensor::{DType, Precision, Tensor};
-
-/// An error unless `gpu` can store f16, saying what to do instead.
-pub fn require_f16(gpu: &Gpu) -> Result<()> {
-    match gpu.has_f16() {
-        true => Ok(()),
-        false => Err(Error::InvalidArgument(format!(
-            "precision f16 needs an adapter with f16 shaders (wgpu's SHADER_F16), which {} \
-             lacks; use --precision f32",
-            gpu.adapter()
-        ))),
-    }
-}
-
-/// An error unless `gpu` can run `precision`.
-pub fn check_precision(gpu: &Gpu, precision: Precision) -> Result<()> {
-    match precision {
-        Precision::F32 => Ok(()),
-        Precision::F16 => require_f16(gpu),
-    }
-}
+use crate::tensor::{require_f16, DType, Precision, Tensor};
 
 fn cast(x: &Tensor, to: DType) -> Result<Tensor> {
     let gpu = x.gpu();

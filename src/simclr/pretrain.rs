@@ -331,7 +331,7 @@ pub fn pretrain(
     options: &RunOptions,
 ) -> Result<Vec<EpochRecord>> {
     config.validate()?;
-    crate::ops::precision::check_precision(gpu, config.precision)?;
+    config.precision.check(gpu)?;
     if options.stop_after == Some(0) {
         return Err(Error::InvalidArgument(
             "--stop-after 0 would stop before the first epoch: give at least 1, or leave it out \

@@ -27,9 +27,8 @@ use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::names::string_enum;
-use crate::ops::precision::require_f16;
 use crate::ops::reduce::sum_channels;
-use crate::tensor::{DType, Precision, Tensor};
+use crate::tensor::{require_f16, DType, Precision, Tensor};
 
 pub use crate::shapes::{Conv2dConfig, ConvShape, Pass};
 
