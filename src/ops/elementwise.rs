@@ -8,10 +8,10 @@ use crate::tensor::{require_f16, DType, Precision, Tensor};
 uniform_struct! {
     #[derive(Clone, Copy)]
     pub(crate) struct Params {
-        pub(crate) n: u32,
-        pub(crate) bits: u32,
-        pub(crate) alpha: f32,
-        pub(crate) _pad: u32,
+        n: u32,
+        bits: u32,
+        alpha: f32,
+        _pad: u32,
     }
 }
 
@@ -26,7 +26,7 @@ fn launch(
 }
 
 /// `launch` with the parameters' `bits` word set (transpose: the row length).
-pub(crate) fn launch_with_bits(
+fn launch_with_bits(
     entry: &'static str,
     n: usize,
     bits: u32,
@@ -34,6 +34,29 @@ pub(crate) fn launch_with_bits(
     buffers: &[Access],
     gpu: &crate::Gpu,
 ) -> Result<()> {
+    let kernel = Kernel::new(Shader::Elementwise, entry);
+    dispatch(kernel, n, (bits, alpha), buffers, gpu)
+}
+
+/// Dispatches `kernel`, an entry point of this shader that reads no parameter but the count
+/// (its storage aliases set), over `n` elements.
+pub(crate) fn launch_counted(
+    kernel: Kernel,
+    n: usize,
+    buffers: &[Access],
+    gpu: &crate::Gpu,
+) -> Result<()> {
+    dispatch(kernel, n, (0, 0.0), buffers, gpu)
+}
+
+fn dispatch(
+    kernel: Kernel,
+    n: usize,
+    (bits, alpha): (u32, f32),
+    buffers: &[Access],
+    gpu: &crate::Gpu,
+) -> Result<()> {
+    let entry = kernel.entry;
     let n = u32::try_from(n)
         .map_err(|_| Error::InvalidArgument(format!("{entry}: {n} elements exceed u32")))?;
     let params = Params {
@@ -42,39 +65,7 @@ pub(crate) fn launch_with_bits(
         alpha,
         _pad: 0,
     };
-    launch_kernel(
-        Kernel::new(Shader::Elementwise, entry),
-        n,
-        &params,
-        buffers,
-        gpu,
-    )
-}
-
-/// Dispatches an element-wise `kernel` (of this shader, no parameters but the count) over `n`
-/// elements.
-fn launch_counted(kernel: Kernel, n: usize, buffers: &[Access], gpu: &crate::Gpu) -> Result<()> {
-    let name = kernel.entry;
-    let n = u32::try_from(n)
-        .map_err(|_| Error::InvalidArgument(format!("{name}: {n} elements exceed u32")))?;
-    let params = Params {
-        n,
-        bits: 0,
-        alpha: 0.0,
-        _pad: 0,
-    };
-    launch_kernel(kernel, n, &params, buffers, gpu)
-}
-
-/// Dispatches an element-wise `kernel` (of this shader) over `n` elements.
-pub(crate) fn launch_kernel(
-    kernel: Kernel,
-    n: u32,
-    params: &Params,
-    buffers: &[Access],
-    gpu: &crate::Gpu,
-) -> Result<()> {
-    gpu.dispatch(&kernel.with("WG", WG), params, buffers, n.div_ceil(4 * WG))
+    gpu.dispatch(&kernel.with("WG", WG), &params, buffers, n.div_ceil(4 * WG))
 }
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {

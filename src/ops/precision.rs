@@ -1,10 +1,10 @@
-//! Copies between f32 and f16 storage (`cast` in `shaders/elementwise.wgsl`), and the tape op
+//! Copies between f32 and f16 storage (`cast_storage` in `shaders/elementwise.wgsl`), and the tape op
 //! that stores a convolution's operand as f16 under `--precision f16`.
 
 use crate::autograd::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Kernel, Shader, Storage};
-use crate::ops::elementwise::{launch_kernel, Params};
+use crate::ops::elementwise::launch_counted;
 use crate::tensor::{require_f16, DType, Precision, Tensor};
 
 fn cast(x: &Tensor, to: DType) -> Result<Tensor> {
@@ -21,23 +21,15 @@ fn cast(x: &Tensor, to: DType) -> Result<Tensor> {
         require_f16(gpu)?;
     }
     let y = Tensor::uninit_typed(gpu, x.shape(), to, "cast")?;
-    let n = u32::try_from(x.numel())
-        .map_err(|_| Error::InvalidArgument(format!("cast: {} elements exceed u32", x.numel())))?;
-    if n == 0 {
+    if y.numel() == 0 {
         return Ok(y);
     }
     let kernel = Kernel::new(Shader::Elementwise, "cast_storage")
         .storing("From", from)
         .storing("To", into)
         .with("SATURATE", u32::from(into == Storage::F16));
-    let params = Params {
-        n,
-        bits: 0,
-        alpha: 0.0,
-        _pad: 0,
-    };
     let bufs = [Access::Read(x.buffer()), Access::Write(y.buffer())];
-    launch_kernel(kernel, n, &params, &bufs, gpu)?;
+    launch_counted(kernel, x.numel(), &bufs, gpu)?;
     Ok(y)
 }
 
