@@ -108,6 +108,7 @@ pub fn run(device: Option<&str>, args: BenchTrainArgs) -> taming::Result<()> {
     }
     let gpu = Gpu::new(device)?;
     println!("adapter: {}", gpu.adapter());
+    crate::note_precision(&gpu, sweep.precision);
     println!(
         "{}, batch {} (2 views each), precision {}, {} random u8 images of {} resident, {} timed steps per \
          size after a warm-up step",

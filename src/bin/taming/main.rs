@@ -180,6 +180,17 @@ fn run(cli: Cli) -> taming::Result<()> {
     }
 }
 
+/// Says, before a run in f16 on a CPU adapter, that it will be slower, not faster: f16 takes
+/// the tiled convolution, which is shaped for GPUs.
+fn note_precision(gpu: &taming::Gpu, precision: taming::tensor::Precision) {
+    if precision == taming::tensor::Precision::F16 && gpu.is_cpu() {
+        println!(
+            "note: --precision f16 runs the tiled convolution, the GPUs' kernel; on this CPU \
+             adapter it is slower than the kernels f32 uses"
+        );
+    }
+}
+
 fn devices() -> taming::Result<()> {
     let adapters = list_adapters();
     if adapters.is_empty() {

@@ -109,6 +109,7 @@ pub fn run(device: Option<&str>, args: PretrainArgs) -> taming::Result<()> {
     config.stn = stn.overrides().apply(config.stn);
     let gpu = Gpu::new(device)?;
     println!("adapter: {}", gpu.adapter());
+    crate::note_precision(&gpu, config.precision);
     let options = RunOptions {
         resume,
         progress: true,

@@ -145,6 +145,7 @@ pub fn run(device: Option<&str>, a: ReproduceArgs) -> taming::Result<()> {
     }
     let gpu = Gpu::new(device)?;
     println!("adapter: {}", gpu.adapter());
+    crate::note_precision(&gpu, spec.precision);
     let shard = a.shard.unwrap_or(Shard::ALL);
     println!(
         "{} preset: {runs} runs ({} in this shard) into {}",
