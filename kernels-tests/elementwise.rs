@@ -229,7 +229,7 @@ fn add_relu_matches_add_then_relu_in_f32_and_f16() {
         let y = ew::add_relu_forward(&th, &ts, Precision::F32).unwrap();
         let want = reference::relu_forward(&reference::add_forward(&h, &s));
         assert_rel_close(&format!("add_relu n={n}"), &download(&y), &want, 1e-6);
-        let dx = ew::add_relu_backward(&y, &tdy).unwrap();
+        let dx = ew::relu_backward(&y, &tdy).unwrap();
         let want_dx = reference::relu_backward(&want, &dy);
         assert_rel_close(
             &format!("add_relu backward n={n}"),
@@ -246,7 +246,7 @@ fn add_relu_matches_add_then_relu_in_f32_and_f16() {
         let y16 = ew::add_relu_forward(&th, &hs, Precision::F16).unwrap();
         assert_eq!(y16.dtype(), DType::F16);
         assert_eq!(download(&y16), round_f16(&y32), "n={n}: f16 output");
-        let dx16 = ew::add_relu_backward(&y16, &tdy).unwrap();
+        let dx16 = ew::relu_backward(&y16, &tdy).unwrap();
         let mask16: Vec<f64> = (download(&y16).iter().zip(&dy))
             .map(|(&y, &g)| if y > 0.0 { g } else { 0.0 })
             .collect();

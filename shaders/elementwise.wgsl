@@ -22,28 +22,22 @@ override WG: u32 = 256;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@group(0) @binding(1) var<storage, read> out_y: array<f32>;
+// What the residual add reads as its second operand (Shortcut) and writes (Act), and what
+// relu_backward reads as the ReLU's stored output (Act): f32 here; f16 under `--precision
+// f16`, where a residual block's output goes on to the next block (gpu/kernels.rs, Storage).
+alias Shortcut = f32;
+alias Act = f32;
+
+@group(0) @binding(1) var<storage, read> out_y: array<Act>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<Shortcut>;
+@group(0) @binding(3) var<storage, read_write> c: array<Act>;
 
 @group(0) @binding(1) var<storage, read_write> acc: array<f32>;
 @group(0) @binding(2) var<storage, read> src: array<f32>;
-
-// The residual block's end, relu(h + shortcut): the shortcut and the sum stored as Shortcut
-// and Sum (f32 here; f16 under `--precision f16` where the block's output goes on to the next
-// block), h f32; the backward pass masks dy by the stored sum.
-alias Shortcut = f32;
-alias Sum = f32;
-@group(0) @binding(1) var<storage, read> res_h: array<f32>;
-@group(0) @binding(2) var<storage, read> res_shortcut: array<Shortcut>;
-@group(0) @binding(3) var<storage, read_write> res_sum: array<Sum>;
-@group(0) @binding(1) var<storage, read> res_saved: array<Sum>;
-@group(0) @binding(2) var<storage, read> res_dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> res_dx: array<f32>;
 
 // The cast's storage types: f32 here; an f16 kernel rewrites one of them (gpu/kernels.rs,
 // Storage) and is its own module with `enable f16;`.
@@ -91,7 +85,7 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     let t = stride(nwg);
     for (var k = 0u; k < 4u; k++) {
         let i = i0 + k * t;
-        if (i < p.n) { dx[i] = select(0.0, dy[i], out_y[i] > 0.0); }
+        if (i < p.n) { dx[i] = select(0.0, dy[i], f32(out_y[i]) > 0.0); }
     }
 }
 
@@ -101,7 +95,7 @@ fn add_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
     let t = stride(nwg);
     for (var k = 0u; k < 4u; k++) {
         let i = i0 + k * t;
-        if (i < p.n) { c[i] = a[i] + b[i]; }
+        if (i < p.n) { c[i] = Act(a[i] + f32(b[i])); }
     }
 }
 
@@ -151,23 +145,13 @@ fn cast_storage(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
     }
 }
 
+// The residual block's end, relu(a + b) (its backward pass: relu_backward on the output).
 @compute @workgroup_size(WG)
 fn add_relu_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
     let i0 = first_index(gid, nwg);
     let t = stride(nwg);
     for (var k = 0u; k < 4u; k++) {
         let i = i0 + k * t;
-        if (i < p.n) { res_sum[i] = Sum(max(res_h[i] + f32(res_shortcut[i]), 0.0)); }
-    }
-}
-
-// Both inputs' gradient: dy where the stored output is positive (as relu_backward).
-@compute @workgroup_size(WG)
-fn add_relu_backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-    let i0 = first_index(gid, nwg);
-    let t = stride(nwg);
-    for (var k = 0u; k < 4u; k++) {
-        let i = i0 + k * t;
-        if (i < p.n) { res_dx[i] = select(0.0, res_dy[i], f32(res_saved[i]) > 0.0); }
+        if (i < p.n) { c[i] = Act(max(a[i] + f32(b[i]), 0.0)); }
     }
 }

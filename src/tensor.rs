@@ -105,6 +105,17 @@ fn numel_of(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
+/// An error unless `given` values fill a tensor of `shape` (`kind`: "", "u32 ", "f16 ").
+fn expect_values(shape: &[usize], given: usize, kind: &str) -> Result<()> {
+    match numel_of(shape) == given {
+        true => Ok(()),
+        false => Err(Error::InvalidArgument(format!(
+            "{kind}tensor of shape {shape:?} needs {} values, got {given}",
+            numel_of(shape)
+        ))),
+    }
+}
+
 impl Tensor {
     /// A new tensor with undefined contents (NaN when the device is in poison mode).
     pub fn uninit(gpu: &Gpu, shape: &[usize], what: &str) -> Result<Tensor> {
@@ -146,13 +157,7 @@ impl Tensor {
     }
 
     pub fn from_slice(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Tensor> {
-        if numel_of(shape) != data.len() {
-            return Err(Error::InvalidArgument(format!(
-                "tensor of shape {shape:?} needs {} values, got {}",
-                numel_of(shape),
-                data.len()
-            )));
-        }
+        expect_values(shape, data.len(), "")?;
         let t = Self::uninit(gpu, shape, "upload")?;
         gpu.upload(&t.buf, bytemuck::cast_slice(data));
         Ok(t)
@@ -160,13 +165,7 @@ impl Tensor {
 
     /// A tensor of unsigned integers (class labels, indices).
     pub fn from_u32(gpu: &Gpu, shape: &[usize], data: &[u32]) -> Result<Tensor> {
-        if numel_of(shape) != data.len() {
-            return Err(Error::InvalidArgument(format!(
-                "u32 tensor of shape {shape:?} needs {} values, got {}",
-                numel_of(shape),
-                data.len()
-            )));
-        }
+        expect_values(shape, data.len(), "u32 ")?;
         let t = Self::uninit_typed(gpu, shape, DType::U32, "upload u32")?;
         gpu.upload(&t.buf, bytemuck::cast_slice(data));
         Ok(t)
@@ -174,13 +173,7 @@ impl Tensor {
 
     /// A tensor of f16 values: `data` rounded to the nearest f16 (tests and references).
     pub fn from_slice_f16(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Tensor> {
-        if numel_of(shape) != data.len() {
-            return Err(Error::InvalidArgument(format!(
-                "f16 tensor of shape {shape:?} needs {} values, got {}",
-                numel_of(shape),
-                data.len()
-            )));
-        }
+        expect_values(shape, data.len(), "f16 ")?;
         let t = Self::uninit_typed(gpu, shape, DType::F16, "upload f16")?;
         let mut halves: Vec<u16> = data
             .iter()

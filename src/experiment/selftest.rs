@@ -430,6 +430,17 @@ impl Tester<'_> {
             self.upload(&[c], &beta)?,
         );
         let tdy = self.upload(&shape, &dy)?;
+        // Running statistics as they were before a forward pass updates them.
+        let gpu = self.gpu;
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        let fresh_state = || -> Result<Rc<BatchNormState>> {
+            Ok(Rc::new(BatchNormState {
+                running_mean: Tensor::from_slice(gpu, &[c], &f32s(&rm0))?,
+                running_var: Tensor::from_slice(gpu, &[c], &f32s(&rv0))?,
+                momentum: 0.1,
+                eps: 1e-5,
+            }))
+        };
         let reduction = shape[0] * shape[2] * shape[3];
         let tol = Self::tolerance(reduction);
         for sums in BnReduction::ALL {
@@ -453,12 +464,7 @@ impl Tester<'_> {
                         .map(|&y| if relu { y.max(0.0) } else { y })
                         .collect()
                 };
-                let state = Rc::new(BatchNormState {
-                    running_mean: self.upload(&[c], &rm0)?,
-                    running_var: self.upload(&[c], &rv0)?,
-                    momentum: 0.1,
-                    eps: 1e-5,
-                });
+                let state = fresh_state()?;
                 let got = batch_norm_forward_with(&tx, &tg, &tb, &state, false, options);
                 let got = got.map(|(y, _)| y);
                 self.check(
@@ -503,12 +509,7 @@ impl Tester<'_> {
                         output: Precision::F16,
                         ..options
                     };
-                    let state = Rc::new(BatchNormState {
-                        running_mean: self.upload(&[c], &rm0)?,
-                        running_var: self.upload(&[c], &rv0)?,
-                        momentum: 0.1,
-                        eps: 1e-5,
-                    });
+                    let state = fresh_state()?;
                     let got = batch_norm_forward_with(&tx, &tg, &tb, &state, true, half);
                     let name = format!("{op} train forward, f16 output {case}");
                     self.check(name, got.map(|(y, _)| y), &clip(&want.y), F16_TOLERANCE);
@@ -550,7 +551,7 @@ impl Tester<'_> {
         self.check("add + relu forward".into(), got, &y, tol);
         let dx = reference::elementwise::relu_backward(&y, &x);
         let got = ew::add_relu_forward(&tx, &tdy, Precision::F32)
-            .and_then(|ty| ew::add_relu_backward(&ty, &tx));
+            .and_then(|ty| ew::relu_backward(&ty, &tx));
         self.check("add + relu backward".into(), got, &dx, tol);
         if self.gpu.has_f16() {
             // An f16 shortcut and an f16 output (`--precision f16`).

@@ -90,16 +90,19 @@ pub fn relu_forward(x: &Tensor) -> Result<Tensor> {
     Ok(y)
 }
 
-/// `dx = dy` where the forward output `y` was positive, else 0.
+/// `dx = dy` where the forward output `y` (f32, or f16: a residual block's under
+/// `--precision f16`) was positive, else 0.
 pub fn relu_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     same_shape("relu_backward", y, dy)?;
-    let dx = y.like("relu input gradient")?;
+    let dx = dy.like("relu input gradient")?;
+    let kernel =
+        Kernel::new(Shader::Elementwise, "relu_backward").storing("Act", y.dtype().storage());
     let bufs = [
         Access::Read(y.buffer()),
         Access::Read(dy.buffer()),
         Access::Write(dx.buffer()),
     ];
-    launch("relu_backward", y.numel(), 0.0, &bufs, y.gpu())?;
+    launch_counted(kernel, y.numel(), &bufs, y.gpu())?;
     Ok(dx)
 }
 
@@ -168,7 +171,8 @@ pub fn relu(g: &Graph, x: Var) -> Result<Var> {
 }
 
 /// `relu(h + shortcut)`, the end of a residual block, stored as `output`: one pass, and the
-/// one output both the next block and the backward mask read. The shortcut may be f16 (the
+/// one output both the next block and the backward mask read (`relu_backward` on it gives
+/// both inputs' gradient). The shortcut may be f16 (the
 /// previous block's output under `--precision f16`), h is f32.
 pub fn add_relu_forward(h: &Tensor, shortcut: &Tensor, output: Precision) -> Result<Tensor> {
     same_shape("add_relu", h, shortcut)?;
@@ -185,7 +189,7 @@ pub fn add_relu_forward(h: &Tensor, shortcut: &Tensor, output: Precision) -> Res
     let y = Tensor::uninit_typed(h.gpu(), h.shape(), output.dtype(), "add_relu output")?;
     let kernel = Kernel::new(Shader::Elementwise, "add_relu_forward")
         .storing("Shortcut", shortcut.dtype().storage())
-        .storing("Sum", output.dtype().storage());
+        .storing("Act", output.dtype().storage());
     let bufs = [
         Access::Read(h.buffer()),
         Access::Read(shortcut.buffer()),
@@ -195,27 +199,12 @@ pub fn add_relu_forward(h: &Tensor, shortcut: &Tensor, output: Precision) -> Res
     Ok(y)
 }
 
-/// `dy` where `relu(h + shortcut)` (stored in `y`) was positive, else 0: both inputs' gradient.
-pub fn add_relu_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    same_shape("add_relu_backward", y, dy)?;
-    let dx = dy.like("add_relu input gradient")?;
-    let kernel =
-        Kernel::new(Shader::Elementwise, "add_relu_backward").storing("Sum", y.dtype().storage());
-    let bufs = [
-        Access::Read(y.buffer()),
-        Access::Read(dy.buffer()),
-        Access::Write(dx.buffer()),
-    ];
-    launch_counted(kernel, y.numel(), &bufs, y.gpu())?;
-    Ok(dx)
-}
-
 /// Records `relu(h + shortcut)` on the tape as one operation, its output stored as `output`.
 pub fn add_relu(g: &Graph, h: Var, shortcut: Var, output: Precision) -> Result<Var> {
     let y = add_relu_forward(&g.value(h), &g.value(shortcut), output)?;
     let saved = y.clone();
     Ok(g.record("add_relu", y, &[h, shortcut], move |dy, _| {
-        let dx = add_relu_backward(&saved, dy)?;
+        let dx = relu_backward(&saved, dy)?;
         Ok(vec![Some(dx.clone()), Some(dx)])
     }))
 }

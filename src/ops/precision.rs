@@ -9,14 +9,12 @@ use crate::tensor::{require_f16, DType, Precision, Tensor};
 
 fn cast(x: &Tensor, to: DType) -> Result<Tensor> {
     let gpu = x.gpu();
-    let storage = |d: DType| match d {
-        DType::F32 => Ok(Storage::F32),
-        DType::F16 => Ok(Storage::F16),
-        DType::U32 => Err(Error::InvalidArgument(
+    if x.dtype() == DType::U32 || to == DType::U32 {
+        return Err(Error::InvalidArgument(
             "cast: a u32 tensor has no floating-point values to convert".into(),
-        )),
-    };
-    let (from, into) = (storage(x.dtype())?, storage(to)?);
+        ));
+    }
+    let (from, into) = (x.dtype().storage(), to.storage());
     if from == Storage::F16 || into == Storage::F16 {
         require_f16(gpu)?;
     }
