@@ -25,7 +25,7 @@ use taming::ops::batchnorm::{
     BatchNormState, BnOptions, BnReduction,
 };
 use taming::ops::conv2d::{self as conv, Conv2dConfig, ConvAlgo, ConvShape};
-use taming::ops::precision::to_f16;
+use taming::ops::precision::{to_f16, to_f32};
 use taming::ops::stn::{self, Placement};
 use taming::ops::{cross_entropy, elementwise as ew, l2norm, linear, ntxent, pool, saliency};
 use taming::optim::{Adam, Optimizer};
@@ -442,6 +442,11 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
     let blur_x = to_f64(&random(rng, blur_views * 17 * 17));
     let blur_weights = vec![[0.6, 0.2]; blur_views];
 
+    // x as f16, for the cast back (`--precision f16`'s storage), where the device has f16.
+    let half_x = match gpu.has_f16() {
+        true => Some(to_f16(&x)?),
+        false => None,
+    };
     let table = vec![
         op(
             format!("stn view matrices [{sb}] fwd"),
@@ -519,6 +524,16 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
             "GB/s",
             || ew::add_forward(&x, &dy).map(drop),
             cpu(|| reference::elementwise::add_forward(&xr, &xr)),
+        ),
+        op(
+            format!("add + relu (residual end) [{n},64,32,32]"),
+            3.0 * bytes,
+            "GB/s",
+            || ew::add_relu_forward(&x, &dy, Precision::F32).map(drop),
+            cpu(|| {
+                let sum = reference::elementwise::add_forward(&xr, &xr);
+                reference::elementwise::relu_forward(&sum)
+            }),
         ),
         op(
             format!("global avg pool fwd [{n},512,4,4]"),
@@ -701,6 +716,23 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
                 None,
             ),
         );
+    }
+    // The storage casts of `--precision f16` (6 bytes an element: 4 one way, 2 the other).
+    if let Some(hx) = &half_x {
+        table.push(op(
+            format!("cast f32 -> f16 [{n},64,32,32]"),
+            1.5 * bytes,
+            "GB/s",
+            || to_f16(&x).map(drop),
+            cpu(|| xr.iter().map(|&v| half::f16::from_f64(v)).collect::<Vec<_>>()),
+        ));
+        table.push(op(
+            format!("cast f16 -> f32 [{n},64,32,32]"),
+            1.5 * bytes,
+            "GB/s",
+            move || to_f32(hx).map(drop),
+            None,
+        ));
     }
     for bench in table {
         let t = gpu_ms(gpu, reps, bench.gpu)?;
