@@ -724,7 +724,11 @@ fn bench_small_ops(gpu: &Gpu, rng: &mut StdRng, o: &Options) -> Result<()> {
             1.5 * bytes,
             "GB/s",
             || to_f16(&x).map(drop),
-            cpu(|| xr.iter().map(|&v| half::f16::from_f64(v)).collect::<Vec<_>>()),
+            cpu(|| {
+                xr.iter()
+                    .map(|&v| half::f16::from_f64(v))
+                    .collect::<Vec<_>>()
+            }),
         ));
         table.push(op(
             format!("cast f16 -> f32 [{n},64,32,32]"),
